@@ -1,0 +1,93 @@
+// Package dump is sluice's streaming export engine. It reads one snapshot
+// of a SQLite database (one read transaction) with keyset pagination and
+// writes it to an io.Writer as SQL, CSV (a zip of one CSV per table), JSON
+// or NDJSON, at constant memory. It can stop at any page boundary and
+// report a Cursor from which a later call produces exactly the remaining
+// bytes.
+//
+// CONTRACT (written before the implementation; the implementer may refine
+// names but must keep the shape, because package jobs and cmd/sluice are
+// written against it in parallel):
+//
+//	src, err := dump.Open(ctx, path, opts, logger) // read-only, one read tx
+//	defer src.Close()
+//	plan := src.Plan()                             // selected tables, estimate
+//	cur, err := src.Dump(ctx, w, from, checkpoint)
+//
+// Dump writes the uncompressed stream to w, starting at cursor from (the
+// zero Cursor is the start). After each page (ChunkSize rows) and after
+// each schema step it calls checkpoint(c) from the goroutine that writes
+// to w, after every byte up to c has been passed to w.Write. If checkpoint
+// returns ErrStop, Dump returns (c, nil) with c.Done == false; any other
+// error aborts the dump and is returned wrapped. On normal completion Dump
+// returns the final cursor with Done == true. Compression and hashing are
+// the caller's: they wrap w.
+package dump
+
+import (
+	"errors"
+	"time"
+
+	"github.com/sluice-dev/sluice"
+)
+
+// DefaultChunkSize is the number of rows read per page when
+// Options.ChunkSize is zero.
+const DefaultChunkSize = 1000
+
+// MaxChunkSize is the largest accepted Options.ChunkSize.
+const MaxChunkSize = 100_000
+
+// ErrStop is returned by a checkpoint callback to stop a dump cleanly at
+// the current boundary.
+var ErrStop = errors.New("dump: stop requested")
+
+// Options selects what a dump contains and how it is read.
+type Options struct {
+	Format         sluice.Format // sql (default), csv, json, ndjson
+	Tables         []string      // only these tables (exact names); empty means all
+	Exclude        []string      // tables to leave out
+	SchemaOnly     bool          // schema, no rows
+	DataOnly       bool          // rows, no schema
+	PreserveRowids bool          // keep implicit rowids, as sqlite3 --preserve-rowids
+	ChunkSize      int           // rows per page; 0 means DefaultChunkSize
+	BusyTimeout    time.Duration // how long to wait for a locked database; 0 means 5s
+}
+
+// Cursor is a resumable position at a page boundary of the uncompressed
+// output. It is JSON-serialisable; package jobs persists it.
+type Cursor struct {
+	Step       int    `json:"step"`            // index of the current step in the plan (schema, tables, trailer)
+	Table      string `json:"table,omitempty"` // table being dumped at Step, to detect schema drift
+	After      Key    `json:"after,omitempty"` // last key written in Table; nil means the table's start
+	Bytes      int64  `json:"bytes"`           // uncompressed bytes written before this position
+	Rows       int64  `json:"rows"`            // rows written before this position
+	TablesDone int    `json:"tablesDone"`      // tables finished before this position
+	Done       bool   `json:"done"`            // the dump is complete
+	State      []byte `json:"state,omitempty"` // format-specific state (for example the zip directory so far)
+}
+
+// Key is a keyset-pagination key: the rowid, or the primary key values of
+// a WITHOUT ROWID table, each with its storage class, so that it survives
+// a JSON round trip exactly.
+type Key []KeyValue
+
+// KeyValue is one typed key component.
+type KeyValue struct {
+	Type string `json:"t"` // "integer", "real", "text", "blob"
+	V    string `json:"v"` // integer/real in decimal (real as exact bits if needed), text as-is, blob as base64
+}
+
+// Plan describes what a dump of the opened snapshot will contain.
+type Plan struct {
+	Tables         []TableInfo // selected tables, in dump order
+	EstimatedBytes int64       // estimate of the uncompressed output size
+}
+
+// TableInfo describes one selected table.
+type TableInfo struct {
+	Name          string
+	WithoutRowid  bool
+	Virtual       bool
+	EstimatedRows int64
+}
