@@ -53,8 +53,10 @@ type formatter interface {
 	endTable(b *[]byte, t *tableMeta)
 	// end finishes the output (COMMIT, JSON closing, zip directory).
 	end(b *[]byte)
-	// offset tells the formatter how many bytes have been emitted in all
-	// before the bytes now in *b (formats with offsets, like zip, use it).
+	// state returns what the formatter needs to continue after a resume
+	// (zip, for instance, its central directory so far and the running
+	// CRC and size of the open entry; a formatter counts the bytes it
+	// appends itself). restore takes it back.
 	state() []byte
 	restore(state []byte) error
 }
