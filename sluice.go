@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Format is the output format of a dump.
@@ -104,3 +105,65 @@ var (
 	// ErrTooLarge marks a request body or value over a configured limit.
 	ErrTooLarge = errors.New("too large")
 )
+
+// Consistency says how a job's snapshot guarantee is kept across restarts.
+type Consistency string
+
+// Consistency modes; see docs/consistency.md.
+const (
+	// ConsistencySnapshot reads one snapshot per process lifetime; a job
+	// resumed after a restart continues in a new snapshot.
+	ConsistencySnapshot Consistency = "snapshot"
+	// ConsistencyStrict first copies an online snapshot of the database
+	// into the data dir and dumps the copy, so even a resumed job is one
+	// point in time.
+	ConsistencyStrict Consistency = "strict"
+	// ConsistencyResumed is reported (never requested) for a snapshot job
+	// that has been resumed after a restart.
+	ConsistencyResumed Consistency = "resumed"
+)
+
+// JobSpec is what a caller asks for when submitting an export job.
+type JobSpec struct {
+	Database    string      `json:"database"`              // configured database name ("" is the default one)
+	Format      Format      `json:"format"`                // sql, csv, json, ndjson
+	Compression Compression `json:"compression,omitempty"` // none, gzip, zstd
+	Tables      []string    `json:"tables,omitempty"`      // only these tables
+	Exclude     []string    `json:"exclude,omitempty"`     // leave these out
+	ChunkSize   int         `json:"chunkSize,omitempty"`   // rows per page; 0 means the default
+	Key         string      `json:"key,omitempty"`         // destination object key; "" means a default name
+	CallbackURL string      `json:"callbackUrl,omitempty"` // POSTed the job's status when it ends
+	Consistency Consistency `json:"consistency,omitempty"` // snapshot (default) or strict
+	ScheduleID  string      `json:"scheduleId,omitempty"`  // set on jobs started by a schedule
+}
+
+// Progress is a job's persisted progress, readable at any time.
+type Progress struct {
+	TablesDone     int    `json:"tablesDone"`
+	TablesTotal    int    `json:"tablesTotal"`
+	CurrentTable   string `json:"currentTable,omitempty"`
+	Rows           int64  `json:"rows"`
+	Bytes          int64  `json:"bytes"` // bytes written to the store so far (after compression)
+	PartsUploaded  int    `json:"partsUploaded"`
+	PartsTotal     int    `json:"partsTotal,omitempty"` // estimate until the job completes
+	EstimatedBytes int64  `json:"estimatedBytes,omitempty"`
+}
+
+// Job is an export job's full, JSON-visible status.
+type Job struct {
+	ID          string      `json:"jobId"`
+	State       State       `json:"status"`
+	Spec        JobSpec     `json:"spec"`
+	Progress    Progress    `json:"progress"`
+	Consistency Consistency `json:"consistency"`
+	Resumed     int         `json:"resumed"` // times resumed after a restart
+	Error       string      `json:"error,omitempty"`
+	Key         string      `json:"key"`              // object key in the store
+	Size        int64       `json:"size,omitempty"`   // final object size
+	SHA256      string      `json:"sha256,omitempty"` // hex SHA-256 of the final object
+	CreatedAt   time.Time   `json:"createdAt"`
+	StartedAt   *time.Time  `json:"startedAt,omitempty"`
+	UpdatedAt   time.Time   `json:"updatedAt"`
+	FinishedAt  *time.Time  `json:"finishedAt,omitempty"`
+	DownloadURL string      `json:"downloadUrl,omitempty"` // filled in by the HTTP layer once completed
+}
