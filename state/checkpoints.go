@@ -1,0 +1,158 @@
+package state
+
+import (
+	"fmt"
+	"time"
+
+	"zombiezen.com/go/sqlite"
+)
+
+// Checkpoint is everything a job needs to continue after a restart. The
+// byte fields are opaque here: package jobs owns their encoding.
+type Checkpoint struct {
+	JobID     string
+	Cursor    []byte // dump cursor, JSON
+	Upload    []byte // multipart upload state, JSON
+	Leftover  []byte // output bytes not yet in an uploaded part
+	Hash      []byte // marshalled SHA-256 state of all output so far
+	Snapshot  string // strict consistency: path of the snapshot copy
+	UpdatedAt time.Time
+}
+
+// SaveCheckpoint writes (replacing) a job's checkpoint.
+func (tx *Tx) SaveCheckpoint(c *Checkpoint) error {
+	err := tx.exec(`INSERT INTO checkpoints (job_id, cursor, upload, leftover, hash, snapshot, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (job_id) DO UPDATE SET cursor = excluded.cursor, upload = excluded.upload,
+			leftover = excluded.leftover, hash = excluded.hash, snapshot = excluded.snapshot,
+			updated_at = excluded.updated_at`, nil,
+		c.JobID, string(c.Cursor), string(c.Upload), c.Leftover, c.Hash, c.Snapshot, ms(c.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("state: save checkpoint %s: %w", c.JobID, err)
+	}
+	return nil
+}
+
+// GetCheckpoint returns a job's checkpoint, or nil if it has none.
+func (tx *Tx) GetCheckpoint(jobID string) (*Checkpoint, error) {
+	var out *Checkpoint
+	err := tx.exec(`SELECT job_id, cursor, upload, leftover, hash, snapshot, updated_at FROM checkpoints WHERE job_id = ?`,
+		func(s *sqlite.Stmt) error {
+			out = &Checkpoint{
+				JobID:     s.ColumnText(0),
+				Cursor:    []byte(s.ColumnText(1)),
+				Upload:    []byte(s.ColumnText(2)),
+				Leftover:  columnBytes(s, 3),
+				Hash:      columnBytes(s, 4),
+				Snapshot:  s.ColumnText(5),
+				UpdatedAt: fromMS(s.ColumnInt64(6)),
+			}
+			return nil
+		}, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("state: get checkpoint %s: %w", jobID, err)
+	}
+	return out, nil
+}
+
+// DeleteCheckpoint removes a job's checkpoint, if any.
+func (tx *Tx) DeleteCheckpoint(jobID string) error {
+	if err := tx.exec(`DELETE FROM checkpoints WHERE job_id = ?`, nil, jobID); err != nil {
+		return fmt.Errorf("state: delete checkpoint %s: %w", jobID, err)
+	}
+	return nil
+}
+
+// ListCheckpoints returns every checkpoint (without the leftover and hash
+// bytes), for housekeeping.
+func (tx *Tx) ListCheckpoints() ([]Checkpoint, error) {
+	var out []Checkpoint
+	err := tx.exec(`SELECT job_id, upload, snapshot, updated_at FROM checkpoints ORDER BY job_id`, func(s *sqlite.Stmt) error {
+		out = append(out, Checkpoint{
+			JobID:     s.ColumnText(0),
+			Upload:    []byte(s.ColumnText(1)),
+			Snapshot:  s.ColumnText(2),
+			UpdatedAt: fromMS(s.ColumnInt64(3)),
+		})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("state: list checkpoints: %w", err)
+	}
+	return out, nil
+}
+
+// CallbackAttempt records one delivery attempt of a job's callback.
+type CallbackAttempt struct {
+	JobID     string
+	Attempt   int // 1-based
+	At        time.Time
+	URL       string
+	Status    int // HTTP status; 0 when there was no response
+	Error     string
+	Delivered bool
+}
+
+// AddCallbackAttempt records an attempt; its number is one more than the
+// job's last recorded attempt, and is returned.
+func (tx *Tx) AddCallbackAttempt(a CallbackAttempt) (int, error) {
+	n := 0
+	if err := tx.exec(`SELECT coalesce(max(attempt), 0) FROM callback_attempts WHERE job_id = ?`, func(s *sqlite.Stmt) error {
+		n = s.ColumnInt(0)
+		return nil
+	}, a.JobID); err != nil {
+		return 0, fmt.Errorf("state: add callback attempt: %w", err)
+	}
+	n++
+	err := tx.exec(`INSERT INTO callback_attempts (job_id, attempt, at, url, status, error, delivered)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, nil, a.JobID, n, ms(a.At), a.URL, a.Status, a.Error, a.Delivered)
+	if err != nil {
+		return 0, fmt.Errorf("state: add callback attempt: %w", err)
+	}
+	return n, nil
+}
+
+// CallbackAttempts returns a job's recorded attempts in order.
+func (tx *Tx) CallbackAttempts(jobID string) ([]CallbackAttempt, error) {
+	var out []CallbackAttempt
+	err := tx.exec(`SELECT job_id, attempt, at, url, status, error, delivered FROM callback_attempts
+		WHERE job_id = ? ORDER BY attempt`, func(s *sqlite.Stmt) error {
+		out = append(out, CallbackAttempt{
+			JobID:     s.ColumnText(0),
+			Attempt:   s.ColumnInt(1),
+			At:        fromMS(s.ColumnInt64(2)),
+			URL:       s.ColumnText(3),
+			Status:    s.ColumnInt(4),
+			Error:     s.ColumnText(5),
+			Delivered: s.ColumnBool(6),
+		})
+		return nil
+	}, jobID)
+	if err != nil {
+		return nil, fmt.Errorf("state: callback attempts: %w", err)
+	}
+	return out, nil
+}
+
+// ScheduleLastRun returns the slot time of a schedule's last fired run, or
+// ok false if it never ran.
+func (tx *Tx) ScheduleLastRun(name string) (t time.Time, ok bool, err error) {
+	err = tx.exec(`SELECT last_run FROM schedules WHERE name = ?`, func(s *sqlite.Stmt) error {
+		t, ok = fromMS(s.ColumnInt64(0)), true
+		return nil
+	}, name)
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("state: schedule %s: %w", name, err)
+	}
+	return t, ok, nil
+}
+
+// SetScheduleLastRun records the slot time of a schedule's last run.
+func (tx *Tx) SetScheduleLastRun(name string, t time.Time) error {
+	err := tx.exec(`INSERT INTO schedules (name, last_run) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET last_run = excluded.last_run`, nil, name, ms(t))
+	if err != nil {
+		return fmt.Errorf("state: schedule %s: %w", name, err)
+	}
+	return nil
+}
