@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Times `sluice dump --format sql -o /dev/null` against `sqlite3 DB .dump`
+# on the same database, interleaved (sluice, sqlite3, sluice, ...), and
+# reports each run, the medians, the median ratio and peak RSS (GNU time).
+#
+#   go run ./bench/gen -o /tmp/bench.db -scale 1     # ~1.05 GB, once
+#   bench/dump.sh /tmp/bench.db [RUNS]                 # RUNS defaults to 3
+#
+# Extra sluice flags can be passed in SLUICE_FLAGS (for example
+# SLUICE_FLAGS="--compress zstd"). Not part of `go test`.
+set -euo pipefail
+BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH_ROOT/bench/lib.sh"
+
+db=${1:?usage: bench/dump.sh DB [RUNS]}
+runs=${2:-3}
+[ -f "$db" ] || { log "$db does not exist (make one with: go run ./bench/gen -o $db)"; exit 1; }
+command -v sqlite3 >/dev/null || { log "the sqlite3 CLI is needed"; exit 1; }
+need_time
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+bin="$work/sluice"
+build_sluice "$bin"
+
+size=$(stat -c %s "$db")
+log "database $db: $(awk -v s="$size" 'BEGIN { printf "%.2f GB", s / 1e9 }'), sqlite3 $(sqlite3 --version | cut -d' ' -f1)"
+log "warming the page cache"
+cat "$db" "$db-wal" >/dev/null 2>&1 || cat "$db" >/dev/null
+
+s_times=(); q_times=(); s_rss=(); q_rss=()
+for i in $(seq 1 "$runs"); do
+  # shellcheck disable=SC2086
+  read -r t r < <(measure "$work/s.time" "$bin" dump --db "$db" --format sql -o /dev/null --progress never $SLUICE_FLAGS)
+  s_times+=("$t"); s_rss+=("$r")
+  printf 'run %d sluice : %7.2f s  %7d KiB peak RSS\n' "$i" "$t" "$r"
+  read -r t r < <(measure "$work/q.time" sqlite3 "$db" .dump)
+  q_times+=("$t"); q_rss+=("$r")
+  printf 'run %d sqlite3: %7.2f s  %7d KiB peak RSS\n' "$i" "$t" "$r"
+done
+
+ms=$(median "${s_times[@]}"); mq=$(median "${q_times[@]}")
+printf '\nmedian sluice  %.2f s, sqlite3 %.2f s, ratio sluice/sqlite3 = %.2f\n' "$ms" "$mq" "$(awk -v a="$ms" -v b="$mq" 'BEGIN { print a / b }')"
+printf 'peak RSS sluice %.1f MiB, sqlite3 %.1f MiB (max over runs)\n' \
+  "$(awk -v k="$(max_of "${s_rss[@]}")" 'BEGIN { print k / 1024 }')" \
+  "$(awk -v k="$(max_of "${q_rss[@]}")" 'BEGIN { print k / 1024 }')"

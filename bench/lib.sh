@@ -1,0 +1,49 @@
+# Shared helpers for the benchmark scripts (sourced, not run).
+# shellcheck shell=bash
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+# need_time makes sure GNU time (/usr/bin/time -v) is installed.
+need_time() {
+  if ! /usr/bin/time -v true >/dev/null 2>&1; then
+    log "installing GNU time from Debian"
+    local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq time >/dev/null
+  fi
+}
+
+# build_sluice builds the sluice binary into $1.
+build_sluice() {
+  log "building sluice"
+  (cd "$BENCH_ROOT" && go build -o "$1" ./cmd/sluice)
+}
+
+# measure OUT_PREFIX CMD... runs CMD under /usr/bin/time -v with stdout
+# to /dev/null and prints "wall_seconds max_rss_kib".
+measure() {
+  local tfile=$1; shift
+  local t0 t1
+  t0=$(date +%s.%N)
+  /usr/bin/time -v -o "$tfile" "$@" >/dev/null
+  t1=$(date +%s.%N)
+  local rss
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tfile")
+  awk -v a="$t0" -v b="$t1" -v r="$rss" 'BEGIN { printf "%.3f %d\n", b - a, r }'
+}
+
+# median prints the median of its numeric arguments.
+median() {
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# max_of prints the largest of its numeric arguments.
+max_of() {
+  printf '%s\n' "$@" | sort -g | tail -n 1
+}
+
+# free_port prints a free TCP port on 127.0.0.1.
+free_port() {
+  python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null \
+    || (cd "$BENCH_ROOT" && go run ./scripts/freeport)
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Times `sluice dump --format sql --to s3://bench/...` against a local
+# versitygw (posix backend, loopback) and `sluice dump -o /dev/null` on
+# the same database, interleaved, with peak RSS (GNU time).
+#
+#   go run ./bench/gen -o /tmp/bench.db -scale 1
+#   bench/upload.sh /tmp/bench.db [RUNS]
+#
+# versitygw must be on PATH or in $(go env GOPATH)/bin (scripts/test
+# installs it). Objects are deleted after each run to save disk. Not part
+# of `go test`.
+set -euo pipefail
+BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$BENCH_ROOT/bench/lib.sh"
+
+db=${1:?usage: bench/upload.sh DB [RUNS]}
+runs=${2:-3}
+[ -f "$db" ] || { log "$db does not exist (make one with: go run ./bench/gen -o $db)"; exit 1; }
+need_time
+gobin=$(go env GOBIN); [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
+PATH="$gobin:$PATH"
+command -v versitygw >/dev/null || { log "versitygw is needed (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)"; exit 1; }
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+vgw_pid=""
+cleanup() {
+  if [ -n "$vgw_pid" ]; then kill "$vgw_pid" 2>/dev/null || true; wait "$vgw_pid" 2>/dev/null || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+bin="$work/sluice"
+build_sluice "$bin"
+
+port=$(free_port)
+mkdir -p "$work/s3/bench"   # with the posix backend a top-level directory is a bucket
+versitygw --access benchkey --secret benchsecret --port "127.0.0.1:$port" posix "$work/s3" >"$work/vgw.log" 2>&1 &
+vgw_pid=$!
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$port"
+log "versitygw on $AWS_ENDPOINT_URL_S3"
+cat "$db" >/dev/null
+
+l_times=(); u_times=(); l_rss=(); u_rss=()
+for i in $(seq 1 "$runs"); do
+  read -r t r < <(measure "$work/l.time" "$bin" dump --db "$db" --format sql -o /dev/null --progress never)
+  l_times+=("$t"); l_rss+=("$r")
+  printf 'run %d local (-o /dev/null): %7.2f s  %7d KiB peak RSS\n' "$i" "$t" "$r"
+  read -r t r < <(measure "$work/u.time" "$bin" dump --db "$db" --format sql --to "s3://bench/run-$i.sql" --s3-path-style --progress never)
+  u_times+=("$t"); u_rss+=("$r")
+  printf 'run %d upload (--to s3://): %7.2f s  %7d KiB peak RSS\n' "$i" "$t" "$r"
+  rm -rf "${work:?}/s3/bench/"* "$work/s3/bench/".sgwtmp 2>/dev/null || true
+done
+
+ml=$(median "${l_times[@]}"); mu=$(median "${u_times[@]}")
+printf '\nmedian local %.2f s, upload %.2f s, ratio upload/local = %.2f\n' "$ml" "$mu" "$(awk -v a="$mu" -v b="$ml" 'BEGIN { print a / b }')"
+printf 'peak RSS local %.1f MiB, upload %.1f MiB (max over runs)\n' \
+  "$(awk -v k="$(max_of "${l_rss[@]}")" 'BEGIN { print k / 1024 }')" \
+  "$(awk -v k="$(max_of "${u_rss[@]}")" 'BEGIN { print k / 1024 }')"
