@@ -12,21 +12,20 @@ import (
 type Checkpoint struct {
 	JobID     string
 	Cursor    []byte // dump cursor, JSON
-	Upload    []byte // multipart upload state, JSON
+	Upload    []byte // multipart upload state with its hash state, JSON
 	Leftover  []byte // output bytes not yet in an uploaded part
-	Hash      []byte // marshalled SHA-256 state of all output so far
 	Snapshot  string // strict consistency: path of the snapshot copy
 	UpdatedAt time.Time
 }
 
 // SaveCheckpoint writes (replacing) a job's checkpoint.
 func (tx *Tx) SaveCheckpoint(c *Checkpoint) error {
-	err := tx.exec(`INSERT INTO checkpoints (job_id, cursor, upload, leftover, hash, snapshot, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
+	err := tx.exec(`INSERT INTO checkpoints (job_id, cursor, upload, leftover, snapshot, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job_id) DO UPDATE SET cursor = excluded.cursor, upload = excluded.upload,
-			leftover = excluded.leftover, hash = excluded.hash, snapshot = excluded.snapshot,
+			leftover = excluded.leftover, snapshot = excluded.snapshot,
 			updated_at = excluded.updated_at`, nil,
-		c.JobID, string(c.Cursor), string(c.Upload), c.Leftover, c.Hash, c.Snapshot, ms(c.UpdatedAt))
+		c.JobID, string(c.Cursor), string(c.Upload), c.Leftover, c.Snapshot, ms(c.UpdatedAt))
 	if err != nil {
 		return fmt.Errorf("state: save checkpoint %s: %w", c.JobID, err)
 	}
@@ -36,16 +35,15 @@ func (tx *Tx) SaveCheckpoint(c *Checkpoint) error {
 // GetCheckpoint returns a job's checkpoint, or nil if it has none.
 func (tx *Tx) GetCheckpoint(jobID string) (*Checkpoint, error) {
 	var out *Checkpoint
-	err := tx.exec(`SELECT job_id, cursor, upload, leftover, hash, snapshot, updated_at FROM checkpoints WHERE job_id = ?`,
+	err := tx.exec(`SELECT job_id, cursor, upload, leftover, snapshot, updated_at FROM checkpoints WHERE job_id = ?`,
 		func(s *sqlite.Stmt) error {
 			out = &Checkpoint{
 				JobID:     s.ColumnText(0),
 				Cursor:    []byte(s.ColumnText(1)),
 				Upload:    []byte(s.ColumnText(2)),
 				Leftover:  columnBytes(s, 3),
-				Hash:      columnBytes(s, 4),
-				Snapshot:  s.ColumnText(5),
-				UpdatedAt: fromMS(s.ColumnInt64(6)),
+				Snapshot:  s.ColumnText(4),
+				UpdatedAt: fromMS(s.ColumnInt64(5)),
 			}
 			return nil
 		}, jobID)
@@ -63,8 +61,7 @@ func (tx *Tx) DeleteCheckpoint(jobID string) error {
 	return nil
 }
 
-// ListCheckpoints returns every checkpoint (without the leftover and hash
-// bytes), for housekeeping.
+// ListCheckpoints returns every checkpoint (without the leftover bytes), for housekeeping.
 func (tx *Tx) ListCheckpoints() ([]Checkpoint, error) {
 	var out []Checkpoint
 	err := tx.exec(`SELECT job_id, upload, snapshot, updated_at FROM checkpoints ORDER BY job_id`, func(s *sqlite.Stmt) error {

@@ -21,13 +21,13 @@ CREATE INDEX jobs_state ON jobs (state, id);
 CREATE INDEX jobs_schedule ON jobs (schedule_id, state, finished_at);
 
 -- One row per job that has started writing: everything a resumed tick
--- needs, written in one transaction so it is never half-updated.
+-- needs, written in one transaction so it is never half-updated. The
+-- upload state carries the SHA-256 state of the bytes in its parts.
 CREATE TABLE checkpoints (
   job_id     TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
   cursor     TEXT NOT NULL DEFAULT '{}', -- dump.Cursor as JSON
-  upload     TEXT NOT NULL DEFAULT '{}', -- multipart upload state as JSON
+  upload     TEXT NOT NULL DEFAULT '{}', -- objstore.State (multipart upload and hash) as JSON
   leftover   BLOB,                       -- output bytes not yet in an uploaded part
-  hash       BLOB,                       -- marshalled SHA-256 state of the output so far
   snapshot   TEXT NOT NULL DEFAULT '',   -- strict consistency: path of the snapshot copy
   updated_at INTEGER NOT NULL
 );
