@@ -30,6 +30,10 @@ var (
 	ErrPartTooSmall = errors.New("objstore: part too small")
 	// ErrAccessDenied: credentials are missing or wrong.
 	ErrAccessDenied = errors.New("objstore: access denied")
+	// ErrBadDigest: the server computed a different checksum for a part
+	// than the client sent (S3 "BadDigest"/"InvalidDigest"): the bytes were
+	// damaged in transit. IsRetryable reports true for it.
+	ErrBadDigest = errors.New("objstore: checksum mismatch")
 )
 
 // Limits of the multipart protocol (AWS S3 and Cloudflare R2 agree).
@@ -74,15 +78,40 @@ type PutOptions struct {
 
 // Store is an S3-like object store. Every call takes a context first and
 // honours its cancellation; keys are slash-separated and relative.
+//
+// Errors: a missing object/upload/bucket wraps ErrNotExist; bad keys wrap
+// ErrInvalidKey before any I/O; failures that may succeed when repeated
+// (5xx, 429, timeouts, connection resets, ErrBadDigest) must make
+// IsRetryable(err) true — see errors.go for how a backend marks them.
 type Store interface {
+	// CreateMultipart starts an upload. opts.ContentType and
+	// opts.Metadata given here are stored with the object (S3 takes them
+	// at create time); opts.NoOverwrite is enforced at Complete.
 	CreateMultipart(ctx context.Context, key string, opts PutOptions) (uploadID string, err error)
-	UploadPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64) (Part, error)
+	// UploadPart stores part number (1-based) of size bytes read from r.
+	// contentMD5 is the base64 MD5 of the part's bytes, computed by the
+	// caller (the Writer has the part in memory); when non-empty the
+	// backend sends it as Content-MD5 so the server verifies the body, and
+	// a mismatch is reported as ErrBadDigest. The returned Part carries it
+	// in Checksum. Backends must not add checksum trailers or aws-chunked
+	// bodies (R2 and MinIO reject them). A backend may refuse a part below
+	// its minimum size here or at Complete (ErrPartTooSmall).
+	UploadPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, contentMD5 string) (Part, error)
+	// UploadPartCopy stores part number of the upload as the byte range
+	// [offset, offset+length) of the existing object srcKey, server-side
+	// (S3 UploadPartCopy with x-amz-copy-source-range). The Writer uses it
+	// only when a stream outgrows its part size (see docs/storage.md).
+	UploadPartCopy(ctx context.Context, key, uploadID string, number int, srcKey string, offset, length int64) (Part, error)
+	// ListParts returns every uploaded part, ordered by number, following
+	// all pages (S3 returns at most 1,000 per page).
 	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
 	// CompleteMultipart assembles the parts; with opts.NoOverwrite it
 	// refuses to replace an existing object. opts.Metadata is stored with
 	// the finished object (the backend decides how; see docs/storage.md).
 	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part, opts PutOptions) (ObjectInfo, error)
 	AbortMultipart(ctx context.Context, key, uploadID string) error
+	// ListUploads returns the incomplete uploads whose key starts with
+	// prefix, following all pages.
 	ListUploads(ctx context.Context, prefix string) ([]Upload, error)
 
 	Put(ctx context.Context, key string, r io.Reader, size int64, opts PutOptions) (ObjectInfo, error)
@@ -95,4 +124,45 @@ type Store interface {
 	// PresignGet returns a URL that fetches the object without credentials
 	// until expiry.
 	PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error)
+}
+
+// Limits are the multipart limits a backend enforces. A Store may
+// implement Limiter to report limits other than S3's (the file store does,
+// so tests can shrink them); the Writer reads them to size its parts.
+type Limits struct {
+	MinPartSize int64 // every non-final part is at least this
+	MaxPartSize int64 // no part is larger
+	MaxParts    int   // highest part number
+}
+
+// DefaultLimits are the S3 and R2 limits.
+func DefaultLimits() Limits {
+	return Limits{MinPartSize: MinPartSize, MaxPartSize: MaxPartSize, MaxParts: MaxParts}
+}
+
+// Limiter is implemented by a Store whose multipart limits differ from
+// DefaultLimits.
+type Limiter interface {
+	Limits() Limits
+}
+
+// LimitsOf returns s's limits: s.Limits() if it implements Limiter (zero
+// fields fall back to the defaults), otherwise DefaultLimits().
+func LimitsOf(s Store) Limits {
+	d := DefaultLimits()
+	l, ok := s.(Limiter)
+	if !ok {
+		return d
+	}
+	got := l.Limits()
+	if got.MinPartSize > 0 {
+		d.MinPartSize = got.MinPartSize
+	}
+	if got.MaxPartSize > 0 {
+		d.MaxPartSize = got.MaxPartSize
+	}
+	if got.MaxParts > 0 {
+		d.MaxParts = got.MaxParts
+	}
+	return d
 }

@@ -1,0 +1,599 @@
+package objstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"log/slog"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Metadata keys the Writer sets on the objects it completes.
+const (
+	// MetaSHA256 holds the hex SHA-256 of the whole object.
+	MetaSHA256 = "sha256"
+	// MetaWriter holds the random id of the Writer that created the
+	// object; it lets a retried Complete recognise its own object, and
+	// Abort/Discard delete only a partial object of their own.
+	MetaWriter = "sluice-writer"
+)
+
+// ErrClosed is returned by a Writer used after Close, Suspend or Abort.
+var ErrClosed = errors.New("objstore: writer closed")
+
+// errAborted is the cancel cause of an aborted Writer.
+var errAborted = errors.New("objstore: writer aborted")
+
+// WriterOptions configure a Writer. The zero value is usable.
+type WriterOptions struct {
+	ContentType string
+	// Metadata is stored with the object, plus MetaSHA256 and MetaWriter.
+	Metadata map[string]string
+	// PartSize fixes the part size. Zero means ChoosePartSize(ExpectedSize).
+	PartSize int64
+	// ExpectedSize is the caller's estimate of the total size; 0 if unknown.
+	ExpectedSize int64
+	// Concurrency is the number of parts uploaded at once (default 4). The
+	// Writer holds at most Concurrency+1 part buffers.
+	Concurrency int
+	// MaxAttempts bounds the attempts per request (default 8).
+	MaxAttempts int
+	// RetryBase and RetryMax bound the exponential backoff between
+	// attempts (defaults 250ms and 20s); each wait is jittered.
+	RetryBase, RetryMax time.Duration
+	// AttemptTimeout bounds one part upload attempt (default 1 min plus
+	// 1 s per MiB of part). Complete and part copies get at least 15 min.
+	AttemptTimeout time.Duration
+	// Limits overrides the store's limits (LimitsOf(store)) field by field;
+	// tests use it to shrink MaxParts.
+	Limits Limits
+	// OnPart, if set, is called after each part is stored, from an upload
+	// goroutine. It must be quick and safe for concurrent use.
+	OnPart func(Part)
+}
+
+// Writer streams bytes into a multipart upload. Every part but the last is
+// exactly PartSize bytes (the R2 rule); up to Concurrency parts upload in
+// parallel, each retried with backoff and sent with its Content-MD5. Close
+// completes the upload without overwriting an existing object and records
+// the object's SHA-256 in its metadata. Write, Close, Checkpoint and
+// Suspend and Abort must be called from one goroutine; to stop a Write
+// blocked on a slow store from elsewhere, cancel the context given to
+// NewWriter.
+//
+// The upload is created lazily: a stream shorter than one part is stored
+// with a single Put at Close.
+type Writer struct {
+	store  Store
+	key    string
+	opts   WriterOptions
+	limits Limits
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	writerID string
+	partSize int64
+	gen      int // times the upload outgrew its part size
+	uploadID string
+	next     int       // number of the next part to cut
+	hash     hash.Hash // SHA-256 of the bytes in cut parts
+	hashed   int64     // bytes in cut parts
+	buf      []byte    // the part being filled
+	free     chan []byte
+	alloc    int
+	sem      chan struct{}
+	wg       sync.WaitGroup
+	closed   bool
+	finished bool // Close succeeded
+	info     ObjectInfo
+	sum      string
+
+	mu       sync.Mutex
+	done     map[int]Part
+	uploaded int // parts stored by this Writer (copies included)
+	err      error
+}
+
+// NewWriter starts a Writer for key. ctx governs the whole upload: when it
+// is cancelled, in-flight requests stop and Write/Close fail. Nothing is
+// sent to the store until the first part is full.
+func NewWriter(ctx context.Context, store Store, key string, opts WriterOptions, logger *slog.Logger) (*Writer, error) {
+	w, err := newWriter(ctx, store, key, opts, logger)
+	if err != nil {
+		return nil, err
+	}
+	w.writerID = randomID()
+	w.partSize = opts.PartSize
+	if w.partSize == 0 {
+		w.partSize = ChoosePartSize(opts.ExpectedSize, w.limits)
+	}
+	if err := checkPartSize(w.partSize, w.limits); err != nil {
+		return nil, err
+	}
+	w.next = 1
+	w.hash = sha256.New()
+	w.start()
+	return w, nil
+}
+
+func newWriter(ctx context.Context, store Store, key string, opts WriterOptions, logger *slog.Logger) (*Writer, error) {
+	if key == "" {
+		return nil, fmt.Errorf("objstore: writer: %w", ErrInvalidKey)
+	}
+	if logger == nil {
+		return nil, errors.New("objstore: writer: nil logger")
+	}
+	l := LimitsOf(store)
+	if opts.Limits.MinPartSize > 0 {
+		l.MinPartSize = opts.Limits.MinPartSize
+	}
+	if opts.Limits.MaxPartSize > 0 {
+		l.MaxPartSize = opts.Limits.MaxPartSize
+	}
+	if opts.Limits.MaxParts > 0 {
+		l.MaxParts = opts.Limits.MaxParts
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	if opts.MaxAttempts <= 0 {
+		opts.MaxAttempts = 8
+	}
+	if opts.RetryBase <= 0 {
+		opts.RetryBase = 250 * time.Millisecond
+	}
+	if opts.RetryMax <= 0 {
+		opts.RetryMax = 20 * time.Second
+	}
+	w := &Writer{store: store, key: key, opts: opts, limits: l, done: map[int]Part{},
+		log: logger.With("key", key)}
+	w.ctx, w.cancel = context.WithCancelCause(ctx)
+	return w, nil
+}
+
+// start allocates the buffer pool for the current part size.
+func (w *Writer) start() {
+	n := w.opts.Concurrency
+	w.free = make(chan []byte, n+1)
+	w.alloc = 0
+	w.sem = make(chan struct{}, n)
+	// The first buffer grows on demand, so a small object costs little.
+	w.buf = make([]byte, 0, min(w.partSize, 64<<10))
+	w.alloc = 1
+}
+
+// PartSize returns the current part size (it changes only if the stream
+// outgrows MaxParts parts).
+func (w *Writer) PartSize() int64 { return w.partSize }
+
+// Buffered returns the bytes written but not yet cut into a part; a
+// Checkpoint now would return this many leftover bytes.
+func (w *Writer) Buffered() int { return len(w.buf) }
+
+// PartsCut returns how many parts have been handed to the uploader.
+func (w *Writer) PartsCut() int { return w.next - 1 }
+
+// PartsUploaded returns how many parts this Writer has stored so far.
+func (w *Writer) PartsUploaded() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.uploaded
+}
+
+// Info returns the completed object's description after a successful Close.
+func (w *Writer) Info() ObjectInfo { return w.info }
+
+// SHA256 returns the hex SHA-256 of the object after a successful Close.
+func (w *Writer) SHA256() string { return w.sum }
+
+func (w *Writer) failed() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// Write buffers p and cuts a part each time PartSize bytes are buffered
+// and more follow. It blocks while Concurrency parts are in flight.
+func (w *Writer) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, ErrClosed
+	}
+	if err := w.failed(); err != nil {
+		return 0, err
+	}
+	written := 0
+	for len(p) > 0 {
+		if int64(len(w.buf)) == w.partSize {
+			if err := w.cut(); err != nil {
+				return written, err
+			}
+		}
+		k := min(int(w.partSize)-len(w.buf), len(p))
+		w.buf = appendBounded(w.buf, p[:k], int(w.partSize))
+		p = p[k:]
+		written += k
+	}
+	return written, nil
+}
+
+// appendBounded appends, growing b by doubling but never past limit.
+func appendBounded(b, p []byte, limit int) []byte {
+	if need := len(b) + len(p); need > cap(b) {
+		c := max(need, min(2*cap(b), limit))
+		nb := make([]byte, len(b), c)
+		copy(nb, b)
+		b = nb
+	}
+	return append(b, p...)
+}
+
+// cut hands the full buffer to an uploader as the next part, knowing that
+// more bytes follow it.
+func (w *Writer) cut() error {
+	if w.next == w.limits.MaxParts {
+		// The full buffer would be the last part number allowed, and the
+		// stream goes on: switch to a larger part size.
+		return w.grow()
+	}
+	if err := w.send(); err != nil {
+		return err
+	}
+	b, err := w.getBuf()
+	if err != nil {
+		return err
+	}
+	w.buf = b
+	return nil
+}
+
+// send dispatches w.buf as part w.next, creating the upload if needed.
+func (w *Writer) send() error {
+	if w.uploadID == "" {
+		if err := w.create(); err != nil {
+			return err
+		}
+	}
+	select {
+	case w.sem <- struct{}{}:
+	case <-w.ctx.Done():
+		return w.ctxErr()
+	}
+	buf, num := w.buf, w.next
+	w.buf = nil
+	w.hash.Write(buf)
+	w.hashed += int64(len(buf))
+	w.next++
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer func() { <-w.sem }()
+		part, err := w.uploadPart(num, buf)
+		select {
+		case w.free <- buf[:0]:
+		default: // the pool was replaced by grow; let the buffer go
+		}
+		w.record(part, err)
+	}()
+	return nil
+}
+
+func (w *Writer) record(part Part, err error) {
+	w.mu.Lock()
+	if err != nil {
+		if w.err == nil {
+			w.err = err
+			w.cancel(err)
+		}
+		w.mu.Unlock()
+		return
+	}
+	w.done[part.Number] = part
+	w.uploaded++
+	w.mu.Unlock()
+	if w.opts.OnPart != nil {
+		w.opts.OnPart(part)
+	}
+}
+
+// ctxErr explains why the Writer's context ended.
+func (w *Writer) ctxErr() error {
+	if err := w.failed(); err != nil {
+		return err
+	}
+	return fmt.Errorf("objstore: writer %s: %w", w.key, context.Cause(w.ctx))
+}
+
+// getBuf returns an empty part buffer: a free one, a new one while fewer
+// than Concurrency+1 exist, or the next one an uploader releases.
+func (w *Writer) getBuf() ([]byte, error) {
+	select {
+	case b := <-w.free:
+		return b, nil
+	default:
+	}
+	if w.alloc < w.opts.Concurrency+1 {
+		w.alloc++
+		return make([]byte, 0, w.partSize), nil
+	}
+	select {
+	case b := <-w.free:
+		return b, nil
+	case <-w.ctx.Done():
+		return nil, w.ctxErr()
+	}
+}
+
+func (w *Writer) create() error {
+	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: w.metadata("")}
+	return w.retry(w.ctx, "create upload", w.attemptTimeout(), func(ctx context.Context) error {
+		id, err := w.store.CreateMultipart(ctx, w.key, opts)
+		w.uploadID = id
+		return err
+	})
+}
+
+// metadata returns the user metadata plus the writer id and, if given,
+// the SHA-256.
+func (w *Writer) metadata(sum string) map[string]string {
+	m := maps.Clone(w.opts.Metadata)
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[MetaWriter] = w.writerID
+	if sum != "" {
+		m[MetaSHA256] = sum
+	}
+	return m
+}
+
+func (w *Writer) uploadPart(num int, buf []byte) (Part, error) {
+	d := md5.Sum(buf)
+	sum := base64.StdEncoding.EncodeToString(d[:])
+	var part Part
+	op := fmt.Sprintf("upload part %d", num)
+	err := w.retry(w.ctx, op, w.attemptTimeout(), func(ctx context.Context) error {
+		p, err := w.store.UploadPart(ctx, w.key, w.uploadID, num, bytes.NewReader(buf), int64(len(buf)), sum)
+		part = p
+		return err
+	})
+	if err != nil {
+		return Part{}, err
+	}
+	part.Number, part.Size = num, int64(len(buf))
+	if part.Checksum == "" {
+		part.Checksum = sum
+	}
+	return part, nil
+}
+
+func (w *Writer) attemptTimeout() time.Duration {
+	if w.opts.AttemptTimeout > 0 {
+		return w.opts.AttemptTimeout
+	}
+	return time.Minute + time.Duration(w.partSize/MiB)*time.Second
+}
+
+func (w *Writer) longTimeout() time.Duration { return max(w.attemptTimeout(), 15*time.Minute) }
+
+// drain waits for every in-flight part and returns the first failure.
+func (w *Writer) drain(ctx context.Context) error {
+	ch := make(chan struct{})
+	go func() { w.wg.Wait(); close(ch) }()
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return fmt.Errorf("objstore: writer %s: wait for parts: %w", w.key, ctx.Err())
+	}
+	return w.failed()
+}
+
+// parts returns the stored parts in order, checking they are 1..n.
+func (w *Writer) parts() ([]Part, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ps := make([]Part, 0, len(w.done))
+	for _, p := range w.done {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Number < ps[j].Number })
+	for i, p := range ps {
+		if p.Number != i+1 {
+			return nil, fmt.Errorf("objstore: writer %s: part %d missing", w.key, i+1)
+		}
+	}
+	return ps, nil
+}
+
+// Close uploads the last part, waits for all parts and completes the
+// upload with NoOverwrite (ErrExist if the key already holds an object)
+// and the object's SHA-256 in metadata. On failure the upload is left in
+// place: call Abort to remove it, or Suspend-style state from an earlier
+// Checkpoint to resume it.
+func (w *Writer) Close() error {
+	if w.closed {
+		return ErrClosed
+	}
+	w.closed = true
+	defer w.cancel(ErrClosed)
+	if err := w.failed(); err != nil {
+		return err
+	}
+	if w.uploadID == "" {
+		return w.putSmall()
+	}
+	if len(w.buf) > 0 {
+		if err := w.send(); err != nil {
+			return err
+		}
+	}
+	if err := w.drain(w.ctx); err != nil {
+		return err
+	}
+	w.sum = hex.EncodeToString(w.hash.Sum(nil))
+	info, err := w.complete(w.metadata(w.sum))
+	if err != nil {
+		return err
+	}
+	w.info = info
+	w.finished = true
+	w.releaseBuffers()
+	w.log.Debug("upload complete", "size", info.Size, "parts", w.next-1, "sha256", w.sum)
+	return nil
+}
+
+// putSmall stores a stream shorter than one part with a single Put.
+func (w *Writer) putSmall() error {
+	w.hash.Write(w.buf)
+	w.hashed += int64(len(w.buf))
+	w.sum = hex.EncodeToString(w.hash.Sum(nil))
+	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: w.metadata(w.sum), NoOverwrite: true}
+	buf := w.buf
+	first := true
+	err := w.retry(w.ctx, "put", w.attemptTimeout(), func(ctx context.Context) error {
+		info, err := w.store.Put(ctx, w.key, bytes.NewReader(buf), int64(len(buf)), opts)
+		if err != nil && !first && errors.Is(err, ErrExist) && w.isOurs(ctx, true) {
+			// An earlier attempt stored it but its answer was lost.
+			info, err = w.store.Head(ctx, w.key)
+		}
+		first = false
+		w.info = info
+		return err
+	})
+	w.finished = err == nil
+	w.releaseBuffers()
+	return err
+}
+
+// complete assembles the stored parts. At generation 0 it refuses to
+// overwrite; afterwards the key holds this Writer's own partial object
+// (see grow), which it checks before replacing.
+func (w *Writer) complete(meta map[string]string) (ObjectInfo, error) {
+	parts, err := w.parts()
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: meta, NoOverwrite: w.gen == 0}
+	if w.gen > 0 {
+		if err := w.checkPartial(w.ctx); err != nil {
+			return ObjectInfo{}, err
+		}
+	}
+	var info ObjectInfo
+	first := true
+	err = w.retry(w.ctx, "complete", w.longTimeout(), func(ctx context.Context) error {
+		i, err := w.store.CompleteMultipart(ctx, w.key, w.uploadID, parts, opts)
+		if err != nil && !first && (errors.Is(err, ErrNotExist) || errors.Is(err, ErrExist)) {
+			// An earlier attempt may have completed the upload without
+			// us hearing the answer: accept the object if it is ours.
+			if h, herr := w.store.Head(ctx, w.key); herr == nil && h.Metadata[MetaWriter] == w.writerID &&
+				h.Size == w.hashed && h.Metadata[MetaSHA256] == meta[MetaSHA256] {
+				i, err = h, nil
+			}
+		}
+		first = false
+		info = i
+		return err
+	})
+	return info, err
+}
+
+// isOurs reports whether the key holds an object this Writer created
+// (final: with its SHA-256; otherwise a partial one without).
+func (w *Writer) isOurs(ctx context.Context, final bool) bool {
+	h, err := w.store.Head(ctx, w.key)
+	if err != nil || h.Metadata[MetaWriter] != w.writerID {
+		return false
+	}
+	if final {
+		return h.Metadata[MetaSHA256] == w.sum && h.Size == w.hashed
+	}
+	return h.Metadata[MetaSHA256] == ""
+}
+
+// checkPartial verifies the key holds this Writer's partial object before
+// a grown upload replaces it.
+func (w *Writer) checkPartial(ctx context.Context) error {
+	var h ObjectInfo
+	err := w.retry(ctx, "head partial object", w.attemptTimeout(), func(ctx context.Context) error {
+		var err error
+		h, err = w.store.Head(ctx, w.key)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if h.Metadata[MetaWriter] != w.writerID || h.Metadata[MetaSHA256] != "" {
+		return fmt.Errorf("objstore: writer %s: object was replaced during upload: %w", w.key, ErrExist)
+	}
+	return nil
+}
+
+func (w *Writer) releaseBuffers() {
+	w.buf = nil
+	w.free = nil
+}
+
+// Abort stops the Writer, waits for in-flight requests to end and removes
+// everything the upload created: the multipart upload and, if the stream
+// outgrew its part size, the partial object. It does not delete an object
+// that Close completed. Abort is idempotent.
+func (w *Writer) Abort(ctx context.Context) error {
+	w.cancel(errAborted)
+	w.wg.Wait()
+	w.closed = true
+	w.releaseBuffers()
+	if w.finished {
+		return nil
+	}
+	return discard(ctx, w.store, w.key, w.uploadID, w.writerID, w.gen)
+}
+
+// Discard removes what an upload described by st created, without a
+// Writer: the multipart upload (if any) and this upload's partial object
+// (only if the stream outgrew its part size and the object carries st's
+// writer id and no SHA-256). Use it when Resume fails, for example after a
+// crash in the middle of growing.
+func Discard(ctx context.Context, store Store, st State) error {
+	return discard(ctx, store, st.Key, st.UploadID, st.WriterID, 1)
+}
+
+func discard(ctx context.Context, store Store, key, uploadID, writerID string, gen int) error {
+	var errs []error
+	if uploadID != "" {
+		if err := store.AbortMultipart(ctx, key, uploadID); err != nil && !errors.Is(err, ErrNotExist) {
+			errs = append(errs, fmt.Errorf("objstore: abort upload %s: %w", key, err))
+		}
+	}
+	if gen > 0 && writerID != "" {
+		h, err := store.Head(ctx, key)
+		switch {
+		case errors.Is(err, ErrNotExist):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("objstore: abort: head %s: %w", key, err))
+		case h.Metadata[MetaWriter] == writerID && h.Metadata[MetaSHA256] == "":
+			if err := store.Delete(ctx, key); err != nil {
+				errs = append(errs, fmt.Errorf("objstore: abort: delete partial %s: %w", key, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func randomID() string {
+	var b [12]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return hex.EncodeToString(b[:])
+}
