@@ -45,8 +45,8 @@ const (
 	zipDOSTime     = 0               // 00:00:00
 	zipExternalMod = 0o100644 << 16  // regular file, rw-r--r--
 
-	max16 = 0xffff
-	max32 = 0xffffffff
+	zipMax16 = 0xffff
+	zipMax32 = 0xffffffff
 
 	// zipMaxBase bounds the escaped part of an entry name, so that with
 	// a "~N" suffix and ".csv" it fits the 255-byte file-name limit of
@@ -141,7 +141,7 @@ func (z *zipWriter) finish(b *[]byte) {
 	}
 	cdSize := int64(len(p) - start)
 	n := len(z.entries)
-	if n >= max16 || cdSize >= max32 || cdOff >= max32 {
+	if n >= zipMax16 || cdSize >= zipMax32 || cdOff >= zipMax32 {
 		end64 := cdOff + cdSize
 		p = binary.LittleEndian.AppendUint32(p, zipEnd64Sig)
 		p = binary.LittleEndian.AppendUint64(p, 44) // size of the rest of this record
@@ -161,10 +161,10 @@ func (z *zipWriter) finish(b *[]byte) {
 	p = binary.LittleEndian.AppendUint32(p, zipEndSig)
 	p = binary.LittleEndian.AppendUint16(p, 0)
 	p = binary.LittleEndian.AppendUint16(p, 0)
-	p = binary.LittleEndian.AppendUint16(p, uint16(min(n, max16)))
-	p = binary.LittleEndian.AppendUint16(p, uint16(min(n, max16)))
-	p = binary.LittleEndian.AppendUint32(p, uint32(min(cdSize, max32)))
-	p = binary.LittleEndian.AppendUint32(p, uint32(min(cdOff, max32)))
+	p = binary.LittleEndian.AppendUint16(p, uint16(min(n, zipMax16)))
+	p = binary.LittleEndian.AppendUint16(p, uint16(min(n, zipMax16)))
+	p = binary.LittleEndian.AppendUint32(p, uint32(min(cdSize, zipMax32)))
+	p = binary.LittleEndian.AppendUint32(p, uint32(min(cdOff, zipMax32)))
 	p = binary.LittleEndian.AppendUint16(p, 0) // comment length
 	*b = p
 	z.off += int64(len(*b) - start)
@@ -172,17 +172,17 @@ func (z *zipWriter) finish(b *[]byte) {
 
 func appendCentral(p []byte, e *zipEntry) []byte {
 	comment := e.table
-	if len(comment) > max16 {
+	if len(comment) > zipMax16 {
 		comment = "" // does not fit the field; the entry name still identifies the table
 	}
 	var extra []uint64 // ZIP64 fields, in APPNOTE order
 	size32, off32 := uint32(e.size), uint32(e.offset)
-	if e.size >= max32 {
-		size32 = max32
+	if e.size >= zipMax32 {
+		size32 = zipMax32
 		extra = append(extra, uint64(e.size), uint64(e.size)) // uncompressed, compressed
 	}
-	if e.offset >= max32 {
-		off32 = max32
+	if e.offset >= zipMax32 {
+		off32 = zipMax32
 		extra = append(extra, uint64(e.offset))
 	}
 	extraLen := 0
@@ -456,12 +456,12 @@ func (d *stateDecoder) zipEntry() zipEntry {
 	e.table = d.str()
 	e.offset = d.int64()
 	crc := d.uvarint()
-	if crc > max32 {
+	if crc > zipMax32 {
 		d.fail()
 	}
 	e.crc = uint32(crc)
 	e.size = d.int64()
-	if len(e.name) > max16 {
+	if len(e.name) > zipMax16 {
 		d.fail()
 	}
 	return e
