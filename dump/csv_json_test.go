@@ -359,3 +359,47 @@ func compareTypedRows(t *testing.T, where string, got, want [][]Value) {
 		}
 	}
 }
+
+// TestFormatterRowDoesNotAllocate: once the output buffer has grown,
+// formatting a row of every kind of value allocates nothing.
+func TestFormatterRowDoesNotAllocate(t *testing.T) {
+	tabs := formatFixtures()
+	wide := &tabs[1]
+	for _, fm := range testFormats {
+		t.Run(fm.name, func(t *testing.T) {
+			f := fm.new()
+			b := make([]byte, 0, 1<<20)
+			f.begin(&b)
+			f.beginTable(&b, &wide.meta)
+			allocs := testing.AllocsPerRun(100, func() {
+				b = b[:0]
+				for _, r := range wide.rows {
+					f.row(&b, &wide.meta, r)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("%v allocations per run, want 0", allocs)
+			}
+		})
+	}
+}
+
+func BenchmarkFormatterRow(b *testing.B) {
+	meta := tableMeta{Name: "bench", Columns: []string{"id", "name", "price", "note", "data"}}
+	row := []Value{tvInt(123456789), tvText("Some Name, with \"quotes\""), tvReal(12.75), tvNull(), tvBlob(1, 2, 3, 4, 5, 6, 7, 8)}
+	for _, fm := range testFormats {
+		b.Run(fm.name, func(b *testing.B) {
+			f := fm.new()
+			buf := make([]byte, 0, 1<<16)
+			f.begin(&buf)
+			f.beginTable(&buf, &meta)
+			b.ReportAllocs()
+			for b.Loop() {
+				if len(buf) > 1<<15 {
+					buf = buf[:0]
+				}
+				f.row(&buf, &meta, row)
+			}
+		})
+	}
+}

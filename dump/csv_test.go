@@ -453,3 +453,27 @@ func readTypedRows(t *testing.T, path, query string) [][]Value {
 		rows = append(rows, row)
 	}
 }
+
+// TestCSVShape pins the exact bytes of the documented example
+// (docs/formats-csv-json.md).
+func TestCSVShape(t *testing.T) {
+	tab := fixtureTable{
+		meta: tableMeta{Name: "notes", Columns: []string{"id", "body", "score", "raw"}},
+		rows: [][]Value{
+			{tvInt(1), tvText("héllo, \"world\"\n"), tvReal(1), tvBlob(0xde, 0xad)},
+			{tvInt(math.MinInt64), tvText("bad \xff"), tvReal(math.Inf(-1)), tvNull()},
+			{tvInt(3), tvText(""), tvReal(negativeZero()), tvText("a\x00b")},
+		},
+	}
+	want := "\"id\",\"body\",\"score\",\"raw\"\r\n" +
+		"1,\"héllo, \"\"world\"\"\n\",1.0,\\xdead\r\n" +
+		"-9223372036854775808,\"bad \xff\",-1e999,\r\n" +
+		"3,\"\",-0.0,\"a\x00b\"\r\n"
+	files := openZip(t, renderFixture(t, newCSVFormatter, []fixtureTable{tab}))
+	if len(files) != 1 || files[0].Name != "notes.csv" || files[0].Comment != "notes" {
+		t.Fatalf("entries: %+v", files)
+	}
+	if got := string(readZipEntry(t, files[0])); got != want {
+		t.Errorf("got\n%q\nwant\n%q", got, want)
+	}
+}
