@@ -1,0 +1,215 @@
+package dump
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/sluice-dev/sluice"
+)
+
+// flushAt is the output buffer size at which the writer flushes inside a
+// page, so one page of large values never needs a huge output buffer.
+const flushAt = 1 << 20
+
+// Dump writes the snapshot from cursor from to w; see the package
+// documentation for the contract. checkpoint may be nil. It is called at
+// every step boundary and after every page of a table that can be
+// resumed mid-way, never for the final (Done) position, which Dump returns.
+func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint func(Cursor) error) (Cursor, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return from, fmt.Errorf("dump: %w: source is closed", sluice.ErrInvalid)
+	}
+	if from.Done {
+		return from, nil
+	}
+	if err := s.checkCursor(from); err != nil {
+		return from, err
+	}
+	f, err := newFormatter(s.opts)
+	if err != nil {
+		return from, err
+	}
+	if from.Step > 0 || from.After != nil {
+		if err := f.restore(from.State); err != nil {
+			return from, fmt.Errorf("dump: %w: cursor state: %v", sluice.ErrInvalid, err)
+		}
+	}
+	if checkpoint == nil {
+		checkpoint = func(Cursor) error { return nil }
+	}
+	if err := ctx.Err(); err != nil {
+		return from, fmt.Errorf("dump: %w", err)
+	}
+
+	s.conn.SetInterrupt(ctx.Done())
+	defer s.conn.SetInterrupt(nil)
+	pages := make(chan *page, 2)
+	free := make(chan *page, 3)
+	for range cap(free) {
+		free <- new(page)
+	}
+	stop := make(chan struct{})
+	go s.read(from, pages, free, stop)
+	defer func() {
+		close(stop)
+		for range pages { // let the reader finish before the conn is reused
+		}
+	}()
+
+	wr := &dumpWriter{w: w, f: f, cur: from, out: make([]byte, 0, flushAt+flushAt/4)}
+	wr.cur.State = nil
+	cur, err := wr.run(ctx, s, pages, free, checkpoint)
+	if err != nil {
+		if ctx.Err() != nil {
+			return cur, fmt.Errorf("dump: %w", ctx.Err())
+		}
+		return cur, err
+	}
+	return cur, nil
+}
+
+// checkCursor verifies that from fits this snapshot's plan, so that a
+// cursor taken on another schema fails instead of producing garbage.
+func (s *Source) checkCursor(from Cursor) error {
+	if from.Step < 0 || from.Step >= len(s.steps) {
+		return fmt.Errorf("dump: %w: cursor step %d outside the plan (%d steps); schema changed?", sluice.ErrConflict, from.Step, len(s.steps))
+	}
+	st := s.steps[from.Step]
+	name := ""
+	if st.kind == stepTable {
+		name = st.t.meta.Name
+	}
+	if from.Table != name {
+		return fmt.Errorf("dump: %w: cursor is at table %q but step %d is %q; schema changed?", sluice.ErrConflict, from.Table, from.Step, name)
+	}
+	if from.After != nil && (st.kind != stepTable || !st.t.paged || len(from.After) != st.t.nkey) {
+		return fmt.Errorf("dump: %w: cursor key does not fit table %q", sluice.ErrConflict, name)
+	}
+	return nil
+}
+
+// dumpWriter is the writer goroutine's state: the formatter, the output
+// buffer and the position reached.
+type dumpWriter struct {
+	w   io.Writer
+	f   formatter
+	cur Cursor // position of the next byte; Bytes counts what w accepted
+	out []byte
+}
+
+func (d *dumpWriter) flush() error {
+	if len(d.out) == 0 {
+		return nil
+	}
+	n, err := d.w.Write(d.out)
+	d.cur.Bytes += int64(n)
+	if err == nil && n != len(d.out) {
+		err = io.ErrShortWrite
+	}
+	d.out = d.out[:0]
+	if err != nil {
+		return fmt.Errorf("dump: write: %w", err)
+	}
+	return nil
+}
+
+// mark flushes and offers the current position to checkpoint.
+func (d *dumpWriter) mark(checkpoint func(Cursor) error) (stop bool, err error) {
+	if err := d.flush(); err != nil {
+		return false, err
+	}
+	c := d.cur
+	c.State = d.f.state()
+	if err := checkpoint(c); err != nil {
+		if errors.Is(err, ErrStop) {
+			d.cur = c
+			return true, nil
+		}
+		return false, fmt.Errorf("dump: checkpoint: %w", err)
+	}
+	return false, nil
+}
+
+func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, free chan<- *page, checkpoint func(Cursor) error) (Cursor, error) {
+	from := d.cur
+	for i := from.Step; i < len(s.steps); i++ {
+		st := s.steps[i]
+		switch st.kind {
+		case stepBegin:
+			d.f.begin(&d.out)
+		case stepSchema:
+			d.f.schema(&d.out, st.stmt)
+		case stepEnd:
+			d.f.end(&d.out)
+		case stepTable:
+			t := st.t
+			mid := i == from.Step && from.After != nil
+			if !mid && st.stmt != "" {
+				d.f.schema(&d.out, st.stmt)
+			}
+			d.f.beginTable(&d.out, &t.meta)
+			if t.rows {
+				for {
+					pg, ok := <-pages
+					if !ok {
+						return d.cur, fmt.Errorf("dump: reader stopped early")
+					}
+					if pg.err != nil {
+						return d.cur, pg.err
+					}
+					if pg.step != i {
+						return d.cur, fmt.Errorf("dump: internal error: page for step %d at step %d", pg.step, i)
+					}
+					for r := 0; r < pg.rows; r++ {
+						d.f.row(&d.out, &t.meta, pg.vals[r*pg.ncols:(r+1)*pg.ncols:(r+1)*pg.ncols])
+						if len(d.out) >= flushAt {
+							if err := d.flush(); err != nil {
+								return d.cur, err
+							}
+						}
+					}
+					d.cur.Rows += int64(pg.rows)
+					done := pg.done
+					if !done && t.paged && pg.rows > 0 {
+						d.cur.After = toKey(pg.key)
+					}
+					free <- pg
+					if done {
+						break
+					}
+					if err := ctx.Err(); err != nil {
+						return d.cur, err
+					}
+					if t.paged {
+						if stop, err := d.mark(checkpoint); stop || err != nil {
+							return d.cur, err
+						}
+					}
+				}
+			}
+			d.f.endTable(&d.out, &t.meta)
+			d.cur.TablesDone++
+		}
+		d.cur.Step = i + 1
+		d.cur.After = nil
+		d.cur.Table = ""
+		if i+1 < len(s.steps) && s.steps[i+1].kind == stepTable {
+			d.cur.Table = s.steps[i+1].t.meta.Name
+		}
+		if i+1 == len(s.steps) {
+			if err := d.flush(); err != nil {
+				return d.cur, err
+			}
+			d.cur.Done = true
+			return d.cur, nil
+		}
+		if stop, err := d.mark(checkpoint); stop || err != nil {
+			return d.cur, err
+		}
+	}
+	return d.cur, nil
+}

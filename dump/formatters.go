@@ -1,0 +1,23 @@
+package dump
+
+import (
+	"fmt"
+
+	"github.com/sluice-dev/sluice"
+)
+
+// newFormatter returns the formatter for opts.Format. The switch is the
+// one place that knows every format; there is no registry.
+func newFormatter(opts Options) (formatter, error) {
+	switch opts.Format {
+	case sluice.FormatSQL, "":
+		return &sqlFormatter{dataOnly: opts.DataOnly}, nil
+	case sluice.FormatCSV:
+		return newCSVFormatter(), nil
+	case sluice.FormatJSON:
+		return newJSONFormatter(false), nil
+	case sluice.FormatNDJSON:
+		return newJSONFormatter(true), nil
+	}
+	return nil, fmt.Errorf("dump: %w: unknown format %q", sluice.ErrInvalid, opts.Format)
+}

@@ -1,0 +1,426 @@
+package dump
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sluice-dev/sluice"
+)
+
+// stepKind is what one step of a dump does. A dump is a fixed list of
+// steps computed at Open; a Cursor names a step and, inside a table step,
+// the last key written.
+type stepKind uint8
+
+const (
+	stepBegin  stepKind = iota // the format's opening (SQL header)
+	stepSchema                 // one schema statement
+	stepTable                  // a table: its schema statement, then its rows
+	stepEnd                    // the format's closing (COMMIT)
+)
+
+type step struct {
+	kind stepKind
+	stmt string     // schema statement without ";\n" ("" for none)
+	t    *tableSpec // stepTable only
+}
+
+// tableSpec is everything the reader and the formatter need for a table.
+type tableSpec struct {
+	meta  tableMeta
+	info  TableInfo
+	rows  bool   // read and write the rows (false in schema-only mode)
+	paged bool   // keyset pagination is possible (else one scan, no mid-table cursor)
+	nkey  int    // leading key columns in each result row (not passed to the formatter)
+	first string // first page: SELECT key..., cols... ORDER BY key LIMIT ?1
+	next  string // later pages: ... WHERE (key) > (?...) ORDER BY key LIMIT ?n
+}
+
+type schemaEntry struct {
+	typ, name, tblName, sql string
+}
+
+// buildPlan reads the schema inside the snapshot and lays out the steps
+// in sqlite3 .dump's order: tables by rowid of sqlite_schema with
+// sqlite_sequence last, then indexes, triggers and views by rowid.
+func (s *Source) buildPlan() error {
+	tables, err := s.schemaEntries(`SELECT type, name, tbl_name, sql FROM sqlite_schema
+		WHERE type='table' AND sql NOT NULL ORDER BY tbl_name='sqlite_sequence', rowid`)
+	if err != nil {
+		return fmt.Errorf("read schema: %w", explain(err))
+	}
+	others, err := s.schemaEntries(`SELECT type, name, tbl_name, sql FROM sqlite_schema
+		WHERE sql NOT NULL AND type IN ('index','trigger','view') ORDER BY rowid`)
+	if err != nil {
+		return fmt.Errorf("read schema: %w", explain(err))
+	}
+	kinds, err := s.tableKinds()
+	if err != nil {
+		return fmt.Errorf("read table list: %w", explain(err))
+	}
+
+	known := map[string]bool{}
+	var virtuals []string
+	for _, e := range tables {
+		known[e.name] = true
+		if kinds[e.name] == "virtual" {
+			virtuals = append(virtuals, e.name)
+		}
+	}
+	for _, e := range others {
+		if e.typ == "view" {
+			known[e.name] = true
+		}
+	}
+	include := map[string]bool{}
+	for _, n := range s.opts.Tables {
+		if !known[n] {
+			return fmt.Errorf("table %q: %w", n, sluice.ErrNotFound)
+		}
+		include[n] = true
+	}
+	exclude := map[string]bool{}
+	for _, n := range s.opts.Exclude {
+		if !known[n] {
+			return fmt.Errorf("excluded table %q: %w", n, sluice.ErrNotFound)
+		}
+		exclude[n] = true
+	}
+	// owner maps a shadow table to its virtual table, so that selecting
+	// an FTS5 table brings its content along.
+	owner := func(name string) string {
+		best := ""
+		for _, v := range virtuals {
+			if strings.HasPrefix(name, v+"_") && len(v) > len(best) {
+				best = v
+			}
+		}
+		return best
+	}
+	selected := func(name string) bool {
+		if exclude[name] {
+			return false
+		}
+		if len(include) == 0 || include[name] {
+			return true
+		}
+		if kinds[name] == "shadow" {
+			if o := owner(name); o != "" && include[o] && !exclude[o] {
+				return true
+			}
+		}
+		return false
+	}
+
+	sqlFormat := s.opts.Format == sluice.FormatSQL
+	s.steps = append(s.steps, step{kind: stepBegin})
+	writable := false
+	for _, e := range tables {
+		isSeq := e.name == "sqlite_sequence"
+		isStat := len(e.name) == len("sqlite_stat1") && strings.HasPrefix(e.name, "sqlite_stat")
+		if strings.HasPrefix(e.name, "sqlite_") && !isSeq && !isStat {
+			continue
+		}
+		if isSeq || isStat {
+			// Always travel with a SQL dump (a subset still needs its
+			// AUTOINCREMENT counters), unless excluded by name.
+			if exclude[e.name] {
+				continue
+			}
+		} else if !selected(e.name) {
+			continue
+		}
+		if isSeq || isStat {
+			if !sqlFormat || s.opts.SchemaOnly {
+				continue // internal tables: data for SQL restores only
+			}
+		}
+		virtual := kinds[e.name] == "virtual"
+		if !sqlFormat {
+			// csv/json carry user data: a virtual table's rows are read
+			// through the table itself, its shadow tables are skipped.
+			if kinds[e.name] == "shadow" {
+				continue
+			}
+		} else if virtual {
+			if s.opts.DataOnly {
+				continue // its rows travel in its shadow tables
+			}
+			if !writable {
+				s.steps = append(s.steps, step{kind: stepSchema, stmt: "PRAGMA writable_schema=ON"})
+				writable = true
+			}
+			s.steps = append(s.steps, step{kind: stepSchema, stmt: "INSERT INTO sqlite_schema(type,name,tbl_name,rootpage,sql)VALUES('table'," +
+				quoteLiteral(e.name) + "," + quoteLiteral(e.name) + ",0," + quoteLiteral(e.sql) + ")"})
+			continue
+		}
+		t, err := s.tableSpec(e.name, kinds)
+		if err != nil {
+			return err
+		}
+		t.rows = !s.opts.SchemaOnly
+		t.meta.Index = len(s.plan.Tables)
+		st := step{kind: stepTable, t: t}
+		if sqlFormat && !s.opts.DataOnly {
+			switch {
+			case isSeq:
+				st.stmt = "DELETE FROM sqlite_sequence"
+			case isStat:
+				st.stmt = "ANALYZE sqlite_schema"
+			default:
+				st.stmt = createStatement(e.sql)
+			}
+		} else if !sqlFormat {
+			st.stmt = e.sql
+		}
+		s.steps = append(s.steps, st)
+		s.plan.Tables = append(s.plan.Tables, t.info)
+	}
+	if sqlFormat && !s.opts.DataOnly {
+		for _, e := range others {
+			if !selected(e.tblName) {
+				continue
+			}
+			stmt := e.sql
+			if strings.Contains(stmt, "--") {
+				stmt += "\n" // sqlite3 .dump: the ';' goes on its own line
+			}
+			s.steps = append(s.steps, step{kind: stepSchema, stmt: stmt})
+		}
+	}
+	if writable {
+		s.steps = append(s.steps, step{kind: stepSchema, stmt: "PRAGMA writable_schema=OFF"})
+	}
+	s.steps = append(s.steps, step{kind: stepEnd})
+
+	pageCount, err := s.queryText("PRAGMA page_count")
+	if err != nil {
+		return fmt.Errorf("read page count: %w", explain(err))
+	}
+	pageSize, err := s.queryText("PRAGMA page_size")
+	if err != nil {
+		return fmt.Errorf("read page size: %w", explain(err))
+	}
+	var pc, ps int64
+	fmt.Sscan(pageCount, &pc)
+	fmt.Sscan(pageSize, &ps)
+	s.plan.EstimatedBytes = pc * ps
+	return nil
+}
+
+// createStatement returns a CREATE TABLE statement as sqlite3 .dump
+// prints it (printSchemaLine): a comment left open at the end is closed,
+// and a table whose name is quoted gets IF NOT EXISTS (which is what lets
+// FTS5 shadow tables, created again by the virtual table, reload).
+func createStatement(sql string) string {
+	if strings.Contains(sql, "/*") || strings.Contains(sql, "--") {
+		switch endsInComment(sql) {
+		case 1:
+			sql += "*/"
+		case 2:
+			sql += "\n"
+		}
+	}
+	if strings.HasPrefix(sql, "CREATE TABLE ") && len(sql) > 13 && (sql[13] == '\'' || sql[13] == '"') {
+		return "CREATE TABLE IF NOT EXISTS " + sql[13:]
+	}
+	return sql
+}
+
+func (s *Source) schemaEntries(query string) ([]schemaEntry, error) {
+	st, _, err := s.conn.PrepareTransient(query)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Finalize()
+	var out []schemaEntry
+	for {
+		ok, err := st.Step()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return out, nil
+		}
+		out = append(out, schemaEntry{st.ColumnText(0), st.ColumnText(1), st.ColumnText(2), st.ColumnText(3)})
+	}
+}
+
+// tableKinds maps each table of the main schema to its kind as PRAGMA
+// table_list reports it: table, view, virtual or shadow.
+func (s *Source) tableKinds() (map[string]string, error) {
+	st, _, err := s.conn.PrepareTransient("SELECT name, type FROM pragma_table_list WHERE schema='main'")
+	if err != nil {
+		return nil, err
+	}
+	defer st.Finalize()
+	m := map[string]string{}
+	for {
+		ok, err := st.Step()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return m, nil
+		}
+		m[st.ColumnText(0)] = st.ColumnText(1)
+	}
+}
+
+type columnInfo struct {
+	name, typ string
+	pk        int
+	hidden    int // 0 normal, 1 hidden (virtual), 2/3 generated
+}
+
+// tableSpec works out a table's columns, key and queries.
+func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, error) {
+	cols, err := s.columns(name)
+	if err != nil {
+		return nil, fmt.Errorf("table %q: columns: %w", name, explain(err))
+	}
+	wr, err := s.queryText("SELECT wr FROM pragma_table_list WHERE schema='main' AND name=?1", name)
+	if err != nil {
+		return nil, fmt.Errorf("table %q: %w", name, explain(err))
+	}
+	t := &tableSpec{}
+	t.meta.Name = name
+	t.info = TableInfo{Name: name, WithoutRowid: wr == "1", Virtual: kinds[name] == "virtual"}
+
+	var visible []columnInfo // what .dump's PRAGMA table_info lists
+	nPK, isIPK := 0, false
+	for _, c := range cols {
+		if c.hidden != 0 {
+			continue
+		}
+		visible = append(visible, c)
+		if c.pk > 0 {
+			nPK++
+			isIPK = nPK == 1 && strings.EqualFold(c.typ, "INTEGER")
+		}
+	}
+
+	// The name by which the rowid is reachable: the first of rowid,
+	// _rowid_ and oid that no column (generated ones included) shadows.
+	rowidName := ""
+	if !t.info.WithoutRowid {
+		for _, cand := range []string{"rowid", "_rowid_", "oid"} {
+			used := false
+			for _, c := range cols {
+				if strings.EqualFold(c.name, cand) {
+					used = true
+					break
+				}
+			}
+			if !used {
+				rowidName = cand
+				break
+			}
+		}
+	}
+
+	keep := s.opts.PreserveRowids && rowidName != "" && !t.info.Virtual
+	if keep && isIPK {
+		// An INTEGER PRIMARY KEY is the rowid unless a "pk" index backs
+		// it (INTEGER PRIMARY KEY DESC); then the rowid is separate.
+		pkIdx, err := s.queryText("SELECT 1 FROM pragma_index_list(?1) WHERE origin='pk'", name)
+		if err != nil {
+			return nil, fmt.Errorf("table %q: index list: %w", name, explain(err))
+		}
+		keep = pkIdx == "1"
+	}
+	if keep {
+		t.meta.Columns = append(t.meta.Columns, rowidName)
+		t.meta.HasRowid = true
+		t.meta.ExplicitColumns = true
+	}
+	var sel []string
+	if keep {
+		sel = append(sel, rowidName)
+	}
+	for _, c := range visible {
+		t.meta.Columns = append(t.meta.Columns, c.name)
+		sel = append(sel, quoteIdent(c.name))
+	}
+
+	var key []string
+	switch {
+	case t.info.WithoutRowid:
+		pk := make([]string, 0, nPK)
+		for i := 1; ; i++ {
+			found := false
+			for _, c := range cols {
+				if c.pk == i {
+					pk = append(pk, quoteIdent(c.name))
+					found = true
+				}
+			}
+			if !found {
+				break
+			}
+		}
+		key = pk
+	case rowidName != "":
+		key = []string{rowidName}
+	default:
+		// Every rowid alias is shadowed by a column. An INTEGER PRIMARY
+		// KEY column is the rowid itself; otherwise the rowid is out of
+		// reach and the table is read in one scan (no mid-table cursor).
+		if isIPK {
+			for _, c := range visible {
+				if c.pk == 1 {
+					key = []string{quoteIdent(c.name)}
+				}
+			}
+		}
+	}
+	from := " FROM " + quoteIdent(name)
+	cols2 := strings.Join(sel, ",")
+	if len(sel) == 0 {
+		cols2 = "NULL" // never happens for real tables; keeps the SQL valid
+	}
+	if len(key) == 0 {
+		t.first = "SELECT " + cols2 + from
+		return t, nil
+	}
+	t.paged = true
+	t.nkey = len(key)
+	k := strings.Join(key, ",")
+	t.first = "SELECT " + k + "," + cols2 + from + " ORDER BY " + k + " LIMIT ?1"
+	params := make([]string, len(key))
+	for i := range key {
+		params[i] = fmt.Sprintf("?%d", i+1)
+	}
+	cond := key[0] + " > " + params[0]
+	if len(key) > 1 {
+		cond = "(" + k + ") > (" + strings.Join(params, ",") + ")"
+	}
+	t.next = "SELECT " + k + "," + cols2 + from + " WHERE " + cond + " ORDER BY " + k + fmt.Sprintf(" LIMIT ?%d", len(key)+1)
+	if !t.info.WithoutRowid {
+		est, err := s.queryText("SELECT max(" + key[0] + ")-min(" + key[0] + ")+1" + from)
+		if err == nil {
+			fmt.Sscan(est, &t.info.EstimatedRows)
+		}
+	}
+	return t, nil
+}
+
+func (s *Source) columns(table string) ([]columnInfo, error) {
+	st, _, err := s.conn.PrepareTransient("SELECT name, type, pk, hidden FROM pragma_table_xinfo(?1)")
+	if err != nil {
+		return nil, err
+	}
+	defer st.Finalize()
+	st.BindText(1, table)
+	var out []columnInfo
+	for {
+		ok, err := st.Step()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return out, nil
+		}
+		out = append(out, columnInfo{name: st.ColumnText(0), typ: st.ColumnText(1), pk: st.ColumnInt(2), hidden: st.ColumnInt(3)})
+	}
+}

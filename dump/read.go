@@ -1,0 +1,297 @@
+package dump
+
+import (
+	"encoding/base64"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/sluice-dev/sluice"
+	"zombiezen.com/go/sqlite"
+)
+
+// pageBudget caps the text and blob bytes of one page, so that a page of
+// large BLOBs does not hold ChunkSize of them in memory at once.
+const pageBudget = 4 << 20
+
+// page is a batch of decoded rows handed from the reader goroutine to the
+// writer goroutine. Pages are recycled, so their buffers stop growing once
+// they fit the data.
+type page struct {
+	step  int
+	vals  []Value // rows*ncols values; Bytes point into arena
+	ncols int
+	rows  int
+	arena []byte
+	key   []Value // key of the last row (paged tables)
+	karen []byte  // backing bytes of key
+	done  bool    // the table has no rows after this page
+	err   error
+}
+
+func (p *page) reset(step, ncols int) {
+	p.step, p.ncols, p.rows = step, ncols, 0
+	p.vals = p.vals[:0]
+	p.arena = p.arena[:0]
+	p.key = p.key[:0]
+	p.karen = p.karen[:0]
+	p.done, p.err = false, nil
+}
+
+// reserve returns a slice of n fresh bytes at the end of *buf. Earlier
+// slices stay valid when the buffer is reallocated: they keep pointing at
+// the old array, whose bytes are never written again.
+func reserve(buf *[]byte, n int) []byte {
+	b := *buf
+	if cap(b)-len(b) < n {
+		nb := make([]byte, len(b), max(2*cap(b), len(b)+n, 64<<10))
+		copy(nb, b)
+		b = nb
+	}
+	*buf = b[:len(b)+n]
+	return b[len(b) : len(b)+n : len(b)+n]
+}
+
+// readColumn decodes column col of the current row, copying text and
+// blob bytes into *arena.
+func (s *Source) readColumn(st *sqlite.Stmt, col int, arena *[]byte) Value {
+	switch st.ColumnType(col) {
+	case sqlite.TypeInteger:
+		return Value{Type: TypeInteger, Int: st.ColumnInt64(col)}
+	case sqlite.TypeFloat:
+		return Value{Type: TypeReal, Real: st.ColumnFloat(col)}
+	case sqlite.TypeText:
+		if s.utf16 {
+			// column_blob would return UTF-16 bytes; let SQLite convert.
+			t := st.ColumnText(col)
+			dst := reserve(arena, len(t))
+			copy(dst, t)
+			return Value{Type: TypeText, Bytes: dst}
+		}
+		dst := reserve(arena, st.ColumnLen(col))
+		st.ColumnBytes(col, dst)
+		return Value{Type: TypeText, Bytes: dst}
+	case sqlite.TypeBlob:
+		dst := reserve(arena, st.ColumnLen(col))
+		st.ColumnBytes(col, dst)
+		return Value{Type: TypeBlob, Bytes: dst}
+	}
+	return Value{Type: TypeNull}
+}
+
+// read is the reader goroutine: it walks the table steps from the cursor
+// and sends pages until the end, an error, or stop.
+func (s *Source) read(from Cursor, out chan<- *page, free chan *page, stop <-chan struct{}) {
+	defer close(out)
+	for i := from.Step; i < len(s.steps); i++ {
+		st := s.steps[i]
+		if st.kind != stepTable || !st.t.rows {
+			continue
+		}
+		var after Key
+		if i == from.Step {
+			after = from.After
+		}
+		if !s.readTable(i, st.t, after, out, free, stop) {
+			return
+		}
+	}
+}
+
+// readTable sends the pages of one table; it reports false when the
+// reader must stop (error sent, or stop closed).
+func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, free chan *page, stop <-chan struct{}) bool {
+	chunk := s.opts.ChunkSize
+	ncols := len(t.meta.Columns)
+	var stmt *sqlite.Stmt
+	fail := func(pg *page, err error) bool {
+		if stmt != nil {
+			stmt.Reset()
+		}
+		pg.err = fmt.Errorf("dump: read table %q: %w", t.meta.Name, explain(err))
+		select {
+		case out <- pg:
+		case <-stop:
+		}
+		return false
+	}
+	var pg *page
+	select {
+	case pg = <-free:
+	case <-stop:
+		return false
+	}
+	pg.reset(step, ncols)
+	// Prepare the first page's statement.
+	var err error
+	switch {
+	case !t.paged:
+		stmt, err = s.conn.Prepare(t.first)
+	case after == nil:
+		stmt, err = s.conn.Prepare(t.first)
+		if err == nil {
+			stmt.BindInt64(1, int64(chunk))
+		}
+	default:
+		stmt, err = s.conn.Prepare(t.next)
+		if err == nil {
+			if err = bindKey(stmt, after, t.nkey); err == nil {
+				stmt.BindInt64(t.nkey+1, int64(chunk))
+			}
+		}
+	}
+	if err != nil {
+		return fail(pg, err)
+	}
+	for {
+		exhausted := false
+		for pg.rows < chunk && len(pg.arena) < pageBudget {
+			ok, err := stmt.Step()
+			if err != nil {
+				return fail(pg, err)
+			}
+			if !ok {
+				exhausted = true
+				break
+			}
+			if t.nkey > 0 {
+				pg.key = pg.key[:0]
+				pg.karen = pg.karen[:0]
+				for c := 0; c < t.nkey; c++ {
+					pg.key = append(pg.key, s.readColumn(stmt, c, &pg.karen))
+				}
+			}
+			for c := 0; c < ncols; c++ {
+				pg.vals = append(pg.vals, s.readColumn(stmt, t.nkey+c, &pg.arena))
+			}
+			pg.rows++
+		}
+		if t.paged || exhausted {
+			if err := stmt.Reset(); err != nil {
+				return fail(pg, err)
+			}
+		}
+		if t.paged && !exhausted {
+			if pg.rows == 0 {
+				exhausted = true // the page was cut by a previous LIMIT exactly at the end
+			} else {
+				// Bind the next page's query now: the page, and its key,
+				// belong to the writer once sent.
+				stmt, err = s.conn.Prepare(t.next)
+				if err != nil {
+					return fail(pg, err)
+				}
+				for c := 0; c < t.nkey; c++ {
+					bindValue(stmt, c+1, pg.key[c])
+				}
+				stmt.BindInt64(t.nkey+1, int64(chunk))
+			}
+		}
+		pg.done = exhausted
+		select {
+		case out <- pg:
+		case <-stop:
+			stmt.Reset()
+			return false
+		}
+		if exhausted {
+			return true
+		}
+		select {
+		case pg = <-free:
+		case <-stop:
+			stmt.Reset()
+			return false
+		}
+		pg.reset(step, ncols)
+	}
+}
+
+func bindValue(st *sqlite.Stmt, i int, v Value) {
+	switch v.Type {
+	case TypeInteger:
+		st.BindInt64(i, v.Int)
+	case TypeReal:
+		st.BindFloat(i, v.Real)
+	case TypeText:
+		st.BindText(i, string(v.Bytes))
+	case TypeBlob:
+		st.BindBytes(i, v.Bytes)
+	default:
+		st.BindNull(i)
+	}
+}
+
+// bindKey binds a cursor's key (from JSON) as the first n parameters.
+func bindKey(st *sqlite.Stmt, k Key, n int) error {
+	if len(k) != n {
+		return fmt.Errorf("%w: cursor key has %d values, the table's key %d", sluice.ErrConflict, len(k), n)
+	}
+	for i, kv := range k {
+		v, err := kv.value()
+		if err != nil {
+			return err
+		}
+		bindValue(st, i+1, v)
+	}
+	return nil
+}
+
+// toKey converts decoded key values into a Cursor key.
+func toKey(vals []Value) Key {
+	k := make(Key, len(vals))
+	for i, v := range vals {
+		switch v.Type {
+		case TypeInteger:
+			k[i] = KeyValue{Type: "integer", V: strconv.FormatInt(v.Int, 10)}
+		case TypeReal:
+			// The exact bits, so the key survives JSON unchanged.
+			k[i] = KeyValue{Type: "real", V: strconv.FormatUint(math.Float64bits(v.Real), 16)}
+		case TypeText:
+			if utf8.Valid(v.Bytes) {
+				k[i] = KeyValue{Type: "text", V: string(v.Bytes)}
+			} else {
+				// JSON would replace invalid UTF-8 with U+FFFD.
+				k[i] = KeyValue{Type: "text-base64", V: base64.StdEncoding.EncodeToString(v.Bytes)}
+			}
+		case TypeBlob:
+			k[i] = KeyValue{Type: "blob", V: base64.StdEncoding.EncodeToString(v.Bytes)}
+		default:
+			k[i] = KeyValue{Type: "null"}
+		}
+	}
+	return k
+}
+
+// value decodes a key component written by toKey.
+func (kv KeyValue) value() (Value, error) {
+	switch kv.Type {
+	case "integer":
+		i, err := strconv.ParseInt(kv.V, 10, 64)
+		if err != nil {
+			return Value{}, fmt.Errorf("%w: cursor key: %v", sluice.ErrInvalid, err)
+		}
+		return Value{Type: TypeInteger, Int: i}, nil
+	case "real":
+		u, err := strconv.ParseUint(kv.V, 16, 64)
+		if err != nil {
+			return Value{}, fmt.Errorf("%w: cursor key: %v", sluice.ErrInvalid, err)
+		}
+		return Value{Type: TypeReal, Real: math.Float64frombits(u)}, nil
+	case "text":
+		return Value{Type: TypeText, Bytes: []byte(kv.V)}, nil
+	case "blob", "text-base64":
+		b, err := base64.StdEncoding.DecodeString(kv.V)
+		if err != nil {
+			return Value{}, fmt.Errorf("%w: cursor key: %v", sluice.ErrInvalid, err)
+		}
+		if kv.Type == "blob" {
+			return Value{Type: TypeBlob, Bytes: b}, nil
+		}
+		return Value{Type: TypeText, Bytes: b}, nil
+	case "null":
+		return Value{Type: TypeNull}, nil
+	}
+	return Value{}, fmt.Errorf("%w: cursor key: unknown type %q", sluice.ErrInvalid, kv.Type)
+}

@@ -1,0 +1,225 @@
+package dump
+
+import (
+	"math"
+	"math/big"
+	"strconv"
+)
+
+// realWriter appends REAL literals that the sqlite3 CLI (3.40, the version
+// the acceptance tests reload with) parses back into exactly the same
+// float64 bits.
+//
+// The shortest decimal that Go prints (strconv 'g', -1) round-trips through
+// a correctly rounded parser, but SQLite 3.40's sqlite3AtoF is not one: it
+// accumulates the digits in an int64 and scales by powers of ten in x87
+// long double (64-bit mantissa), rounding twice. For about 0.2% of random
+// doubles (mostly tiny or huge exponents) that yields a neighbouring double.
+// So every candidate literal is checked against an exact emulation of that
+// algorithm (atof3401, with sqlite3Pow10); when neither the shortest form nor the 17-digit
+// form survives, the value is written as an exact product of its integer
+// mantissa and powers of two, which SQLite evaluates without rounding.
+type realWriter struct {
+	a, b, c big.Float // scratch, reused so the hot loop does not allocate
+}
+
+// appendReal appends r as a SQL literal or constant expression.
+func (w *realWriter) appendReal(b []byte, r float64) []byte {
+	switch {
+	case math.IsInf(r, 1):
+		return append(b, "1e999"...)
+	case math.IsInf(r, -1):
+		return append(b, "-1e999"...)
+	case math.IsNaN(r): // SQLite stores NaN as NULL; never read back as REAL
+		return append(b, "NULL"...)
+	}
+	if r == math.Trunc(r) && r >= -9223372036854775808.0 && r < 9223372036854775808.0 {
+		// sqlite3 .dump writes "%lld.0"; the parser reads it back exactly
+		// because the integer part is at most 2^63 and (double)s is exact.
+		if r == 0 && math.Signbit(r) {
+			return append(b, "-0.0"...) // .dump writes 0.0 and loses the sign
+		}
+		b = strconv.AppendInt(b, int64(r), 10)
+		return append(b, ".0"...)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, r, 'g', -1, 64)
+	if w.atof3401(b[start:]) == r {
+		return b
+	}
+	b = strconv.AppendFloat(b[:start], r, 'e', 16, 64)
+	if w.atof3401(b[start:]) == r {
+		return b
+	}
+	return appendRealExact(b[:start], r)
+}
+
+// appendRealExact writes r = m * 2^k as "(m.0*2^a*2^b...)" using factors
+// that are exact integers (at most 2^62) or their reciprocals; every
+// intermediate product is a double of larger magnitude than the next, so
+// SQLite's double arithmetic never rounds.
+func appendRealExact(b []byte, r float64) []byte {
+	frac, exp := math.Frexp(r) // r = frac * 2^exp, 0.5 <= |frac| < 1
+	m := int64(math.Ldexp(frac, 53))
+	k := exp - 53
+	for m != 0 && m%2 == 0 {
+		m /= 2
+		k++
+	}
+	b = append(b, '(')
+	b = strconv.AppendInt(b, m, 10)
+	b = append(b, ".0"...)
+	for k != 0 {
+		step := k
+		if step > 62 {
+			step = 62
+		} else if step < -62 {
+			step = -62
+		}
+		if step > 0 {
+			b = append(b, '*')
+		} else {
+			b = append(b, '/')
+		}
+		n := step
+		if n < 0 {
+			n = -n
+		}
+		b = strconv.AppendInt(b, int64(1)<<uint(n), 10)
+		k -= step
+	}
+	return append(b, ')')
+}
+
+// atof3401 returns the double that SQLite 3.40.1's sqlite3AtoF produces
+// for the literal lit (as written by appendReal: optional '-', digits,
+// optional fraction, optional exponent). A leading '-' is applied after
+// parsing, as SQLite's parser applies unary minus to the positive literal.
+func (w *realWriter) atof3401(lit []byte) float64 {
+	const largest = math.MaxInt64
+	neg := false
+	i := 0
+	if i < len(lit) && lit[i] == '-' {
+		neg = true
+		i++
+	}
+	var s int64
+	d, e, esign := 0, 0, 1
+	for ; i < len(lit) && isDigit(lit[i]); i++ {
+		s = s*10 + int64(lit[i]-'0')
+		if s >= (largest-9)/10 {
+			for i+1 < len(lit) && isDigit(lit[i+1]) {
+				i++
+				d++
+			}
+		}
+	}
+	if i < len(lit) && lit[i] == '.' {
+		i++
+		for ; i < len(lit) && isDigit(lit[i]); i++ {
+			if s < (largest-9)/10 {
+				s = s*10 + int64(lit[i]-'0')
+				d--
+			}
+		}
+	}
+	if i < len(lit) && (lit[i] == 'e' || lit[i] == 'E') {
+		i++
+		if i < len(lit) && lit[i] == '-' {
+			esign = -1
+			i++
+		} else if i < len(lit) && lit[i] == '+' {
+			i++
+		}
+		for ; i < len(lit) && isDigit(lit[i]); i++ {
+			if e < 10000 {
+				e = e*10 + int(lit[i]-'0')
+			} else {
+				e = 10000
+			}
+		}
+	}
+	e = e*esign + d
+	if e < 0 {
+		esign, e = -1, -e
+	} else {
+		esign = 1
+	}
+	var result float64
+	if s == 0 {
+		result = 0
+	} else {
+		for e > 0 {
+			if esign > 0 {
+				if s >= largest/10 {
+					break
+				}
+				s *= 10
+			} else {
+				if s%10 != 0 {
+					break
+				}
+				s /= 10
+			}
+			e--
+		}
+		if e == 0 {
+			result = float64(s)
+		} else {
+			x := w.c.SetPrec(64).SetMode(big.ToNearestEven)
+			switch {
+			case e > 307 && e < 342:
+				scale := w.pow10(e - 308)
+				x.SetInt64(s)
+				if esign < 0 {
+					x.Quo(x, scale)
+					result, _ = x.Float64()
+					result /= 1e308
+				} else {
+					x.Mul(x, scale)
+					result, _ = x.Float64()
+					result *= 1e308
+				}
+			case e >= 342:
+				if esign < 0 {
+					result = 0
+				} else {
+					result = math.Inf(1)
+				}
+			default:
+				scale := w.pow10(e)
+				x.SetInt64(s)
+				if esign < 0 {
+					x.Quo(x, scale)
+				} else {
+					x.Mul(x, scale)
+				}
+				result, _ = x.Float64()
+			}
+		}
+	}
+	if neg {
+		return -result
+	}
+	return result
+}
+
+// pow10 returns 10^e computed as SQLite 3.40's sqlite3Pow10 does: square
+// and multiply in x87 long double, each product rounded to 64 bits.
+func (w *realWriter) pow10(e int) *big.Float {
+	r := w.a.SetPrec(64).SetMode(big.ToNearestEven).SetInt64(1)
+	x := w.b.SetPrec(64).SetMode(big.ToNearestEven).SetInt64(10)
+	for {
+		if e&1 != 0 {
+			r.Mul(r, x)
+		}
+		e >>= 1
+		if e == 0 {
+			break
+		}
+		x.Mul(x, x)
+	}
+	return r
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

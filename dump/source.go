@@ -1,0 +1,234 @@
+package dump
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sluice-dev/sluice"
+	"zombiezen.com/go/sqlite"
+)
+
+// DefaultBusyTimeout is how long Open waits for a locked database when
+// Options.BusyTimeout is zero.
+const DefaultBusyTimeout = 5 * time.Second
+
+// Source is one opened database snapshot. It holds a read transaction
+// from Open to Close, so every Dump on it reads the same snapshot. A
+// Source is not safe for concurrent Dumps; Dump serialises them.
+type Source struct {
+	log   *slog.Logger
+	path  string
+	opts  Options
+	conn  *sqlite.Conn
+	steps []step
+	plan  Plan
+	utf16 bool
+
+	mu     sync.Mutex // held by Dump and Close
+	closed bool
+}
+
+// Open opens the database at path read-only, starts one read transaction
+// (pinning the snapshot with a first read) and plans the dump. The file is
+// never created or modified.
+func Open(ctx context.Context, path string, opts Options, logger *slog.Logger) (*Source, error) {
+	if logger == nil {
+		return nil, fmt.Errorf("dump: open: %w: nil logger", sluice.ErrInvalid)
+	}
+	if err := opts.normalize(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("dump: open %s: %w", path, err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("dump: open %s: %w", path, err)
+	}
+	if err := checkFile(abs); err != nil {
+		return nil, fmt.Errorf("dump: open %s: %w", path, err)
+	}
+	u := url.URL{Scheme: "file", Path: abs, RawQuery: "mode=ro"}
+	conn, err := sqlite.OpenConn(u.String(), sqlite.OpenReadOnly|sqlite.OpenURI)
+	if err != nil {
+		return nil, fmt.Errorf("dump: open %s: %w", path, explain(err))
+	}
+	s := &Source{log: logger, path: path, opts: opts, conn: conn}
+	if err := s.begin(ctx); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dump: open %s: %w", path, err)
+	}
+	if err := s.buildPlan(); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dump: open %s: %w", path, err)
+	}
+	logger.Debug("dump: opened snapshot", "path", path, "tables", len(s.plan.Tables), "estimated_bytes", s.plan.EstimatedBytes)
+	return s, nil
+}
+
+// normalize validates opts and fills in defaults.
+func (o *Options) normalize() error {
+	f, err := sluice.ParseFormat(string(o.Format))
+	if err != nil {
+		return fmt.Errorf("dump: %w", err)
+	}
+	o.Format = f
+	switch {
+	case o.ChunkSize == 0:
+		o.ChunkSize = DefaultChunkSize
+	case o.ChunkSize < 0 || o.ChunkSize > MaxChunkSize:
+		return fmt.Errorf("dump: %w: chunk size %d out of range 1..%d", sluice.ErrInvalid, o.ChunkSize, MaxChunkSize)
+	}
+	if o.SchemaOnly && o.DataOnly {
+		return fmt.Errorf("dump: %w: schema-only and data-only exclude each other", sluice.ErrInvalid)
+	}
+	if o.BusyTimeout < 0 {
+		return fmt.Errorf("dump: %w: negative busy timeout", sluice.ErrInvalid)
+	}
+	if o.BusyTimeout == 0 {
+		o.BusyTimeout = DefaultBusyTimeout
+	}
+	return nil
+}
+
+// checkFile gives clear errors for the common bad inputs before SQLite
+// gives vaguer ones: a missing file, a directory, a file that is not
+// SQLite (or is encrypted, which looks the same).
+func checkFile(path string) error {
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no such file: %w", sluice.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		return fmt.Errorf("%w: is a directory, not a SQLite database", sluice.ErrInvalid)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hdr := make([]byte, 16)
+	n, err := io.ReadFull(f, hdr)
+	if n == 0 && (err == io.EOF || err == io.ErrUnexpectedEOF) {
+		return nil // an empty file is an empty database to SQLite
+	}
+	if err != nil && err != io.ErrUnexpectedEOF {
+		return err
+	}
+	if !bytes.Equal(hdr[:n], []byte("SQLite format 3\x00")[:n]) || n < 16 {
+		return fmt.Errorf("%w: not a SQLite database (bad header; encrypted or not SQLite)", sluice.ErrInvalid)
+	}
+	return nil
+}
+
+// explain turns SQLite result codes into messages an operator can act on.
+func explain(err error) error {
+	switch sqlite.ErrCode(err).ToPrimary() {
+	case sqlite.ResultBusy, sqlite.ResultLocked:
+		return fmt.Errorf("database is locked (busy timeout expired): %w", err)
+	case sqlite.ResultNotADB:
+		return fmt.Errorf("%w: not a SQLite database or encrypted: %v", sluice.ErrInvalid, err)
+	case sqlite.ResultCorrupt:
+		return fmt.Errorf("database file is corrupt: %w", err)
+	case sqlite.ResultCantOpen:
+		return fmt.Errorf("cannot open database file: %w", err)
+	}
+	return err
+}
+
+// begin starts the read transaction and pins its snapshot: a deferred
+// BEGIN takes no lock until the first read, so read the schema now.
+func (s *Source) begin(ctx context.Context) error {
+	s.conn.SetBusyTimeout(s.opts.BusyTimeout)
+	s.conn.SetInterrupt(ctx.Done())
+	defer s.conn.SetInterrupt(nil)
+	if err := s.exec("BEGIN"); err != nil {
+		return explain(err)
+	}
+	st, err := s.conn.Prepare("SELECT count(*) FROM sqlite_schema")
+	if err != nil {
+		return explain(err)
+	}
+	if _, err := st.Step(); err != nil {
+		return explain(err)
+	}
+	if err := st.Reset(); err != nil {
+		return explain(err)
+	}
+	enc, err := s.queryText("PRAGMA encoding")
+	if err != nil {
+		return explain(err)
+	}
+	s.utf16 = enc != "UTF-8"
+	return nil
+}
+
+// exec runs one statement that returns no rows we need.
+func (s *Source) exec(sql string) error {
+	st, _, err := s.conn.PrepareTransient(sql)
+	if err != nil {
+		return err
+	}
+	defer st.Finalize()
+	for {
+		ok, err := st.Step()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+	}
+}
+
+// queryText returns the first column of the first row of sql as text.
+func (s *Source) queryText(sql string, args ...string) (string, error) {
+	st, _, err := s.conn.PrepareTransient(sql)
+	if err != nil {
+		return "", err
+	}
+	defer st.Finalize()
+	for i, a := range args {
+		st.BindText(i+1, a)
+	}
+	ok, err := st.Step()
+	if err != nil || !ok {
+		return "", err
+	}
+	return st.ColumnText(0), nil
+}
+
+// Plan returns what the dump of this snapshot contains.
+func (s *Source) Plan() Plan {
+	p := s.plan
+	p.Tables = append([]TableInfo(nil), s.plan.Tables...)
+	return p
+}
+
+// Close ends the read transaction and closes the database. It waits for
+// a running Dump to return.
+func (s *Source) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	_ = s.exec("COMMIT") // a read transaction: nothing to commit, ends the snapshot
+	if err := s.conn.Close(); err != nil {
+		return fmt.Errorf("dump: close %s: %w", s.path, err)
+	}
+	return nil
+}
