@@ -1,0 +1,100 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"net/http"
+	"strings"
+)
+
+// Role is what a route requires of the caller.
+type Role int
+
+// Roles, from least to most privileged.
+const (
+	RolePublic Role = iota // no token needed (health, OpenAPI, signed file URLs)
+	RoleClient             // a client or admin token: /query* and table exports
+	RoleAdmin              // an admin token: everything
+)
+
+func (r Role) String() string {
+	switch r {
+	case RolePublic:
+		return "public"
+	case RoleClient:
+		return "client"
+	}
+	return "admin"
+}
+
+// authenticator checks bearer tokens. Tokens are kept as SHA-256 sums and
+// compared in constant time, each one every time, so neither a token's
+// length nor which token matched shows in the timing.
+type authenticator struct {
+	admin  [][32]byte
+	client [][32]byte
+}
+
+func newAuthenticator(admin, client []string) *authenticator {
+	a := &authenticator{}
+	for _, t := range admin {
+		if t != "" {
+			a.admin = append(a.admin, sha256.Sum256([]byte(t)))
+		}
+	}
+	for _, t := range client {
+		if t != "" {
+			a.client = append(a.client, sha256.Sum256([]byte(t)))
+		}
+	}
+	return a
+}
+
+func (a *authenticator) enabled() bool { return len(a.admin)+len(a.client) > 0 }
+
+// role returns the role a request's token grants, and whether a token
+// was presented at all.
+func (a *authenticator) role(r *http.Request) (Role, bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return RolePublic, false
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return RolePublic, true
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	var isAdmin, isClient int
+	for i := range a.admin {
+		isAdmin |= subtle.ConstantTimeCompare(sum[:], a.admin[i][:])
+	}
+	for i := range a.client {
+		isClient |= subtle.ConstantTimeCompare(sum[:], a.client[i][:])
+	}
+	switch {
+	case isAdmin == 1:
+		return RoleAdmin, true
+	case isClient == 1:
+		return RoleClient, true
+	}
+	return RolePublic, true
+}
+
+// check returns nil when the request may use a route that needs want.
+func (a *authenticator) check(r *http.Request, want Role) error {
+	if want == RolePublic || !a.enabled() {
+		return nil
+	}
+	got, presented := a.role(r)
+	if got == RolePublic {
+		msg := "missing bearer token"
+		if presented {
+			msg = "invalid bearer token"
+		}
+		return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: msg}
+	}
+	if got < want {
+		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "this route needs an " + want.String() + " token"}
+	}
+	return nil
+}

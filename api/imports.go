@@ -1,0 +1,419 @@
+package api
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/sqlload"
+	"zombiezen.com/go/sqlite"
+)
+
+// importBody returns the request's upload: the first file part of a
+// multipart form, or the raw body; gzip or zstd (by Content-Encoding or
+// by magic number) is decompressed. Both the bytes received and the
+// bytes after decompression are bounded by MaxImportBytes (413).
+func (s *Server) importBody(w http.ResponseWriter, r *http.Request) (io.Reader, func(), error) {
+	body := io.Reader(http.MaxBytesReader(w, r.Body, s.cfg.MaxImportBytes))
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if ct == "multipart/form-data" {
+		mr, err := r.MultipartReader()
+		if err != nil {
+			return nil, nil, badRequest("bad_multipart", err.Error())
+		}
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				return nil, nil, badRequest("bad_multipart", "the form has no file part")
+			}
+			if err != nil {
+				return nil, nil, badRequest("bad_multipart", err.Error())
+			}
+			if p.FileName() != "" {
+				body = p
+				break
+			}
+			p.Close()
+		}
+	}
+	br := bufio.NewReaderSize(body, 64<<10)
+	enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding")))
+	if enc == "" || enc == "identity" {
+		magic, _ := br.Peek(4)
+		switch {
+		case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+			enc = "gzip"
+		case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
+			enc = "zstd"
+		}
+	}
+	var out io.Reader = br
+	closeFn := func() {}
+	switch enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, nil, bodyError(err)
+		}
+		out, closeFn = zr, func() { zr.Close() }
+	case "zstd":
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+		if err != nil {
+			return nil, nil, bodyError(err)
+		}
+		out, closeFn = zr, zr.Close
+	default:
+		return nil, nil, apiErr(http.StatusUnsupportedMediaType, "unsupported_encoding", fmt.Sprintf("Content-Encoding %q is not supported (gzip, zstd)", enc))
+	}
+	return &limitedBody{r: out, left: s.cfg.MaxImportBytes}, closeFn, nil
+}
+
+// limitedBody bounds the decompressed size and marks read failures as
+// the caller's (a corrupt gzip stream, a connection cut short).
+type limitedBody struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, fmt.Errorf("%w: the upload is over the configured limit once decompressed", sluice.ErrTooLarge)
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if err != nil && err != io.EOF {
+		err = bodyError(err)
+	}
+	return n, err
+}
+
+func bodyError(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) || errors.Is(err, sluice.ErrTooLarge) {
+		return err
+	}
+	return fmt.Errorf("%w: read upload: %v", sluice.ErrInvalid, err)
+}
+
+// importResult is the "result" of an import response.
+type importResult struct {
+	Message    string `json:"message"`
+	Statements int64  `json:"statements,omitempty"`
+	Rows       int64  `json:"rows,omitempty"`
+	Bytes      int64  `json:"bytes,omitempty"`
+}
+
+// handleImportDump loads a SQL dump in one transaction, all or nothing.
+func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.database(r)
+	if err != nil {
+		return err
+	}
+	body, closeBody, err := s.importBody(w, r)
+	if err != nil {
+		return err
+	}
+	defer closeBody()
+	conn, err := d.take(r.Context())
+	if err != nil {
+		return err
+	}
+	defer d.put(conn)
+	st, err := sqlload.Load(r.Context(), conn, body, sqlload.Options{Atomic: true})
+	if err != nil {
+		return sqlErr(err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
+		Message:    fmt.Sprintf("imported %d statements", st.Statements),
+		Statements: st.Statements, Bytes: st.Bytes,
+	}})
+	return nil
+}
+
+// tableWriter inserts rows into one table inside a transaction, with one
+// prepared statement per distinct column list.
+type tableWriter struct {
+	conn     *sqlite.Conn
+	table    string
+	writable map[string]bool
+	stmts    map[string]*sqlite.Stmt
+	rows     int64
+}
+
+func newTableWriter(conn *sqlite.Conn, table string) (*tableWriter, error) {
+	if _, err := tableKind(conn, table); err != nil {
+		return nil, err
+	}
+	_, writable, err := columns(conn, table)
+	if err != nil {
+		return nil, sqlErr(err)
+	}
+	if err := exec(conn, "BEGIN IMMEDIATE"); err != nil {
+		return nil, sqlErr(err)
+	}
+	return &tableWriter{conn: conn, table: table, writable: writable, stmts: map[string]*sqlite.Stmt{}}, nil
+}
+
+func (t *tableWriter) stmt(cols []string) (*sqlite.Stmt, error) {
+	key := strings.Join(cols, "\x00")
+	if st, ok := t.stmts[key]; ok {
+		return st, nil
+	}
+	if len(t.stmts) >= 64 {
+		return nil, badRequest("invalid_argument", "too many different column sets")
+	}
+	quoted := make([]string, len(cols))
+	marks := make([]string, len(cols))
+	for i, c := range cols {
+		if !t.writable[c] {
+			return nil, badRequest("unknown_column", fmt.Sprintf("table %q has no writable column %q", t.table, c))
+		}
+		quoted[i] = quoteIdent(c)
+		marks[i] = "?"
+	}
+	sql := fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", quoteIdent(t.table), strings.Join(quoted, ","), strings.Join(marks, ","))
+	if len(cols) == 0 {
+		sql = fmt.Sprintf("INSERT INTO %s DEFAULT VALUES", quoteIdent(t.table))
+	}
+	st, err := t.conn.Prepare(sql)
+	if err != nil {
+		return nil, sqlErr(err)
+	}
+	t.stmts[key] = st
+	return st, nil
+}
+
+// insert runs st once with its bindings set, then resets it.
+func (t *tableWriter) insert(st *sqlite.Stmt) error {
+	_, err := st.Step()
+	st.Reset()
+	st.ClearBindings()
+	if err != nil {
+		return fmt.Errorf("row %d: %w", t.rows+1, sqlErr(err))
+	}
+	t.rows++
+	return nil
+}
+
+func (t *tableWriter) commit() error {
+	if err := exec(t.conn, "COMMIT"); err != nil {
+		return sqlErr(err)
+	}
+	return nil
+}
+
+// close finalizes nothing (Prepare'd statements are cached by the
+// connection) and rolls back if commit was not reached.
+func (t *tableWriter) close() {
+	if !t.conn.AutocommitEnabled() {
+		_ = exec(t.conn, "ROLLBACK")
+	}
+}
+
+// handleImportCSV loads CSV rows (a header row names the columns; an
+// empty field is NULL) into an existing table, all or nothing.
+func (s *Server) handleImportCSV(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.database(r)
+	if err != nil {
+		return err
+	}
+	body, closeBody, err := s.importBody(w, r)
+	if err != nil {
+		return err
+	}
+	defer closeBody()
+	conn, err := d.take(r.Context())
+	if err != nil {
+		return err
+	}
+	defer d.put(conn)
+	tw, err := newTableWriter(conn, r.PathValue("table"))
+	if err != nil {
+		return err
+	}
+	defer tw.close()
+	cr := csv.NewReader(body)
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if err == io.EOF {
+		return badRequest("bad_csv", "empty CSV: a header row is required")
+	}
+	if err != nil {
+		return csvError(err)
+	}
+	cols := append([]string(nil), header...)
+	for i := range cols {
+		cols[i] = strings.TrimSpace(strings.TrimPrefix(cols[i], "\ufeff"))
+	}
+	st, err := tw.stmt(cols)
+	if err != nil {
+		return err
+	}
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return csvError(err)
+		}
+		for i, v := range rec {
+			if v == "" {
+				st.BindNull(i + 1)
+			} else {
+				st.BindText(i+1, v)
+			}
+		}
+		if err := tw.insert(st); err != nil {
+			return err
+		}
+	}
+	if err := tw.commit(); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
+		Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
+	}})
+	return nil
+}
+
+func csvError(err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return badRequest("bad_csv", pe.Error())
+	}
+	return bodyError(err)
+}
+
+// handleImportJSON loads a JSON array of row objects (or {"data": [...]},
+// StarbaseDB's shape) into an existing table, all or nothing. Nested
+// arrays and objects are stored as JSON text.
+func (s *Server) handleImportJSON(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.database(r)
+	if err != nil {
+		return err
+	}
+	body, closeBody, err := s.importBody(w, r)
+	if err != nil {
+		return err
+	}
+	defer closeBody()
+	conn, err := d.take(r.Context())
+	if err != nil {
+		return err
+	}
+	defer d.put(conn)
+	tw, err := newTableWriter(conn, r.PathValue("table"))
+	if err != nil {
+		return err
+	}
+	defer tw.close()
+	dec := json.NewDecoder(body)
+	dec.UseNumber()
+	if err := openRowsArray(dec); err != nil {
+		return err
+	}
+	for dec.More() {
+		var row map[string]json.RawMessage
+		if err := dec.Decode(&row); err != nil {
+			return jsonBodyError(err)
+		}
+		cols := make([]string, 0, len(row))
+		for k := range row {
+			cols = append(cols, k)
+		}
+		sort.Strings(cols)
+		st, err := tw.stmt(cols)
+		if err != nil {
+			return err
+		}
+		for i, c := range cols {
+			if err := bindJSON(st, i+1, row[c]); err != nil {
+				return badRequest("bad_json", fmt.Sprintf("row %d, column %q: %v", tw.rows+1, c, err))
+			}
+		}
+		if err := tw.insert(st); err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return jsonBodyError(err)
+	}
+	if err := tw.commit(); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
+		Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
+	}})
+	return nil
+}
+
+// openRowsArray consumes the opening of the rows array: "[" or
+// {"data": [ .
+func openRowsArray(dec *json.Decoder) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonBodyError(err)
+	}
+	if tok == json.Delim('[') {
+		return nil
+	}
+	if tok != json.Delim('{') {
+		return badRequest("bad_json", "want a JSON array of objects, or {\"data\": [...]}")
+	}
+	key, err := dec.Token()
+	if err != nil {
+		return jsonBodyError(err)
+	}
+	if key != "data" {
+		return badRequest("bad_json", "want a JSON array of objects, or {\"data\": [...]}")
+	}
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+		return badRequest("bad_json", "\"data\" must be an array of objects")
+	}
+	return nil
+}
+
+func jsonBodyError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se), errors.As(err, &te), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return badRequest("bad_json", "invalid JSON: "+err.Error())
+	}
+	return bodyError(err)
+}
+
+func bindJSON(st *sqlite.Stmt, i int, raw json.RawMessage) error {
+	raw = json.RawMessage(strings.TrimSpace(string(raw)))
+	if len(raw) > 0 && (raw[0] == '{' || raw[0] == '[') {
+		st.BindText(i, string(raw))
+		return nil
+	}
+	var v any
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.UseNumber()
+	if err := dec.Decode(&v); err != nil {
+		return err
+	}
+	c, err := bindValue(v)
+	if err != nil {
+		return err
+	}
+	bindOne(st, i, c)
+	return nil
+}

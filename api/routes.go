@@ -1,0 +1,208 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// route is one entry of the route table. The table is the single source
+// for the mux, the auth checks and the OpenAPI match test.
+type route struct {
+	Method  string
+	Path    string // Go 1.22 pattern path, without the /db/{db} prefix
+	Role    Role
+	PerDB   bool // also served under /db/{db}/...
+	handler func(http.ResponseWriter, *http.Request) error
+}
+
+func (s *Server) routes() []route {
+	return []route{
+		{"GET", "/healthz", RolePublic, false, s.handleHealth},
+		{"GET", "/metrics", RoleAdmin, false, s.handleMetrics},
+		{"GET", "/openapi.json", RolePublic, false, s.handleOpenAPI},
+		{"GET", "/files/{key...}", RolePublic, false, s.handleFile},
+
+		{"POST", "/query", RoleClient, true, s.handleQuery},
+		{"POST", "/query/raw", RoleClient, true, s.handleQueryRaw},
+
+		{"GET", "/export/csv/{table}", RoleClient, true, s.handleExportCSV},
+		{"GET", "/export/json/{table}", RoleClient, true, s.handleExportJSON},
+
+		{"GET", "/export/dump", RoleAdmin, true, s.handleLegacyDump},
+		{"POST", "/export/dump", RoleAdmin, true, s.handleSubmit},
+		{"GET", "/export/dump/jobs", RoleAdmin, true, s.handleListJobs},
+		{"GET", "/export/dump/status/{jobId}", RoleAdmin, true, s.handleStatus},
+		{"GET", "/export/dump/download/{jobId}", RoleAdmin, true, s.handleDownload},
+		{"DELETE", "/export/dump/{jobId}", RoleAdmin, true, s.handleCancel},
+
+		{"POST", "/import/dump", RoleAdmin, true, s.handleImportDump},
+		{"POST", "/import/csv/{table}", RoleAdmin, true, s.handleImportCSV},
+		{"POST", "/import/json/{table}", RoleAdmin, true, s.handleImportJSON},
+	}
+}
+
+// register adds a route to the mux, at the root and, for per-database
+// routes, under /db/{db}.
+func (s *Server) register(rt route) {
+	h := s.guard(rt)
+	s.mux.Handle(rt.Method+" "+rt.Path, h)
+	if rt.PerDB {
+		s.mux.Handle(rt.Method+" /db/{db}"+rt.Path, h)
+	}
+}
+
+// guard applies auth and turns a handler's error into a JSON response.
+func (s *Server) guard(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := s.auth.check(r, rt.Role); err != nil {
+			var ae *Error
+			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		if err := rt.handler(w, r); err != nil {
+			if sw, ok := w.(*statusWriter); ok && sw.wrote {
+				// Headers are out: all we can do is cut the response
+				// short, so the client sees a broken transfer rather
+				// than a truncated file that looks complete.
+				s.logger.Error("response aborted", "path", r.URL.Path, "err", err)
+				panic(http.ErrAbortHandler)
+			}
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// statusWriter records the status for metrics and whether the headers
+// have been sent.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status = code
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status = http.StatusOK
+		w.wrote = true
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush forwards to the underlying writer.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		if !w.wrote {
+			w.status = http.StatusOK
+			w.wrote = true
+		}
+		f.Flush()
+	}
+}
+
+// wrap adds panic recovery, JSON 404/405 answers and latency metrics
+// around the mux.
+func (s *Server) wrap(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h, pattern := mux.Handler(r)
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
+					panic(v)
+				}
+				s.logger.Error("panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(v))
+				if !sw.wrote {
+					s.writeError(sw, r, apiErr(http.StatusInternalServerError, "internal", "internal error"))
+				} else {
+					panic(http.ErrAbortHandler)
+				}
+			}
+			s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
+		}()
+		if pattern == "" {
+			s.noRoute(sw, r, h)
+			return
+		}
+		h.ServeHTTP(sw, r)
+	})
+}
+
+// noRoute answers a request that matched no route with the mux's own
+// status (404, or 405 with Allow) in the JSON error shape.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	rec := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(rec, r)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusNotFound
+	}
+	if allow := rec.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	switch status {
+	case http.StatusMethodNotAllowed:
+		s.writeError(w, r, apiErr(status, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path))
+	case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		if loc := rec.header.Get("Location"); loc != "" {
+			w.Header().Set("Location", loc)
+		}
+		s.writeError(w, r, apiErr(status, "redirect", "see "+rec.header.Get("Location")))
+	default:
+		s.writeError(w, r, apiErr(http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path))
+	}
+}
+
+// headerRecorder captures what the mux's fallback handler writes.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return len(b), nil
+}
+
+// queryInt parses an integer query parameter with bounds.
+func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := strings.TrimSpace(r.URL.Query().Get(name))
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, badRequest("invalid_argument", fmt.Sprintf("%s must be an integer from %d to %d", name, lo, hi))
+	}
+	return n, nil
+}

@@ -1,0 +1,393 @@
+// Package api is the HTTP server of `sluice serve`: StarbaseDB-compatible
+// query, import and export routes for the configured SQLite databases,
+// the async export-job routes (through the JobService interface it
+// declares), downloads, metrics and the OpenAPI document.
+//
+// The default database is served at the root; every other database has
+// the same routes under /db/{name}/. See docs/api.md.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/dump"
+	"github.com/sluice-dev/sluice/objstore"
+)
+
+// JobService is what the API needs from the durable jobs service.
+type JobService interface {
+	// Submit validates and queues a job. A caller's mistake is
+	// reported wrapping sluice.ErrInvalid or sluice.ErrNotFound.
+	Submit(ctx context.Context, spec sluice.JobSpec) (sluice.Job, error)
+	// Get returns a job, or an error wrapping sluice.ErrNotFound.
+	Get(ctx context.Context, id string) (sluice.Job, error)
+	// List returns jobs, newest first, and a cursor for the next page
+	// ("" when there is none).
+	List(ctx context.Context, q JobQuery) (jobs []sluice.Job, next string, err error)
+	// Cancel cancels a job; cancelling a finished job is not an error.
+	Cancel(ctx context.Context, id string) (sluice.Job, error)
+	// Open returns the completed job's object from offset; length < 0
+	// means to the end. It fails with sluice.ErrConflict while the job
+	// is not completed.
+	Open(ctx context.Context, id string, offset, length int64) (io.ReadCloser, objstore.ObjectInfo, error)
+	// DownloadURL returns a URL that fetches the completed job's object
+	// without credentials until expiry.
+	DownloadURL(ctx context.Context, id string, expiry time.Duration) (string, error)
+}
+
+// JobQuery selects jobs for JobService.List.
+type JobQuery struct {
+	Database string       // configured database name
+	State    sluice.State // "" means every state
+	Limit    int          // page size, 1..MaxPageSize
+	Cursor   string       // from a previous page's next
+}
+
+// JobCounter is optionally implemented by a JobService; the metrics
+// collector then reports jobs by state at every scrape.
+type JobCounter interface {
+	CountByState(ctx context.Context) (map[sluice.State]int, error)
+}
+
+// Dumper streams a synchronous dump (the legacy GET /export/dump). It
+// writes the uncompressed stream to w; an error returned before the
+// first write is reported to the client as a JSON error.
+type Dumper interface {
+	Dump(ctx context.Context, w io.Writer, dbPath string, opts dump.Options) error
+}
+
+// DumperFunc adapts a function to Dumper.
+type DumperFunc func(ctx context.Context, w io.Writer, dbPath string, opts dump.Options) error
+
+// Dump calls f.
+func (f DumperFunc) Dump(ctx context.Context, w io.Writer, dbPath string, opts dump.Options) error {
+	return f(ctx, w, dbPath, opts)
+}
+
+// Files serves the file store's presigned URLs (GET /files/{key...}).
+type Files struct {
+	Store objstore.Store
+	// Verify checks the presigned URL's query (expires, sig) for key.
+	Verify func(key string, query url.Values) error
+}
+
+// Deps are the services the server uses. Jobs, Dumper and Files may be
+// nil; their routes then answer 503.
+type Deps struct {
+	Jobs    JobService
+	Dumper  Dumper
+	Files   *Files
+	Metrics *Metrics // nil: New makes one
+}
+
+// Database names one SQLite database that the server hosts.
+type Database struct {
+	Name string
+	Path string
+}
+
+// Config configures the server. NewConfig returns the defaults.
+type Config struct {
+	Listen       string     // host:port; must be loopback when no tokens are set
+	Databases    []Database // the first is the default unless DefaultDB names another
+	DefaultDB    string
+	AdminTokens  []string // allow everything
+	ClientTokens []string // allow /query* and table exports
+	BaseURL      string   // public URL prefix for statusUrl; "" derives it from the request
+
+	MaxBodyBytes      int64         // JSON request bodies
+	MaxImportBytes    int64         // import bodies, after decompression
+	MaxResultBytes    int64         // a /query response
+	QueryTimeout      time.Duration // per /query request
+	PoolSize          int           // connections per database
+	DownloadURLExpiry time.Duration // lifetime of a status downloadUrl
+	ShutdownTimeout   time.Duration // how long Close waits for requests
+}
+
+// Defaults.
+const (
+	DefaultMaxBodyBytes   = 10 << 20
+	DefaultMaxImportBytes = 1 << 30
+	DefaultMaxResultBytes = 32 << 20
+	DefaultPageSize       = 50
+	MaxPageSize           = 1000
+)
+
+// NewConfig returns a Config with the defaults filled in.
+func NewConfig() Config {
+	return Config{
+		Listen:            "127.0.0.1:8080",
+		MaxBodyBytes:      DefaultMaxBodyBytes,
+		MaxImportBytes:    DefaultMaxImportBytes,
+		MaxResultBytes:    DefaultMaxResultBytes,
+		QueryTimeout:      30 * time.Second,
+		PoolSize:          8,
+		DownloadURLExpiry: time.Hour,
+		ShutdownTimeout:   5 * time.Second,
+	}
+}
+
+// Server is the HTTP server. Use New, then Listen and Serve; Close
+// stops it.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	logger  *slog.Logger
+	metrics *Metrics
+	dbs     map[string]*db
+	defDB   string
+	auth    *authenticator
+	handler http.Handler
+	mux     *http.ServeMux
+	openapi []byte
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	ln     net.Listener
+	srv    *http.Server
+	wg     sync.WaitGroup
+}
+
+// New builds a server and opens a connection pool (in WAL mode) for each
+// database. It does not listen yet.
+func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
+	def := NewConfig()
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = def.MaxBodyBytes
+	}
+	if cfg.MaxImportBytes <= 0 {
+		cfg.MaxImportBytes = def.MaxImportBytes
+	}
+	if cfg.MaxResultBytes <= 0 {
+		cfg.MaxResultBytes = def.MaxResultBytes
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = def.QueryTimeout
+	}
+	if cfg.PoolSize <= 0 {
+		cfg.PoolSize = def.PoolSize
+	}
+	if cfg.DownloadURLExpiry <= 0 {
+		cfg.DownloadURLExpiry = def.DownloadURLExpiry
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = def.ShutdownTimeout
+	}
+	if len(cfg.Databases) == 0 {
+		return nil, fmt.Errorf("api: no databases configured")
+	}
+	if logger == nil {
+		return nil, fmt.Errorf("api: nil logger")
+	}
+	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.metrics = deps.Metrics
+	if s.metrics == nil {
+		s.metrics = NewMetrics()
+	}
+	if c, ok := deps.Jobs.(JobCounter); ok {
+		s.metrics.countJobs(c)
+	}
+	s.defDB = cfg.DefaultDB
+	if s.defDB == "" {
+		s.defDB = cfg.Databases[0].Name
+	}
+	for _, d := range cfg.Databases {
+		if !validDBName(d.Name) {
+			s.closeDBs()
+			return nil, fmt.Errorf("api: invalid database name %q (letters, digits, '-', '_')", d.Name)
+		}
+		if _, dup := s.dbs[d.Name]; dup {
+			s.closeDBs()
+			return nil, fmt.Errorf("api: database %q configured twice", d.Name)
+		}
+		h, err := openDB(d.Name, d.Path, cfg.PoolSize, logger)
+		if err != nil {
+			s.closeDBs()
+			return nil, fmt.Errorf("api: %w", err)
+		}
+		s.dbs[d.Name] = h
+	}
+	if _, ok := s.dbs[s.defDB]; !ok {
+		s.closeDBs()
+		return nil, fmt.Errorf("api: default database %q is not configured", s.defDB)
+	}
+	s.auth = newAuthenticator(cfg.AdminTokens, cfg.ClientTokens)
+	doc, err := buildOpenAPI()
+	if err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("api: %w", err)
+	}
+	s.openapi = doc
+	s.mux = http.NewServeMux()
+	for _, rt := range s.routes() {
+		s.register(rt)
+	}
+	s.handler = s.wrap(s.mux)
+	return s, nil
+}
+
+func validDBName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c == '-' || c == '_' || ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9')) {
+			return false
+		}
+	}
+	return true
+}
+
+// Handler returns the server's root handler (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Metrics returns the server's metrics, which other services feed.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Listen binds the configured address. Without tokens it refuses any
+// address that is not loopback.
+func (s *Server) Listen() error {
+	if !s.auth.enabled() {
+		if err := checkLoopback(s.cfg.Listen); err != nil {
+			return err
+		}
+		s.logger.Warn("no API tokens configured: every request is allowed; listening on loopback only", "addr", s.cfg.Listen)
+	}
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("api: listen: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// checkLoopback refuses listen addresses that are reachable from other
+// hosts.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("api: listen address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("api: refusing to listen on %q without tokens: configure admin/client tokens or listen on 127.0.0.1", addr)
+}
+
+// URL returns the base URL of the listening server.
+func (s *Server) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// Serve serves HTTP on the listener in the background. Call Listen first.
+func (s *Server) Serve() error {
+	if s.ln == nil {
+		return errors.New("api: serve before listen")
+	}
+	s.srv = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return s.ctx },
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Close stops accepting requests, waits up to ShutdownTimeout for those
+// in flight, cancels the rest and closes the database pools.
+func (s *Server) Close() error {
+	var err error
+	if s.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		err = s.srv.Shutdown(ctx)
+		cancel()
+		s.cancel(errors.New("api: server closed"))
+		if err != nil {
+			err = s.srv.Close()
+		}
+		s.wg.Wait()
+	} else if s.ln != nil {
+		err = s.ln.Close()
+	}
+	s.cancel(errors.New("api: server closed"))
+	if cerr := s.closeDBs(); cerr != nil && err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (s *Server) closeDBs() error {
+	var first error
+	names := make([]string, 0, len(s.dbs))
+	for n := range s.dbs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := s.dbs[n].close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	s.dbs = map[string]*db{}
+	return first
+}
+
+// database resolves the request's database: /db/{name}/... or the
+// default one.
+func (s *Server) database(r *http.Request) (*db, error) {
+	name := r.PathValue("db")
+	if name == "" {
+		name = s.defDB
+	}
+	d, ok := s.dbs[name]
+	if !ok {
+		return nil, apiErr(http.StatusNotFound, "unknown_database", fmt.Sprintf("unknown database %q", name))
+	}
+	return d, nil
+}
+
+// baseURL is the URL prefix for links in responses.
+func (s *Server) baseURL(r *http.Request) string {
+	if s.cfg.BaseURL != "" {
+		return strings.TrimRight(s.cfg.BaseURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// dbPrefix is "" for the default database and "/db/{name}" otherwise.
+func dbPrefix(r *http.Request) string {
+	if n := r.PathValue("db"); n != "" {
+		return "/db/" + n
+	}
+	return ""
+}
