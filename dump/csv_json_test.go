@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os/exec"
 	"testing"
 )
@@ -401,5 +402,100 @@ func BenchmarkFormatterRow(b *testing.B) {
 				f.row(&buf, &meta, row)
 			}
 		})
+	}
+}
+
+// randomValue draws a value of any class; text and blobs are short byte
+// strings biased towards the bytes the formats must escape, reals come
+// from random bit patterns (subnormals, NaNs, infinities included).
+func randomValue(r *rand.Rand) Value {
+	const alphabet = "a,\"\r\n\x00\\\x7f\xc3\xa9\xff\xe2\x82\xac ~%.\t\x01"
+	bytesOf := func() []byte {
+		b := make([]byte, r.IntN(12))
+		for i := range b {
+			if r.IntN(4) == 0 {
+				b[i] = byte(r.Uint32())
+			} else {
+				b[i] = alphabet[r.IntN(len(alphabet))]
+			}
+		}
+		return b
+	}
+	switch r.IntN(5) {
+	case 0:
+		return tvNull()
+	case 1:
+		if r.IntN(2) == 0 {
+			return tvInt(int64(r.Uint64()))
+		}
+		return tvInt(r.Int64N(2000) - 1000)
+	case 2:
+		if r.IntN(2) == 0 {
+			return tvReal(math.Float64frombits(r.Uint64()))
+		}
+		return tvReal(float64(r.IntN(2000)-1000) / 8)
+	case 3:
+		return Value{Type: TypeText, Bytes: bytesOf()}
+	}
+	return Value{Type: TypeBlob, Bytes: bytesOf()}
+}
+
+func TestFormatterRandomValues(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	tab := fixtureTable{meta: tableMeta{Name: "random", Columns: []string{"a", "b", "c", "d"}}}
+	for range 3000 {
+		row := make([]Value, len(tab.meta.Columns))
+		for i := range row {
+			row[i] = randomValue(r)
+		}
+		tab.rows = append(tab.rows, row)
+	}
+
+	files := openZip(t, renderFixture(t, newCSVFormatter, []fixtureTable{tab}))
+	recs, err := parseCSVStrict(readZipEntry(t, files[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows [][]Value
+	for _, rec := range recs[1:] {
+		var row []Value
+		for _, f := range rec {
+			v, err := csvValue(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			row = append(row, v)
+		}
+		rows = append(rows, row)
+	}
+	compareTypedRows(t, "csv", rows, tab.rows)
+
+	for _, ndjson := range []bool{false, true} {
+		out := renderFixture(t, func() formatter { return newJSONFormatter(ndjson) }, []fixtureTable{tab})
+		var raws []json.RawMessage
+		if ndjson {
+			for _, line := range bytes.Split(bytes.TrimSuffix(out, []byte("\n")), []byte("\n")) {
+				var rec struct{ Row json.RawMessage }
+				if err := json.Unmarshal(line, &rec); err != nil {
+					t.Fatal(err)
+				}
+				raws = append(raws, rec.Row)
+			}
+		} else {
+			var doc jsonDoc
+			if err := json.Unmarshal(out, &doc); err != nil {
+				t.Fatal(err)
+			}
+			raws = doc.Tables[0].Rows
+		}
+		rows = rows[:0]
+		for _, raw := range raws {
+			row, err := jsonRow(raw, tab.meta.Columns)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, row)
+		}
+		compareTypedRows(t, fmt.Sprintf("json (ndjson %v)", ndjson), rows, tab.rows)
 	}
 }
