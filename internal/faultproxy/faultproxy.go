@@ -27,11 +27,12 @@ import (
 	"time"
 )
 
-// Faults says which requests may fail and how often. Rates are
+// Faults is one rule: which requests may fail and how often. Rates are
 // probabilities in [0, 1] whose sum must not exceed 1; a matched request
 // draws one number and gets at most one fault.
 type Faults struct {
-	// Match selects the requests faults apply to; nil matches every one.
+	// Match selects the requests the rule applies to; nil matches every
+	// one. It runs under the proxy's lock, in arrival order.
 	Match func(*http.Request) bool
 	// DropRate: close the client connection without forwarding.
 	DropRate float64
@@ -95,7 +96,7 @@ type Proxy struct {
 
 	mu     sync.Mutex
 	rng    *rand.Rand
-	faults Faults
+	faults []Faults
 
 	ctx    context.Context // cancelled by Close, releases stalls
 	cancel context.CancelFunc
@@ -163,13 +164,16 @@ func New(target string, seed uint64, logger *slog.Logger) (*Proxy, error) {
 // URL is the proxy's base URL, "http://127.0.0.1:port".
 func (p *Proxy) URL() string { return "http://" + p.ln.Addr().String() }
 
-// SetFaults replaces the fault configuration.
-func (p *Proxy) SetFaults(f Faults) error {
-	if err := f.validate(); err != nil {
-		return err
+// SetFaults replaces the fault configuration with rules; the first rule
+// whose Match selects a request decides its fate. No rules, no faults.
+func (p *Proxy) SetFaults(rules ...Faults) error {
+	for _, f := range rules {
+		if err := f.validate(); err != nil {
+			return err
+		}
 	}
 	p.mu.Lock()
-	p.faults = f
+	p.faults = rules
 	p.mu.Unlock()
 	return nil
 }
@@ -214,8 +218,15 @@ const (
 func (p *Proxy) decide(r *http.Request) action {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	f := p.faults
-	if f.Match != nil && !f.Match(r) {
+	var f Faults
+	found := false
+	for _, rule := range p.faults {
+		if rule.Match == nil || rule.Match(r) {
+			f, found = rule, true
+			break
+		}
+	}
+	if !found {
 		return pass
 	}
 	p.matched.Add(1)

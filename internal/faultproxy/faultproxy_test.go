@@ -149,6 +149,37 @@ func TestMatchLimitsFaults(t *testing.T) {
 	}
 }
 
+func TestFirstMatchingRuleDecides(t *testing.T) {
+	srv, _ := backend(t)
+	isGet := func(r *http.Request) bool { return r.Method == http.MethodGet }
+	p := newProxy(t, srv.URL, 3, Faults{})
+	if err := p.SetFaults(Faults{Match: isGet, ErrorRate: 1}, Faults{ErrorRate: 0}); err != nil {
+		t.Fatal(err)
+	}
+	c := client()
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodGet} {
+		req, _ := http.NewRequest(m, p.URL()+"/x", nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		want := http.StatusOK
+		if m == http.MethodGet {
+			want = http.StatusInternalServerError
+		}
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", m, resp.StatusCode, want)
+		}
+	}
+	if st := p.Stats(); st.Matched != 3 || st.Errors != 2 {
+		t.Errorf("stats %+v", st)
+	}
+	if err := p.SetFaults(Faults{}, Faults{DropRate: 2}); err == nil {
+		t.Error("an invalid second rule was accepted")
+	}
+}
+
 func TestDropResponseReachesServer(t *testing.T) {
 	srv, hits := backend(t)
 	p := newProxy(t, srv.URL, 1, Faults{DropResponseRate: 1})

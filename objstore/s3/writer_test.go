@@ -1,0 +1,123 @@
+package s3
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/faultproxy"
+	"github.com/sluice-dev/sluice/objstore"
+)
+
+// source is a deterministic pseudo-random stream of n bytes.
+func source(seed uint64, n int64) io.Reader {
+	return io.LimitReader(rand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8)}), n)
+}
+
+// TestWriterThroughFaults streams 55 MB through objstore.Writer into
+// versitygw behind a proxy that breaks a quarter of the UploadPart calls
+// (dropped connections, lost answers, 500s) and one Complete answer. The
+// object must arrive whole: its SHA-256 equals the source's, in the data
+// and in the metadata, and every part but the last has the same size.
+func TestWriterThroughFaults(t *testing.T) {
+	const size = 55<<20 + 12345
+	const partSize = 5 << 20
+	s, p := stallingStore(t, faultproxy.Faults{}, func(c *Config) {
+		c.MaxRetries = 1 // no retries inside minio-go: the Writer's own must work
+	})
+	ctx := ctxT(t)
+
+	var mu sync.Mutex
+	var parts []objstore.Part
+	w, err := objstore.NewWriter(ctx, s, "faults/dump.sql", objstore.WriterOptions{
+		PartSize:    partSize,
+		Concurrency: 4,
+		MaxAttempts: 10,
+		RetryBase:   10 * time.Millisecond,
+		RetryMax:    200 * time.Millisecond,
+		OnPart: func(p objstore.Part) {
+			mu.Lock()
+			parts = append(parts, p)
+			mu.Unlock()
+		},
+	}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var completes int
+	firstComplete := func(r *http.Request) bool {
+		if !faultproxy.IsCompleteMultipart(r) {
+			return false
+		}
+		completes++ // Match runs under the proxy's lock
+		return completes == 1
+	}
+	if err := p.SetFaults(
+		faultproxy.Faults{Match: firstComplete, DropResponseRate: 1},
+		faultproxy.Faults{Match: faultproxy.IsUploadPart, DropRate: 0.1, DropResponseRate: 0.05, ErrorRate: 0.1},
+	); err != nil {
+		t.Fatal(err)
+	}
+
+	h := sha256.New()
+	// Odd-sized writes, so parts are cut inside writes.
+	if _, err := io.CopyBuffer(w, io.TeeReader(source(1, size), h), make([]byte, 333_333)); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("close: %v (proxy %+v)", err, p.Stats())
+	}
+	want := hex.EncodeToString(h.Sum(nil))
+	st := p.Stats()
+	t.Logf("proxy: %+v", st)
+	// The first Complete always loses its answer (the retry then finds
+	// the object done); parts must have met some faults too.
+	if st.Faulted() < 3 || st.DroppedResponse == 0 || completes == 0 {
+		t.Fatalf("too few faults injected (%d completes): the test proves little", completes)
+	}
+	if w.SHA256() != want {
+		t.Errorf("writer SHA-256 %s, source %s", w.SHA256(), want)
+	}
+
+	info, err := s.Head(ctx, "faults/dump.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != size || info.Metadata[objstore.MetaSHA256] != want {
+		t.Errorf("head: size %d, sha256 %q; want %d, %s", info.Size, info.Metadata[objstore.MetaSHA256], int64(size), want)
+	}
+	rc, _, err := s.Get(ctx, "faults/dump.sql", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	g := sha256.New()
+	if _, err := io.Copy(g, rc); err != nil {
+		t.Fatal(err)
+	}
+	if got := hex.EncodeToString(g.Sum(nil)); got != want {
+		t.Fatalf("stored object SHA-256 %s, source %s", got, want)
+	}
+
+	// The R2 rule: all parts but the last have the same size.
+	last := 0
+	for _, p := range parts {
+		last = max(last, p.Number)
+	}
+	if last != size/partSize+1 {
+		t.Errorf("%d parts, want %d", last, size/partSize+1)
+	}
+	for _, p := range parts {
+		if p.Number != last && p.Size != partSize {
+			t.Errorf("non-final part %d has %d bytes, want %d", p.Number, p.Size, partSize)
+		}
+	}
+	if ups, err := s.ListUploads(ctx, ""); err != nil || len(ups) != 0 {
+		t.Errorf("uploads left: %v %v", ups, err)
+	}
+}
