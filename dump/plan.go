@@ -117,7 +117,12 @@ func (s *Source) buildPlan() error {
 	writable := false
 	for _, e := range tables {
 		isSeq := e.name == "sqlite_sequence"
-		isStat := len(e.name) == len("sqlite_stat1") && strings.HasPrefix(e.name, "sqlite_stat")
+		// sqlite3 .dump also copies sqlite_stat2..4, but they exist only
+		// in builds with SQLITE_ENABLE_STAT4 (which the Go driver has and
+		// Debian's sqlite3 lacks), and "ANALYZE sqlite_schema" cannot
+		// create them elsewhere; they are optimizer statistics, so sluice
+		// writes sqlite_stat1 only.
+		isStat := e.name == "sqlite_stat1"
 		if strings.HasPrefix(e.name, "sqlite_") && !isSeq && !isStat {
 			continue
 		}
@@ -182,8 +187,12 @@ func (s *Source) buildPlan() error {
 				continue
 			}
 			stmt := e.sql
-			if strings.Contains(stmt, "--") {
-				stmt += "\n" // sqlite3 .dump: the ';' goes on its own line
+			if endsInComment(stmt) == 2 {
+				// The ';' must not land in the comment. sqlite3 .dump adds
+				// this newline whenever the text holds "--" anywhere, which
+				// adds a newline to the restored schema; sluice adds it only
+				// when needed, so the schema text round-trips exactly.
+				stmt += "\n"
 			}
 			s.steps = append(s.steps, step{kind: stepSchema, stmt: stmt})
 		}
