@@ -194,6 +194,9 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if job == nil {
+		return fmt.Errorf("submit: jobs service returned no job")
+	}
 	statusURL := s.baseURL(r) + dbPrefix(r) + "/export/dump/status/" + url.PathEscape(job.ID)
 	w.Header().Set("Location", statusURL)
 	writeJSON(w, http.StatusAccepted, submitResponse{JobID: job.ID, Status: job.State, StatusURL: statusURL})
@@ -201,24 +204,29 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 }
 
 // job fetches a job and checks that it belongs to the request's database.
-func (s *Server) job(r *http.Request) (sluice.Job, *db, JobService, error) {
+func (s *Server) job(r *http.Request) (*sluice.Job, *db, JobService, error) {
 	d, err := s.database(r)
 	if err != nil {
-		return sluice.Job{}, nil, nil, err
+		return nil, nil, nil, err
 	}
 	js, err := s.jobs()
 	if err != nil {
-		return sluice.Job{}, nil, nil, err
+		return nil, nil, nil, err
 	}
 	id := r.PathValue("jobId")
 	job, err := js.Get(r.Context(), id)
 	if err != nil {
-		return job, nil, nil, err
+		return nil, nil, nil, err
 	}
-	if db := job.Spec.Database; db != d.name && !(db == "" && d.name == s.defDB) {
-		return job, nil, nil, apiErr(http.StatusNotFound, "not_found", fmt.Sprintf("job %q not found in database %q", id, d.name))
+	if job == nil || !s.jobInDB(job, d) {
+		return nil, nil, nil, apiErr(http.StatusNotFound, "not_found", fmt.Sprintf("job %q not found in database %q", id, d.name))
 	}
 	return job, d, js, nil
+}
+
+// jobInDB reports whether job exports database d.
+func (s *Server) jobInDB(job *sluice.Job, d *db) bool {
+	return job.Spec.Database == d.name || (job.Spec.Database == "" && d.name == s.defDB)
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
@@ -231,7 +239,9 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		job.DownloadURL = u
+		cp := *job // the service's value stays untouched
+		cp.DownloadURL = u
+		job = &cp
 	}
 	writeJSON(w, http.StatusOK, job)
 	return nil
@@ -242,17 +252,17 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	job, err = js.Cancel(r.Context(), job.ID)
+	cancelled, err := js.Cancel(r.Context(), job.ID)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, job)
+	writeJSON(w, http.StatusOK, cancelled)
 	return nil
 }
 
 // listResponse is GET /export/dump/jobs's answer.
 type listResponse struct {
-	Jobs       []sluice.Job `json:"jobs"`
+	Jobs       []*sluice.Job `json:"jobs"`
 	NextCursor string       `json:"nextCursor,omitempty"`
 }
 
@@ -279,9 +289,12 @@ func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if jobs == nil {
-		jobs = []sluice.Job{}
+	mine := make([]*sluice.Job, 0, len(jobs))
+	for _, j := range jobs {
+		if j != nil && s.jobInDB(j, d) {
+			mine = append(mine, j)
+		}
 	}
-	writeJSON(w, http.StatusOK, listResponse{Jobs: jobs, NextCursor: next})
+	writeJSON(w, http.StatusOK, listResponse{Jobs: mine, NextCursor: next})
 	return nil
 }

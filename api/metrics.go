@@ -36,7 +36,7 @@ type Metrics struct {
 // process collectors, in a new registry.
 func NewMetrics() *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:       prometheus.NewRegistry(),
 		jobsDesc:  prometheus.NewDesc("sluice_jobs", "Export jobs by state.", []string{"state"}, nil),
 		jobCounts: map[sluice.State]int{},
 		bytesExported: prometheus.NewCounter(prometheus.CounterOpts{

@@ -238,12 +238,13 @@ func (s *Server) runSQL(conn *sqlite.Conn, sql string, p params, raw bool, budge
 			stmt.Finalize()
 			return nil, err
 		}
+		hasCols := stmt.ColumnCount() > 0
 		out, err := encodeRows(conn, stmt, raw, budget)
 		stmt.Finalize()
 		if err != nil {
 			return nil, err
 		}
-		if hasCols := stmt.ColumnCount() > 0; hasCols || !lastHasCols {
+		if hasCols || !lastHasCols {
 			last, lastHasCols = out, hasCols
 		}
 		sql = rest

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -133,7 +134,7 @@ func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 					s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
 					panic(v)
 				}
-				s.logger.Error("panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(v))
+				s.logger.Error("panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if !sw.wrote {
 					s.writeError(sw, r, apiErr(http.StatusInternalServerError, "internal", "internal error"))
 				} else {
@@ -146,7 +147,8 @@ func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 			s.noRoute(sw, r, h)
 			return
 		}
-		h.ServeHTTP(sw, r)
+		// mux.Handler does not set the path values; ServeHTTP does.
+		mux.ServeHTTP(sw, r)
 	})
 }
 

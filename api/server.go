@@ -30,14 +30,16 @@ import (
 type JobService interface {
 	// Submit validates and queues a job. A caller's mistake is
 	// reported wrapping sluice.ErrInvalid or sluice.ErrNotFound.
-	Submit(ctx context.Context, spec sluice.JobSpec) (sluice.Job, error)
+	Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job, error)
 	// Get returns a job, or an error wrapping sluice.ErrNotFound.
-	Get(ctx context.Context, id string) (sluice.Job, error)
+	Get(ctx context.Context, id string) (*sluice.Job, error)
 	// List returns jobs, newest first, and a cursor for the next page
-	// ("" when there is none).
-	List(ctx context.Context, q JobQuery) (jobs []sluice.Job, next string, err error)
-	// Cancel cancels a job; cancelling a finished job is not an error.
-	Cancel(ctx context.Context, id string) (sluice.Job, error)
+	// ("" when there is none). The API drops jobs of other databases
+	// from a page, in case the service does not filter by database.
+	List(ctx context.Context, q JobQuery) (jobs []*sluice.Job, next string, err error)
+	// Cancel cancels a job. Cancelling a cancelled job is not an error;
+	// cancelling a completed or failed one may be sluice.ErrConflict.
+	Cancel(ctx context.Context, id string) (*sluice.Job, error)
 	// Open returns the completed job's object from offset; length < 0
 	// means to the end. It fails with sluice.ErrConflict while the job
 	// is not completed.
@@ -83,8 +85,9 @@ type Files struct {
 	Verify func(key string, query url.Values) error
 }
 
-// Deps are the services the server uses. Jobs, Dumper and Files may be
-// nil; their routes then answer 503.
+// Deps are the services the server uses. Jobs and Files may be nil
+// (their routes then answer 503 and 404); a nil Dumper means
+// EngineDumper.
 type Deps struct {
 	Jobs    JobService
 	Dumper  Dumper
@@ -122,7 +125,7 @@ const (
 	DefaultMaxImportBytes = 1 << 30
 	DefaultMaxResultBytes = 32 << 20
 	DefaultPageSize       = 50
-	MaxPageSize           = 1000
+	MaxPageSize           = 500
 )
 
 // NewConfig returns a Config with the defaults filled in.
@@ -193,6 +196,9 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	if s.deps.Dumper == nil {
+		s.deps.Dumper = EngineDumper(logger)
+	}
 	s.metrics = deps.Metrics
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
