@@ -263,7 +263,7 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) error {
 // listResponse is GET /export/dump/jobs's answer.
 type listResponse struct {
 	Jobs       []*sluice.Job `json:"jobs"`
-	NextCursor string       `json:"nextCursor,omitempty"`
+	NextCursor string        `json:"nextCursor,omitempty"`
 }
 
 func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request) error {
