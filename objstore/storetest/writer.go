@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"syscall"
 	"testing"
 	"time"
@@ -22,12 +23,19 @@ func writerOpts(partSize int64) objstore.WriterOptions {
 		Metadata: map[string]string{"job": "storetest"}}
 }
 
-// writeChunks writes data in irregular chunks, as a dump engine does.
+// writeChunks writes data in irregular chunks, as a dump engine does:
+// single bytes, and pseudo-random sizes up to twice the part size, so the
+// buffer ends a Write at every fill level.
 func writeChunks(t *testing.T, w *objstore.Writer, data []byte) error {
 	t.Helper()
-	sizes := []int{1, 7919, 65536, 3, 1 << 20}
+	rng := rand.New(rand.NewPCG(uint64(len(data)), 7))
+	limit := 2 * int(w.PartSize())
 	for i := 0; len(data) > 0; i++ {
-		n := min(sizes[i%len(sizes)], len(data))
+		n := 1 + rng.IntN(limit)
+		if i%5 == 0 {
+			n = 1
+		}
+		n = min(n, len(data))
 		if _, err := w.Write(data[:n]); err != nil {
 			return err
 		}

@@ -1,0 +1,214 @@
+package objstore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/objstore"
+	"github.com/sluice-dev/sluice/objstore/file"
+	"github.com/sluice-dev/sluice/objstore/storetest"
+)
+
+func TestChoosePartSize(t *testing.T) {
+	s3 := objstore.DefaultLimits()
+	for _, tc := range []struct {
+		name     string
+		expected int64
+		limits   objstore.Limits
+		want     int64
+	}{
+		{"unknown", 0, s3, 8 * objstore.MiB},
+		{"small", 100 << 20, s3, 8 * objstore.MiB},
+		{"80 GB needs 12 MiB", 80 << 30, s3, 13 * objstore.MiB}, // 80 GiB*1.5/10000 = 12.3 MiB, rounded up
+		{"1 TiB", 1 << 40, s3, 158 * objstore.MiB},
+		{"capped", 100 << 40, s3, objstore.MaxPartSize},
+		{"tiny test minimum kept", 0, objstore.Limits{MinPartSize: 1000, MaxPartSize: 1 << 30, MaxParts: 10}, 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := objstore.ChoosePartSize(tc.expected, tc.limits)
+			if got != tc.want {
+				t.Errorf("ChoosePartSize(%d) = %d (%.2f MiB), want %d", tc.expected, got, float64(got)/objstore.MiB, tc.want)
+			}
+			if tc.expected > 0 && got < objstore.MaxPartSize && got*int64(tc.limits.MaxParts) < tc.expected {
+				t.Errorf("%d parts of %d cannot hold %d bytes", tc.limits.MaxParts, got, tc.expected)
+			}
+		})
+	}
+}
+
+func TestGrowthFactor(t *testing.T) {
+	for _, tc := range []struct {
+		maxParts  int
+		size, max int64
+		want      int
+	}{
+		{10000, 8 << 20, 5 << 30, 10},
+		{10000, 1 << 30, 5 << 30, 5},
+		{10000, 3 << 30, 5 << 30, 0},
+		{3, 1, 100, 3},
+		{2, 1, 100, 2},
+		{7, 1, 100, 7},
+		{22, 1, 100, 2},       // divisors 2, 11, 22: largest up to 10
+		{13 * 17, 1, 100, 13}, // no divisor up to 10: smallest above
+		{1, 1, 100, 0},
+	} {
+		if got := objstore.GrowthFactor(tc.maxParts, tc.size, tc.max); got != tc.want {
+			t.Errorf("growthFactor(%d, %d, %d) = %d, want %d", tc.maxParts, tc.size, tc.max, got, tc.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	base, maxD := 100*time.Millisecond, 2*time.Second
+	for attempt := 1; attempt <= 10; attempt++ {
+		full := min(base<<(attempt-1), maxD)
+		for range 50 {
+			d := objstore.Backoff(attempt, base, maxD)
+			if d < full/2 || d > full {
+				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", attempt, d, full/2, full)
+			}
+		}
+	}
+}
+
+func TestIsRetryable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{&objstore.StatusError{StatusCode: 500}, true},
+		{&objstore.StatusError{StatusCode: 503}, true},
+		{&objstore.StatusError{StatusCode: 429}, true},
+		{&objstore.StatusError{StatusCode: 400}, false},
+		{&objstore.StatusError{StatusCode: 403}, false},
+		{&objstore.StatusError{StatusCode: 404}, false},
+		{fmt.Errorf("s3: x: %w", &objstore.StatusError{StatusCode: 502}), true},
+		{fmt.Errorf("s3: %w", objstore.ErrBadDigest), true},
+		{fmt.Errorf("s3: %w", objstore.ErrNotExist), false},
+		{fmt.Errorf("s3: %w", objstore.ErrAccessDenied), false},
+		{fmt.Errorf("s3: %w", objstore.ErrPartTooSmall), false},
+		{context.Canceled, false},
+		{context.DeadlineExceeded, true},
+		{fmt.Errorf("read: %w", syscall.ECONNRESET), true},
+		{&url.Error{Op: "Put", URL: "http://x", Err: io.EOF}, true},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
+		{io.ErrUnexpectedEOF, true},
+		{errors.New("something else"), false},
+	} {
+		if got := objstore.IsRetryable(tc.err); got != tc.want {
+			t.Errorf("IsRetryable(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
+func newFileStore(t *testing.T, limits objstore.Limits) objstore.Store {
+	t.Helper()
+	s, err := file.New(t.TempDir(), file.Options{Limits: limits}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestWriterBufferBound checks that the Writer never holds more than
+// Concurrency+1 part buffers, however far the store lags.
+func TestWriterBufferBound(t *testing.T) {
+	const part = 64 << 10
+	rec := storetest.NewRecorder(newFileStore(t, objstore.Limits{MinPartSize: part}))
+	rec.Delay = 5 * time.Millisecond
+	for _, conc := range []int{1, 2, 4} {
+		w, err := objstore.NewWriter(context.Background(), rec, fmt.Sprintf("bound/%d", conc),
+			objstore.WriterOptions{PartSize: part, Concurrency: conc}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		chunk := make([]byte, 10_000)
+		for written := 0; written < 30*part; written += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				t.Fatal(err)
+			}
+			if a := w.Allocated(); a > conc+1 {
+				t.Fatalf("concurrency %d: %d buffers allocated, want at most %d", conc, a, conc+1)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := rec.MaxInFlight(); m > 4 {
+		t.Errorf("max in flight %d, want at most 4", m)
+	}
+}
+
+// TestWriterCancelNoHang checks that a Write blocked behind a stalled
+// store returns promptly when the Writer's context is cancelled.
+func TestWriterCancelNoHang(t *testing.T) {
+	const part = 64 << 10
+	rec := storetest.NewRecorder(newFileStore(t, objstore.Limits{MinPartSize: part}))
+	rec.Delay = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := objstore.NewWriter(ctx, rec, "stalled", objstore.WriterOptions{PartSize: part, Concurrency: 1},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(100*time.Millisecond, cancel)
+	start := time.Now()
+	var werr error
+	for i := 0; i < 10 && werr == nil; i++ {
+		_, werr = w.Write(make([]byte, part))
+	}
+	if werr == nil {
+		werr = w.Close()
+	}
+	if !errors.Is(werr, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", werr)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s to give up", d)
+	}
+	if err := w.Abort(context.Background()); err != nil {
+		t.Errorf("abort: %v", err)
+	}
+}
+
+// TestWriterOutgrowsStoreLimits checks the Writer reads a store's own
+// limits (Limiter) and outgrows them without being told.
+func TestWriterOutgrowsStoreLimits(t *testing.T) {
+	const part = 64 << 10
+	st := newFileStore(t, objstore.Limits{MinPartSize: part, MaxParts: 4})
+	rec := storetest.NewRecorder(st)
+	w, err := objstore.NewWriter(context.Background(), rec, "grown", objstore.WriterOptions{ExpectedSize: 10},
+		slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.PartSize() != part {
+		t.Fatalf("part size %d, want the store minimum %d", w.PartSize(), part)
+	}
+	data := make([]byte, 20*part+1)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if w.PartSize() != 16*part || w.Info().Size != int64(len(data)) {
+		t.Errorf("part size %d, size %d; want %d, %d", w.PartSize(), w.Info().Size, 16*part, len(data))
+	}
+	if v := rec.Violations(); len(v) > 0 {
+		t.Error(v)
+	}
+}
