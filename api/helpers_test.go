@@ -92,7 +92,7 @@ func (f *fakeJobs) List(ctx context.Context, q JobQuery) ([]*sluice.Job, string,
 		if q.Cursor != "" && id >= q.Cursor {
 			continue
 		}
-		if q.State != "" && j.State != q.State {
+		if (q.Database != "" && j.Spec.Database != q.Database) || (q.State != "" && j.State != q.State) {
 			continue
 		}
 		if len(out) == q.Limit {
