@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -210,5 +211,28 @@ func TestWriterOutgrowsStoreLimits(t *testing.T) {
 	}
 	if v := rec.Violations(); len(v) > 0 {
 		t.Error(v)
+	}
+}
+
+func TestValidateKey(t *testing.T) {
+	for _, key := range []string{"a", "dumps/2026/db.sql.gz", "a b/ü.txt", ".hidden", "a..b", "x/.y/z", strings.Repeat("k", 1024)} {
+		if err := objstore.ValidateKey(key); err != nil {
+			t.Errorf("ValidateKey(%q) = %v, want nil", key, err)
+		}
+	}
+	for _, key := range append([]string{strings.Repeat("k", 1025), "\xff", "a/\x01", "a/./b"}, storetest.BadKeys...) {
+		if err := objstore.ValidateKey(key); !errors.Is(err, objstore.ErrInvalidKey) {
+			t.Errorf("ValidateKey(%q) = %v, want ErrInvalidKey", key, err)
+		}
+	}
+	for _, p := range []string{"", "a/", "a/b", "dumps/2026-"} {
+		if err := objstore.ValidatePrefix(p); err != nil {
+			t.Errorf("ValidatePrefix(%q) = %v, want nil", p, err)
+		}
+	}
+	for _, p := range []string{"/", "../", "a//", "a\\"} {
+		if err := objstore.ValidatePrefix(p); !errors.Is(err, objstore.ErrInvalidKey) {
+			t.Errorf("ValidatePrefix(%q) = %v, want ErrInvalidKey", p, err)
+		}
 	}
 }
