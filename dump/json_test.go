@@ -85,30 +85,39 @@ func decodeStrings(dec *json.Decoder, dst ...*string) error {
 // jsonRow decodes one row object, checking that its keys are the columns
 // in order.
 func jsonRow(raw []byte, columns []string) ([]Value, error) {
+	keys, row, err := jsonRowKeys(raw)
+	if err != nil {
+		return nil, err
+	}
+	if strings.Join(keys, "\x00") != strings.Join(columns, "\x00") {
+		return nil, fmt.Errorf("row keys %q, want the column names %q in order", keys, columns)
+	}
+	return row, nil
+}
+
+// jsonRowKeys decodes one row object into its keys and values, in order.
+func jsonRowKeys(raw []byte) (keys []string, row []Value, err error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, fmt.Errorf("row: want an object (%v)", err)
+		return nil, nil, fmt.Errorf("row: want an object (%v)", err)
 	}
-	var row []Value
-	for i := 0; dec.More(); i++ {
+	for dec.More() {
 		var key string
 		if err := decodeStrings(dec, &key); err != nil {
-			return nil, err
-		}
-		if i >= len(columns) || key != columns[i] {
-			return nil, fmt.Errorf("row key %d is %q, want the column names %q in order", i, key, columns)
+			return nil, nil, err
 		}
 		v, err := jsonTypedValue(dec)
 		if err != nil {
-			return nil, fmt.Errorf("column %q: %w", key, err)
+			return nil, nil, fmt.Errorf("column %q: %w", key, err)
 		}
+		keys = append(keys, key)
 		row = append(row, v)
 	}
-	if len(row) != len(columns) {
-		return nil, fmt.Errorf("row has %d keys, want %d", len(row), len(columns))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('}') {
+		return nil, nil, fmt.Errorf("row: unterminated object (%v)", err)
 	}
-	return row, nil
+	return keys, row, nil
 }
 
 // jsonValidNames is what a JSON reader sees for names: invalid UTF-8 bytes
