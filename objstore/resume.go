@@ -56,14 +56,21 @@ func (w *Writer) Checkpoint(ctx context.Context) (State, []byte, error) {
 
 // Suspend is Checkpoint followed by releasing the Writer without
 // completing or aborting the upload, which stays in the store for Resume.
+// The Writer is released (its requests stopped, its buffers dropped) even
+// when the Checkpoint fails; the error then says the State is unusable and
+// the caller resumes from an earlier one.
 func (w *Writer) Suspend(ctx context.Context) (State, []byte, error) {
+	if w.closed {
+		return State{}, nil, ErrClosed
+	}
 	st, left, err := w.Checkpoint(ctx)
+	w.closed = true
+	w.cancel(ErrClosed)
+	w.wg.Wait()
+	w.releaseBuffers()
 	if err != nil {
 		return State{}, nil, err
 	}
-	w.closed = true
-	w.cancel(ErrClosed)
-	w.releaseBuffers()
 	return st, left, nil
 }
 
