@@ -3,6 +3,7 @@ package dump
 import (
 	"math"
 	"math/big"
+	"math/bits"
 	"strconv"
 )
 
@@ -21,6 +22,56 @@ import (
 // mantissa and powers of two, which SQLite evaluates without rounding.
 type realWriter struct {
 	a, b, c big.Float // scratch, reused so the hot loop does not allocate
+	slow    bool      // tests: always take the big.Float path
+}
+
+// pow10u[e] is 10^e for the exponents where it fits a uint64.
+var pow10u = func() (p [20]uint64) {
+	p[0] = 1
+	for i := 1; i < len(p); i++ {
+		p[i] = p[i-1] * 10
+	}
+	return p
+}()
+
+// quoRound64to53 returns s/d rounded first to a 64-bit mantissa (x87 long
+// double, to nearest even) and then to a double, as SQLite 3.40 computes
+// s / scale on x86-64. The result is a normal double for the inputs used
+// here (s >= 1, d <= 10^19).
+func quoRound64to53(s, d uint64) float64 {
+	sh := 63 - bits.Len64(s) + bits.Len64(d)
+	q, rem := div128(s, sh, d)
+	if q < 1<<63 {
+		sh++
+		q, rem = div128(s, sh, d)
+	}
+	if rem > d-rem || (rem == d-rem && q&1 == 1) {
+		q++
+		if q == 0 { // carried out of 64 bits
+			q = 1 << 63
+			sh--
+		}
+	}
+	m := q >> 11
+	if low := q & 0x7ff; low > 0x400 || (low == 0x400 && m&1 == 1) {
+		m++
+	}
+	return math.Ldexp(float64(m), 11-sh)
+}
+
+// div128 returns (s << sh) / d and its remainder; the quotient must fit
+// 64 bits.
+func div128(s uint64, sh int, d uint64) (q, rem uint64) {
+	var hi, lo uint64
+	switch {
+	case sh == 0:
+		lo = s
+	case sh < 64:
+		hi, lo = s>>(64-sh), s<<sh
+	default:
+		hi = s << (sh - 64)
+	}
+	return bits.Div64(hi, lo, d)
 }
 
 // appendReal appends r as a SQL literal or constant expression.
@@ -186,6 +237,10 @@ func (w *realWriter) atof3401(lit []byte) float64 {
 				} else {
 					result = math.Inf(1)
 				}
+			case esign < 0 && e < len(pow10u) && !w.slow:
+				// The common case (values like 123.45), exactly and
+				// without big.Float: 10^e is exact in long double.
+				result = quoRound64to53(uint64(s), pow10u[e])
 			default:
 				scale := w.pow10(e)
 				x.SetInt64(s)

@@ -129,7 +129,6 @@ func TestResumeEveryBoundary(t *testing.T) {
 	}
 }
 
-
 // TestResumeRejectsForeignCursor: a cursor that does not fit the plan is
 // refused rather than producing garbage.
 func TestResumeRejectsForeignCursor(t *testing.T) {
