@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/api"
+	"github.com/sluice-dev/sluice/jobs"
+	"github.com/sluice-dev/sluice/objstore"
+	"github.com/sluice-dev/sluice/objstore/file"
+	"github.com/sluice-dev/sluice/objstore/s3"
+	"github.com/sluice-dev/sluice/state"
+)
+
+// serve wires the state database, the store, the job service and the
+// HTTP API, runs until ctx ends (SIGTERM/SIGINT), then shuts down: the
+// API stops taking requests, running job ticks checkpoint, and the state
+// database is closed. The whole shutdown stays within ShutdownTimeout.
+func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
+	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, "sluice.db"), log)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer st.Close()
+
+	// The API is built and bound first: the file store's signed URLs
+	// point at the address it actually listens on (which may be :0).
+	proxy := &jobsProxy{defaultDB: cfg.DefaultDatabase}
+	files := &api.Files{}
+	srv, err := api.New(apiConfig(cfg), api.Deps{Jobs: proxy, Dumper: api.EngineDumper(log), Files: files}, log)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		srv.Close()
+		return err
+	}
+	store, err := buildStore(ctx, cfg, srv.URL(), files, log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	svc, err := jobs.New(ctx, jobsConfig(cfg), st, store, log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	proxy.svc = svc
+	if err := srv.Serve(); err != nil {
+		srv.Close()
+		svc.Close(context.Background())
+		return err
+	}
+	log.Info("sluice serving", "url", srv.URL(), "data_dir", cfg.DataDir, "store", cfg.Store.Type, "version", version)
+	fmt.Fprintf(e.stderr, "sluice: listening on %s\n", srv.URL())
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	budget := time.Duration(cfg.Limits.ShutdownTimeout)
+	deadline := time.Now().Add(budget)
+	// Jobs first: their ticks checkpoint at the next page boundary while
+	// the API finishes the requests in flight.
+	jctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	jerr := svc.Close(jctx)
+	aerr := srv.Close()
+	if err := errors.Join(jerr, aerr); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// apiConfig maps the serve config onto the API's.
+func apiConfig(cfg Config) api.Config {
+	c := api.NewConfig()
+	c.Listen = cfg.Listen
+	c.DefaultDB = cfg.DefaultDatabase
+	names := make([]string, 0, len(cfg.Databases))
+	for name := range cfg.Databases {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	c.Databases = append(c.Databases, api.Database{Name: cfg.DefaultDatabase, Path: cfg.Databases[cfg.DefaultDatabase]})
+	for _, name := range names {
+		if name != cfg.DefaultDatabase {
+			c.Databases = append(c.Databases, api.Database{Name: name, Path: cfg.Databases[name]})
+		}
+	}
+	c.AdminTokens = cfg.Tokens.Admin
+	c.ClientTokens = cfg.Tokens.Client
+	c.MaxImportBytes = cfg.Limits.MaxBodyBytes
+	// The API gets part of the shutdown budget; the rest is for jobs.
+	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) / 2
+	return c
+}
+
+// jobsConfig maps the serve config onto the job service's.
+func jobsConfig(cfg Config) jobs.Config {
+	c := jobs.Config{
+		DataDir:         cfg.DataDir,
+		Databases:       cfg.Databases,
+		DefaultDatabase: cfg.DefaultDatabase,
+		TickBudget:      time.Duration(cfg.Limits.TickBudget),
+		MaxRunning:      cfg.Limits.MaxConcurrentJobs,
+		CallbackSecret:  cfg.Callbacks.Secret,
+		CallbackAllow:   cfg.Callbacks.Allow,
+		JobTTL:          time.Duration(cfg.Limits.JobTTL),
+	}
+	for _, s := range cfg.Schedules {
+		c.Schedules = append(c.Schedules, jobs.Schedule{
+			Name: s.Name, Cron: s.Cron, Spec: s.Spec, KeepLast: s.KeepLast, MaxAge: time.Duration(s.MaxAge),
+		})
+	}
+	return c
+}
+
+// buildStore makes the configured store. The file store's presigned URLs
+// are served by the API at baseURL and signed with a key kept in the data
+// dir, so they stay valid across restarts.
+func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.Files, log *slog.Logger) (objstore.Store, error) {
+	switch cfg.Store.Type {
+	case "file":
+		key, err := signingKey(filepath.Join(cfg.DataDir, "presign.key"))
+		if err != nil {
+			return nil, err
+		}
+		fst, err := file.New(cfg.Store.Dir, file.Options{SigningKey: key, BaseURL: baseURL}, log)
+		if err != nil {
+			return nil, err
+		}
+		files.Store = fst
+		files.Verify = func(k string, q url.Values) error {
+			return fst.Verify(k, q.Get("expires"), q.Get("sig"), time.Now())
+		}
+		return fst, nil
+	case "s3":
+		sc := s3.ConfigFromEnv()
+		o := cfg.Store.S3
+		sc.Bucket, sc.Prefix = o.Bucket, o.Prefix
+		for dst, v := range map[*string]string{&sc.Endpoint: o.Endpoint, &sc.Region: o.Region,
+			&sc.AccessKeyID: o.AccessKeyID, &sc.SecretAccessKey: o.SecretAccessKey} {
+			if v != "" {
+				*dst = v
+			}
+		}
+		if o.PathStyle {
+			sc.Style = s3.StylePath
+		}
+		if o.Insecure {
+			sc.DisableTLS = true
+		}
+		s, err := s3.New(ctx, sc, log)
+		if err != nil {
+			return nil, fmt.Errorf("s3 store: %w", err)
+		}
+		return s, nil
+	}
+	return nil, fmt.Errorf("store type %q", cfg.Store.Type)
+}
+
+// signingKey reads the hex key at path, creating a random one (mode
+// 0600) the first time.
+func signingKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(key) < 16 {
+			return nil, fmt.Errorf("signing key %s is corrupt; delete it to make a new one (old download URLs stop working)", path)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("signing key: %w", err)
+	}
+	return key, nil
+}
+
+// jobsProxy adapts *jobs.Service to the API's JobService: the API is
+// built before the service (see serve), and job listings are filtered by
+// database here.
+type jobsProxy struct {
+	svc       *jobs.Service
+	defaultDB string
+}
+
+var _ api.JobService = (*jobsProxy)(nil)
+
+func (p *jobsProxy) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job, error) {
+	return p.svc.Submit(ctx, spec)
+}
+
+func (p *jobsProxy) Get(ctx context.Context, id string) (*sluice.Job, error) {
+	return p.svc.Get(ctx, id)
+}
+
+func (p *jobsProxy) Cancel(ctx context.Context, id string) (*sluice.Job, error) {
+	return p.svc.Cancel(ctx, id)
+}
+
+func (p *jobsProxy) Open(ctx context.Context, id string, offset, length int64) (io.ReadCloser, objstore.ObjectInfo, error) {
+	return p.svc.Open(ctx, id, offset, length)
+}
+
+func (p *jobsProxy) DownloadURL(ctx context.Context, id string, expiry time.Duration) (string, error) {
+	return p.svc.DownloadURL(ctx, id, expiry)
+}
+
+// List pages through the service's jobs (newest first), keeping those of
+// q.Database, until a page of q.Limit is full.
+func (p *jobsProxy) List(ctx context.Context, q api.JobQuery) ([]*sluice.Job, string, error) {
+	opts := jobs.ListOptions{After: q.Cursor, Limit: q.Limit}
+	if q.State != "" {
+		opts.States = []sluice.State{q.State}
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = api.DefaultPageSize
+	}
+	opts.Limit = limit
+	var out []*sluice.Job
+	for {
+		page, next, err := p.svc.List(ctx, opts)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, j := range page {
+			if q.Database == "" || p.dbOf(j) == q.Database {
+				out = append(out, j)
+				if len(out) == limit {
+					return out, j.ID, nil
+				}
+			}
+		}
+		if next == "" {
+			return out, "", nil
+		}
+		opts.After = next
+	}
+}
+
+func (p *jobsProxy) dbOf(j *sluice.Job) string {
+	if j.Spec.Database == "" {
+		return p.defaultDB
+	}
+	return j.Spec.Database
+}
