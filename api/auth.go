@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+
+	"zombiezen.com/go/sqlite"
 )
 
 // Role is what a route requires of the caller.
@@ -97,4 +99,42 @@ func (a *authenticator) check(r *http.Request, want Role) error {
 		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "this route needs an " + want.String() + " token"}
 	}
 	return nil
+}
+
+// clientAuthorizer limits what SQL a client token may run through /query:
+// no ATTACH or DETACH (they read and write arbitrary files as the
+// server's user, VACUUM INTO included), and only PRAGMAs that read. Admin
+// tokens are not limited.
+var clientAuthorizer = sqlite.AuthorizeFunc(func(a sqlite.Action) sqlite.AuthResult {
+	switch a.Type() {
+	case sqlite.OpAttach, sqlite.OpDetach:
+		return sqlite.AuthResultDeny
+	case sqlite.OpPragma:
+		name := strings.ToLower(a.Pragma())
+		if a.PragmaArg() == "" && readPragmas[name] {
+			return sqlite.AuthResultOK
+		}
+		if namePragmas[name] {
+			return sqlite.AuthResultOK
+		}
+		return sqlite.AuthResultDeny
+	}
+	return sqlite.AuthResultOK
+})
+
+// namePragmas take an object name as their argument and only read.
+var namePragmas = map[string]bool{
+	"table_info": true, "table_xinfo": true, "index_list": true, "index_info": true,
+	"index_xinfo": true, "foreign_key_list": true, "foreign_key_check": true,
+	"integrity_check": true, "quick_check": true, "table_list": true,
+}
+
+// readPragmas only read when given no argument.
+var readPragmas = map[string]bool{
+	"user_version": true, "schema_version": true, "application_id": true,
+	"page_count": true, "page_size": true, "freelist_count": true,
+	"compile_options": true, "function_list": true, "pragma_list": true,
+	"collation_list": true, "module_list": true, "database_list": true,
+	"foreign_keys": true, "journal_mode": true, "encoding": true,
+	"data_version": true, "auto_vacuum": true,
 }

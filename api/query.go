@@ -463,6 +463,14 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, raw bool) error {
 		return err
 	}
 	defer d.put(conn)
+	if s.auth.enabled() {
+		if role, _ := s.auth.role(r); role < RoleAdmin {
+			if err := conn.SetAuthorizer(clientAuthorizer); err != nil {
+				return err
+			}
+			defer conn.SetAuthorizer(nil)
+		}
+	}
 	budget := s.cfg.MaxResultBytes
 
 	var out []byte

@@ -65,3 +65,39 @@ func TestQueryPerDatabase(t *testing.T) {
 		t.Fatalf("other database sees main's table: %d %s", code, b)
 	}
 }
+
+// TestClientSQLLimits checks that client tokens cannot reach files
+// through ATTACH or VACUUM INTO, nor change settings with PRAGMA, while
+// admin tokens can.
+func TestClientSQLLimits(t *testing.T) {
+	e := newEnv(t)
+	e.query("/query", `{"sql":"CREATE TABLE t(a)"}`)
+	attach := `{"sql":"ATTACH DATABASE '` + e.dir + `/x.db' AS x"}`
+	vacuum := `{"sql":"VACUUM INTO '` + e.dir + `/copy.db'"}`
+	tests := []struct {
+		body  string
+		token string
+		want  int
+	}{
+		{attach, clientToken, 400},
+		{vacuum, clientToken, 400},
+		{`{"sql":"PRAGMA journal_mode=DELETE"}`, clientToken, 400},
+		{`{"sql":"PRAGMA writable_schema=ON"}`, clientToken, 400},
+		{`{"sql":"PRAGMA user_version=5"}`, clientToken, 400},
+		{`{"sql":"PRAGMA user_version"}`, clientToken, 200},
+		{`{"sql":"PRAGMA table_info(t)"}`, clientToken, 200},
+		{`{"sql":"SELECT * FROM pragma_table_info('t')"}`, clientToken, 200},
+		{`{"sql":"INSERT INTO t VALUES (1)"}`, clientToken, 200},
+		{vacuum, adminToken, 200},
+		{`{"sql":"PRAGMA user_version=5"}`, adminToken, 200},
+	}
+	for _, tt := range tests {
+		code, b, _ := e.call("POST", "/query", tt.token, tt.body)
+		if code != tt.want {
+			t.Errorf("%s as %s: %d %s, want %d", tt.body, tt.token, code, b, tt.want)
+		}
+	}
+	if got := mustJSON(e.query("/query", `{"sql":"PRAGMA journal_mode"}`)); got != `[{"journal_mode":"wal"}]` {
+		t.Errorf("journal_mode %s", got)
+	}
+}
