@@ -1,0 +1,326 @@
+package jobs
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/dump"
+	"github.com/sluice-dev/sluice/objstore"
+	"github.com/sluice-dev/sluice/objstore/file"
+	"github.com/sluice-dev/sluice/state"
+)
+
+const testPartSize = 64 << 10
+
+// corpus returns the path of a corpus file, failing if it is missing.
+func corpus(t *testing.T, name string) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "..", "shared", "corpus", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("test corpus missing (expected beside the module root): %v", err)
+	}
+	return p
+}
+
+// copyFile copies src into dir and returns the copy's path.
+func copyFile(t *testing.T, src, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(dir, filepath.Base(src))
+	if err := os.WriteFile(dst, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// testStore is the file store with counters and a crash switch.
+type testStore struct {
+	*file.Store
+	uploads   atomic.Int64 // successful UploadPart calls
+	crashAt   atomic.Int64 // after this many uploads, the next successful one "kills the process"
+	crashed   atomic.Bool
+	failParts atomic.Int64 // fail this many UploadPart calls with a retryable error first
+}
+
+func (s *testStore) UploadPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, md5 string) (objstore.Part, error) {
+	if s.crashed.Load() {
+		return objstore.Part{}, errAbandon
+	}
+	if s.failParts.Load() > 0 {
+		s.failParts.Add(-1)
+		return objstore.Part{}, &objstore.StatusError{Op: "upload part", StatusCode: 503}
+	}
+	p, err := s.Store.UploadPart(ctx, key, uploadID, number, r, size, md5)
+	if err != nil {
+		return p, err
+	}
+	n := s.uploads.Add(1)
+	if c := s.crashAt.Load(); c > 0 && n >= c {
+		s.crashed.Store(true)
+		return objstore.Part{}, errAbandon // the part is stored; the process dies before hearing so
+	}
+	return p, nil
+}
+
+type env struct {
+	t       *testing.T
+	dataDir string
+	dbPath  string
+	store   *testStore
+	cfg     Config
+	log     *slog.Logger
+
+	mu   sync.Mutex
+	svc  *Service
+	st   *state.DB
+	hook func(jobID string, parts int) error
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newEnv(t *testing.T, db string, mutate func(*Config)) *env {
+	t.Helper()
+	dir := t.TempDir()
+	e := &env{t: t, dataDir: filepath.Join(dir, "data"), log: testLogger(t)}
+	if err := os.MkdirAll(e.dataDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if db != "" {
+		e.dbPath = copyFile(t, db, dir)
+	}
+	fs, err := file.New(filepath.Join(dir, "exports"), file.Options{
+		Limits: objstore.Limits{MinPartSize: testPartSize, MaxParts: 10000}, SigningKey: []byte("k"), BaseURL: "http://127.0.0.1:1"}, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.store = &testStore{Store: fs}
+	e.cfg = Config{
+		DataDir:         e.dataDir,
+		Databases:       map[string]string{"main": e.dbPath},
+		DefaultDatabase: "main",
+		TickBudget:      time.Second,
+		Lease:           3 * time.Second,
+		Poll:            20 * time.Millisecond,
+		CallbackAllow:   []string{"127.0.0.1"},
+		CallbackSecret:  "s3cret",
+		CallbackBackoff: 10 * time.Millisecond,
+	}
+	if mutate != nil {
+		mutate(&e.cfg)
+	}
+	t.Cleanup(func() { e.stop() })
+	return e
+}
+
+// start opens a fresh state handle and service, as a new process would.
+func (e *env) start() *Service {
+	e.t.Helper()
+	ctx := context.Background()
+	st, err := state.Open(ctx, filepath.Join(e.dataDir, state.FileName), e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	svc, err := New(ctx, e.cfg, st, e.store, e.log)
+	if err != nil {
+		st.Close()
+		e.t.Fatal(err)
+	}
+	svc.afterCheckpoint = func(id string, parts int) error {
+		e.mu.Lock()
+		h := e.hook
+		e.mu.Unlock()
+		if h != nil {
+			return h(id, parts)
+		}
+		return nil
+	}
+	e.mu.Lock()
+	e.svc, e.st = svc, st
+	e.mu.Unlock()
+	return svc
+}
+
+func (e *env) setHook(h func(jobID string, parts int) error) {
+	e.mu.Lock()
+	e.hook = h
+	e.mu.Unlock()
+}
+
+// stop shuts the service down cleanly.
+func (e *env) stop() {
+	e.mu.Lock()
+	svc, st := e.svc, e.st
+	e.svc, e.st = nil, nil
+	e.mu.Unlock()
+	if svc == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := svc.Close(ctx); err != nil {
+		e.t.Errorf("close: %v", err)
+	}
+	st.Close()
+}
+
+// crash stops the service as kill -9 would: nothing is checkpointed,
+// released or cleaned up; leases stay held by a dead owner.
+func (e *env) crash() {
+	e.mu.Lock()
+	svc, st := e.svc, e.st
+	e.svc, e.st = nil, nil
+	e.mu.Unlock()
+	svc.mu.Lock()
+	svc.closed = true
+	svc.mu.Unlock()
+	svc.hardStop() // no soft stop: ticks die mid-way
+	svc.stop()
+	svc.wg.Wait()
+	for id, src := range svc.sources {
+		src.src.Close()
+		delete(svc.sources, id)
+	}
+	svc.lock.Close() // the kernel drops a dead process's flock; the file stays
+	st.Close()
+	e.store.crashed.Store(false)
+	e.store.crashAt.Store(0)
+}
+
+func waitJob(t *testing.T, svc *Service, id string, timeout time.Duration, want ...sluice.State) *sluice.Job {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		j, err := svc.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want {
+			if j.State == w {
+				return j
+			}
+		}
+		if j.State.Terminal() {
+			t.Fatalf("job %s is %s (%s), want %v", id, j.State, j.Error, want)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s still %s after %v (progress %+v), want %v", id, j.State, timeout, j.Progress, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// referenceDump is an uninterrupted dump of db, uncompressed.
+func referenceDump(t *testing.T, db string, spec sluice.JobSpec) []byte {
+	t.Helper()
+	ctx := context.Background()
+	src, err := dump.Open(ctx, db, dumpOptions(spec, dump.DefaultChunkSize), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var buf bytes.Buffer
+	if _, err := src.Dump(ctx, &buf, dump.Cursor{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func readObject(t *testing.T, store objstore.Store, key string) []byte {
+	t.Helper()
+	rc, _, err := store.Get(context.Background(), key, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func decompress(t *testing.T, c sluice.Compression, b []byte) []byte {
+	t.Helper()
+	switch c {
+	case sluice.CompressGzip:
+		zr, err := gzip.NewReader(bytes.NewReader(b)) // the stdlib reader, multistream by default
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	case sluice.CompressZstd:
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		out, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	return b
+}
+
+// assertClean checks that the store holds no incomplete uploads and only
+// the given objects.
+func assertClean(t *testing.T, store objstore.Store, keys ...string) {
+	t.Helper()
+	ctx := context.Background()
+	ups, err := store.ListUploads(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ups) != 0 {
+		t.Errorf("incomplete uploads left: %+v", ups)
+	}
+	objs, err := store.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, k := range keys {
+		want[k] = true
+	}
+	for _, o := range objs {
+		if !want[o.Key] {
+			t.Errorf("unexpected object %s (%d bytes)", o.Key, o.Size)
+		}
+		delete(want, o.Key)
+	}
+	for k := range want {
+		t.Errorf("object %s missing", k)
+	}
+}
+
+func filepathGlob(dir, pattern string) ([]string, error) {
+	return filepath.Glob(filepath.Join(dir, pattern))
+}

@@ -1,0 +1,362 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/dump"
+	"github.com/sluice-dev/sluice/objstore"
+	"github.com/sluice-dev/sluice/state"
+)
+
+// Submit validates spec and queues a job for it. Validation errors wrap
+// sluice.ErrInvalid (bad format, compression, consistency, chunk size,
+// key or callback URL), sluice.ErrNotFound (unknown database or table, a
+// missing bucket) or sluice.ErrExists (the key holds an object).
+func (s *Service) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job, error) {
+	spec, path, err := s.validate(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	job := &sluice.Job{
+		ID: newID(), State: sluice.StateQueued, Spec: spec, Consistency: sluice.ConsistencySnapshot,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if spec.Consistency == sluice.ConsistencyStrict {
+		job.Consistency = sluice.ConsistencyStrict
+	}
+	job.Key = spec.Key
+	if job.Key == "" {
+		job.Key = s.defaultKey(spec, now, job.ID)
+	}
+	if err := s.checkDestination(ctx, job.Key); err != nil {
+		return nil, err
+	}
+	err = s.st.Update(ctx, func(tx *state.Tx) error {
+		if err := tx.InsertJob(job); err != nil {
+			return err
+		}
+		return tx.PutTask(state.Task{Kind: kindTick, Key: state.TickKey(job.ID), DueAt: now})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: submit: %w", err)
+	}
+	s.log.Info("jobs: job queued", "job", job.ID, "database", spec.Database, "path", path, "key", job.Key)
+	s.poke()
+	return job, nil
+}
+
+// validate normalises spec and checks it against the configuration and
+// the database itself. It returns the database's path.
+func (s *Service) validate(ctx context.Context, spec sluice.JobSpec) (sluice.JobSpec, string, error) {
+	var err error
+	spec.Database = s.dbName(spec.Database)
+	path, ok := s.cfg.Databases[spec.Database]
+	if !ok {
+		return spec, "", fmt.Errorf("jobs: %w: unknown database %q", sluice.ErrNotFound, spec.Database)
+	}
+	if spec.Format, err = sluice.ParseFormat(string(spec.Format)); err != nil {
+		return spec, "", fmt.Errorf("jobs: %w", err)
+	}
+	if spec.Compression, err = sluice.ParseCompression(string(spec.Compression)); err != nil {
+		return spec, "", fmt.Errorf("jobs: %w", err)
+	}
+	switch spec.Consistency {
+	case "", sluice.ConsistencySnapshot:
+		spec.Consistency = sluice.ConsistencySnapshot
+	case sluice.ConsistencyStrict:
+	default:
+		return spec, "", fmt.Errorf("jobs: %w: unknown consistency %q (want snapshot or strict)", sluice.ErrInvalid, spec.Consistency)
+	}
+	if spec.ChunkSize < 0 || spec.ChunkSize > dump.MaxChunkSize {
+		return spec, "", fmt.Errorf("jobs: %w: chunk size %d out of range (1 to %d rows)", sluice.ErrInvalid, spec.ChunkSize, dump.MaxChunkSize)
+	}
+	if spec.Key != "" {
+		if err := checkKey(spec.Key); err != nil {
+			return spec, "", err
+		}
+	}
+	if spec.CallbackURL != "" {
+		if err := s.guard.checkURL(ctx, spec.CallbackURL); err != nil {
+			return spec, "", fmt.Errorf("jobs: %w: callback URL: %w", sluice.ErrInvalid, err)
+		}
+	}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return spec, "", fmt.Errorf("jobs: %w: database %q (%s) does not exist", sluice.ErrNotFound, spec.Database, path)
+		}
+		return spec, "", fmt.Errorf("jobs: database %q: %w", spec.Database, err)
+	}
+	// Check the tables against the database's real schema.
+	src, err := s.cfg.Open(ctx, path, dump.Options{Format: spec.Format, ChunkSize: 1}, s.log)
+	if err != nil {
+		return spec, "", fmt.Errorf("jobs: %w: open database %q: %w", sluice.ErrInvalid, spec.Database, err)
+	}
+	plan := src.Plan()
+	src.Close()
+	have := make(map[string]bool, len(plan.Tables))
+	for _, t := range plan.Tables {
+		have[t.Name] = true
+	}
+	for _, list := range [][]string{spec.Tables, spec.Exclude} {
+		for _, name := range list {
+			if !have[name] {
+				return spec, "", fmt.Errorf("jobs: %w: no table %q in database %q", sluice.ErrNotFound, name, spec.Database)
+			}
+		}
+	}
+	return spec, path, nil
+}
+
+// checkKey refuses keys that could not name an object safely in every
+// store; the store checks again before any I/O.
+func checkKey(key string) error {
+	bad := key == "" || strings.HasPrefix(key, "/") || strings.ContainsAny(key, "\x00\\") ||
+		slices.Contains(strings.Split(key, "/"), "..") || slices.Contains(strings.Split(key, "/"), ".")
+	if bad {
+		return fmt.Errorf("jobs: %w: key %q cannot name an object (no leading /, no . or .. segments, no NUL or backslash)", sluice.ErrInvalid, key)
+	}
+	return nil
+}
+
+// checkDestination lists the store at the key: this proves the store is
+// reachable and the bucket exists, and that the key is free.
+func (s *Service) checkDestination(ctx context.Context, key string) error {
+	objs, err := s.store.List(ctx, key)
+	switch {
+	case errors.Is(err, objstore.ErrNotExist):
+		return fmt.Errorf("jobs: %w: destination bucket does not exist: %w", sluice.ErrNotFound, err)
+	case errors.Is(err, objstore.ErrInvalidKey):
+		return fmt.Errorf("jobs: %w: %w", sluice.ErrInvalid, err)
+	case err != nil:
+		return fmt.Errorf("jobs: %w: destination store unreachable: %w", sluice.ErrInvalid, err)
+	}
+	for _, o := range objs {
+		if o.Key == key {
+			return fmt.Errorf("jobs: %w: an object already exists at key %q", sluice.ErrExists, key)
+		}
+	}
+	return nil
+}
+
+// defaultKey names the database, the UTC time, the job and the format.
+func (s *Service) defaultKey(spec sluice.JobSpec, now time.Time, id string) string {
+	return fmt.Sprintf("%s%s-%s-%s%s%s", s.cfg.KeyPrefix, safeName(spec.Database), now.UTC().Format("20060102T150405Z"),
+		id[len(id)-8:], formatExt(spec.Format), spec.Compression.Ext())
+}
+
+func safeName(s string) string {
+	out := []rune{}
+	for _, r := range s {
+		if r == '/' || r == '\\' || r == 0 || r == '.' && len(out) == 0 {
+			r = '_'
+		}
+		out = append(out, r)
+	}
+	if len(out) == 0 {
+		return "db"
+	}
+	return string(out)
+}
+
+func formatExt(f sluice.Format) string {
+	switch f {
+	case sluice.FormatCSV:
+		return ".zip" // one CSV document per table, in a zip stream
+	case sluice.FormatJSON:
+		return ".json"
+	case sluice.FormatNDJSON:
+		return ".ndjson"
+	}
+	return ".sql"
+}
+
+// contentType is the MIME type stored with the object.
+func contentType(spec sluice.JobSpec) string {
+	switch spec.Compression {
+	case sluice.CompressGzip:
+		return "application/gzip"
+	case sluice.CompressZstd:
+		return "application/zstd"
+	}
+	switch spec.Format {
+	case sluice.FormatCSV:
+		return "application/zip"
+	case sluice.FormatJSON:
+		return "application/json"
+	case sluice.FormatNDJSON:
+		return "application/x-ndjson"
+	}
+	return "application/sql"
+}
+
+// Get returns a job's status; an unknown id is sluice.ErrNotFound.
+func (s *Service) Get(ctx context.Context, id string) (*sluice.Job, error) {
+	var job *sluice.Job
+	err := s.st.View(ctx, func(tx *state.Tx) (err error) {
+		job, err = tx.GetJob(id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: %w", err)
+	}
+	return job, nil
+}
+
+// ListOptions select and page jobs.
+type ListOptions struct {
+	States []sluice.State // any of these; empty means all
+	After  string         // page token: the last id of the previous page
+	Limit  int            // page size; 0 means 50, at most 500
+}
+
+// List returns jobs newest first, and the token of the next page ("" at
+// the end).
+func (s *Service) List(ctx context.Context, opts ListOptions) ([]*sluice.Job, string, error) {
+	limit := opts.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	if limit > 500 {
+		return nil, "", fmt.Errorf("jobs: %w: limit %d over 500", sluice.ErrInvalid, limit)
+	}
+	for _, st := range opts.States {
+		switch st {
+		case sluice.StateQueued, sluice.StateRunning, sluice.StateCompleted, sluice.StateFailed, sluice.StateCancelled:
+		default:
+			return nil, "", fmt.Errorf("jobs: %w: unknown state %q", sluice.ErrInvalid, st)
+		}
+	}
+	var jobs []*sluice.Job
+	err := s.st.View(ctx, func(tx *state.Tx) (err error) {
+		jobs, err = tx.ListJobs(state.JobFilter{States: opts.States, Before: opts.After, Limit: limit + 1})
+		return err
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("jobs: %w", err)
+	}
+	next := ""
+	if len(jobs) > limit {
+		jobs = jobs[:limit]
+		next = jobs[limit-1].ID
+	}
+	return jobs, next, nil
+}
+
+// Cancel cancels a queued or running job: the job becomes cancelled at
+// once, its upload is aborted and its temporary objects and snapshot copy
+// are deleted (by the running tick at its next page boundary, or here).
+// Cancelling a cancelled job returns it unchanged; cancelling a completed
+// or failed one is sluice.ErrConflict.
+func (s *Service) Cancel(ctx context.Context, id string) (*sluice.Job, error) {
+	var job *sluice.Job
+	now := s.now()
+	err := s.st.Update(ctx, func(tx *state.Tx) error {
+		j, err := tx.GetJob(id)
+		if err != nil {
+			return err
+		}
+		job = j
+		switch j.State {
+		case sluice.StateCancelled:
+			return nil
+		case sluice.StateCompleted, sluice.StateFailed:
+			return fmt.Errorf("%w: job %s is already %s", sluice.ErrConflict, id, j.State)
+		}
+		j.State, j.FinishedAt, j.UpdatedAt, j.Error = sluice.StateCancelled, &now, now, "cancelled by request"
+		if err := tx.UpdateJob(j); err != nil {
+			return err
+		}
+		// Wake the job's task: it does the cleanup if no tick is running.
+		return tx.PutTask(state.Task{Kind: kindTick, Key: state.TickKey(id), DueAt: now})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: cancel: %w", err)
+	}
+	s.mu.Lock()
+	if stop := s.running[id]; stop != nil {
+		stop(errCancelled)
+	}
+	s.mu.Unlock()
+	s.poke()
+	s.waitCleanup(ctx, id)
+	return job, nil
+}
+
+// waitCleanup waits a little for a cancelled job's cleanup, so that a
+// caller that lists the store right after Cancel finds nothing left.
+func (s *Service) waitCleanup(ctx context.Context, id string) {
+	deadline := time.NewTimer(5 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var pending bool
+		_ = s.st.View(ctx, func(tx *state.Tx) error {
+			t, err := tx.GetTask(state.TickKey(id))
+			pending = err == nil && t != nil
+			return err
+		})
+		if !pending {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Open returns the completed job's object from offset (length < 0: to
+// the end) with its description. A job that is not completed is
+// sluice.ErrConflict.
+func (s *Service) Open(ctx context.Context, id string, offset, length int64) (io.ReadCloser, objstore.ObjectInfo, error) {
+	job, err := s.completed(ctx, id)
+	if err != nil {
+		return nil, objstore.ObjectInfo{}, err
+	}
+	rc, info, err := s.store.Get(ctx, job.Key, offset, length)
+	if err != nil {
+		if errors.Is(err, objstore.ErrNotExist) {
+			return nil, objstore.ObjectInfo{}, fmt.Errorf("jobs: %w: object %s of job %s is gone", sluice.ErrNotFound, job.Key, id)
+		}
+		return nil, objstore.ObjectInfo{}, fmt.Errorf("jobs: open %s: %w", job.Key, err)
+	}
+	return rc, info, nil
+}
+
+// DownloadURL returns a URL that fetches the completed job's object
+// without credentials until expiry (the store's presigned URL).
+func (s *Service) DownloadURL(ctx context.Context, id string, expiry time.Duration) (string, error) {
+	job, err := s.completed(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	u, err := s.store.PresignGet(ctx, job.Key, expiry)
+	if err != nil {
+		return "", fmt.Errorf("jobs: presign %s: %w", job.Key, err)
+	}
+	return u, nil
+}
+
+func (s *Service) completed(ctx context.Context, id string) (*sluice.Job, error) {
+	job, err := s.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if job.State != sluice.StateCompleted {
+		return nil, fmt.Errorf("jobs: %w: job %s is %s, not completed", sluice.ErrConflict, id, job.State)
+	}
+	return job, nil
+}
