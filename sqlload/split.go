@@ -160,10 +160,7 @@ func (s *splitter) step(c byte) bool {
 		s.word = append(s.word, c)
 		return false
 	}
-	if s.endWord() {
-		// Not reached: endWord never completes a statement.
-		return false
-	}
+	s.endWord()
 	switch c {
 	case ' ', '\t', '\n', '\r', '\f', '\v':
 		s.feed(tkWS)
@@ -214,11 +211,10 @@ func (s *splitter) peek() byte {
 	return b[0]
 }
 
-// endWord classifies and feeds the identifier just read, if any. It
-// returns false always; it exists so that step reads naturally.
-func (s *splitter) endWord() bool {
+// endWord classifies and feeds the identifier just read, if any.
+func (s *splitter) endWord() {
 	if len(s.word) == 0 {
-		return false
+		return
 	}
 	w := s.word
 	s.word = s.word[:0]
@@ -239,7 +235,6 @@ func (s *splitter) endWord() bool {
 		s.first = upper(w)
 	}
 	s.token(tk)
-	return false
 }
 
 // token feeds a non-whitespace token.
