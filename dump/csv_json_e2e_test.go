@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -243,21 +242,23 @@ func TestChinookResume(t *testing.T) {
 	for _, format := range []sluice.Format{sluice.FormatCSV, sluice.FormatJSON, sluice.FormatNDJSON} {
 		t.Run(string(format), func(t *testing.T) {
 			opts := Options{Format: format, ChunkSize: 1000}
-			full := dumpAll(t, path, opts)
 
 			// Record the checkpoints of an uninterrupted run and pick the
-			// stops: the first, the first inside a table, the first between
-			// two tables, the last inside a table and the last.
+			// stops: the first inside a table and the first between two
+			// tables; for csv also the first, the last inside a table and
+			// the last.
 			src, err := Open(ctx, path, opts, testLogger())
 			if err != nil {
 				t.Fatal(err)
 			}
 			var seen []Cursor
-			if _, err := src.Dump(ctx, io.Discard, Cursor{}, func(c Cursor) error { seen = append(seen, c); return nil }); err != nil {
+			var whole bytes.Buffer
+			if _, err := src.Dump(ctx, &whole, Cursor{}, func(c Cursor) error { seen = append(seen, c); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			src.Close()
-			stops := map[int]bool{1: true, len(seen): true}
+			full := whole.Bytes()
+			stops := map[int]bool{}
 			firstMid, firstBetween, lastMid := 0, 0, 0
 			for i, c := range seen {
 				switch {
@@ -273,7 +274,10 @@ func TestChinookResume(t *testing.T) {
 			if firstMid == 0 || firstBetween == 0 {
 				t.Fatalf("no checkpoint inside a table (%d) or between tables (%d) among %d", firstMid, firstBetween, len(seen))
 			}
-			stops[firstMid], stops[firstBetween], stops[lastMid] = true, true, true
+			stops[firstMid], stops[firstBetween] = true, true
+			if format == sluice.FormatCSV { // the format with the most state
+				stops[1], stops[lastMid], stops[len(seen)] = true, true, true
+			}
 			for stopAt := range len(seen) + 1 {
 				if !stops[stopAt] {
 					continue
