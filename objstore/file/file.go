@@ -334,7 +334,7 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 	if length >= 0 && length < n {
 		n = length
 	}
-	return readCloser{io.NewSectionReader(f, offset, n), f}, info, nil
+	return readCloser{ctxReader{ctx, io.NewSectionReader(f, offset, n)}, f}, info, nil
 }
 
 type readCloser struct {
