@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"zombiezen.com/go/sqlite"
 )
@@ -42,28 +43,39 @@ func TestSplit(t *testing.T) {
 		{"end is a word", "SELECT 'END;'; SELECT 1 AS endx;", []string{"SELECT 'END;';", " SELECT 1 AS endx;"}},
 		{"blob literal", "INSERT INTO t VALUES(X'3B3B');", []string{"INSERT INTO t VALUES(X'3B3B');"}},
 		{"trailing whitespace only", "SELECT 1;\n\n-- done\n", []string{"SELECT 1;"}},
+		{"star runs in comments", "/***/SELECT 1/* a ** b */;/** ; **/SELECT 2;", []string{"/***/SELECT 1/* a ** b */;", "/** ; **/SELECT 2;"}},
+		{"first keyword after comment", "-- c\n/* d */ BEGIN; END;", []string{"-- c\n/* d */ BEGIN;", " END;"}},
+		{"explain create trigger", "EXPLAIN CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END; SELECT 3;", []string{"EXPLAIN CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END;", " SELECT 3;"}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sp := newSplitter(strings.NewReader(tt.in), 1<<20)
-			var got []string
-			for {
-				s, _, err := sp.next()
-				if err == io.EOF {
-					break
+		// Whole and one byte at a time, so that every token also
+		// straddles a read boundary.
+		for _, mode := range []string{"whole", "bytewise"} {
+			t.Run(tt.name+"/"+mode, func(t *testing.T) {
+				var r io.Reader = strings.NewReader(tt.in)
+				if mode == "bytewise" {
+					r = iotest.OneByteReader(r)
 				}
-				if err != nil {
-					t.Fatalf("next: %v", err)
+				sp := newSplitter(r, 1<<20)
+				var got []string
+				for {
+					s, _, err := sp.next()
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatalf("next: %v", err)
+					}
+					got = append(got, string(s))
 				}
-				got = append(got, string(s))
-			}
-			if !reflect.DeepEqual(got, tt.want) {
-				t.Errorf("got  %q\nwant %q", got, tt.want)
-			}
-			if sp.n != int64(len(tt.in)) {
-				t.Errorf("consumed %d bytes, want %d", sp.n, len(tt.in))
-			}
-		})
+				if !reflect.DeepEqual(got, tt.want) {
+					t.Errorf("got  %q\nwant %q", got, tt.want)
+				}
+				if sp.n != int64(len(tt.in)) {
+					t.Errorf("consumed %d bytes, want %d", sp.n, len(tt.in))
+				}
+			})
+		}
 	}
 }
 

@@ -1,7 +1,7 @@
 package sqlload
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +20,9 @@ const (
 	lexBracket      // inside [...]
 	lexLineComment  // after --, to end of line
 	lexBlockComment // inside /* ... */
+	lexBlockStar    // inside a block comment, after a '*'
+	lexDash         // after a '-': a comment if another follows
+	lexSlash        // after a '/': a comment if a '*' follows
 )
 
 // completeness states, after SQLite's sqlite3_complete: a statement is
@@ -60,9 +63,15 @@ var transitions = [...][8]int{
 }
 
 // splitter reads SQL text and returns it one complete statement at a
-// time, holding only the current statement in memory.
+// time, holding only the current statement in memory. It scans whole
+// read buffers: string literals, comments and the body of an ordinary
+// statement are skipped with byte searches, and keywords are only
+// looked at while they can change the completeness state.
 type splitter struct {
-	r     *bufio.Reader
+	r     io.Reader
+	rbuf  []byte // read buffer
+	chunk []byte // unread part of rbuf
+	rerr  error  // error from the last Read, reported once chunk is used
 	max   int
 	n     int64  // bytes consumed from r
 	buf   []byte // the statement being read
@@ -75,41 +84,48 @@ type splitter struct {
 	// sawToken is set once the statement has a token that is neither
 	// whitespace nor a comment.
 	sawToken bool
-	// commentLen counts the bytes inside a block comment, so that the
-	// '*' of the opening "/*" cannot also close it ("/*/").
-	commentLen int
 }
 
 func newSplitter(r io.Reader, max int) *splitter {
-	return &splitter{r: bufio.NewReaderSize(r, 64<<10), max: max}
+	return &splitter{r: r, rbuf: make([]byte, 64<<10), max: max}
 }
 
 // next returns the next complete statement (with its trailing ';'), and
 // its first keyword upper-cased. Statements that hold only whitespace,
 // comments and semicolons are skipped. At the end of the input it
-// returns io.EOF, or an error if an incomplete statement remains.
+// returns io.EOF, or an error if an incomplete statement remains. The
+// returned slice is valid until the next call.
 func (s *splitter) next() (stmt []byte, first string, err error) {
 	s.buf = s.buf[:0]
 	s.first = ""
 	s.sawToken = false
 	for {
-		c, err := s.r.ReadByte()
-		if err == io.EOF {
-			s.endWord()
-			if s.sawToken {
-				return nil, "", fmt.Errorf("incomplete SQL at end of input (truncated dump?): %.80q", s.buf)
+		if len(s.chunk) == 0 {
+			if s.rerr != nil {
+				if s.rerr != io.EOF {
+					return nil, "", s.rerr
+				}
+				s.finish()
+				if s.sawToken {
+					return nil, "", fmt.Errorf("incomplete SQL at end of input (truncated dump?): %.80q", s.buf)
+				}
+				return nil, "", io.EOF
 			}
-			return nil, "", io.EOF
+			n, err := s.r.Read(s.rbuf)
+			s.chunk, s.rerr = s.rbuf[:n], err
+			if n == 0 && err == nil {
+				s.rerr = io.ErrNoProgress
+			}
+			continue
 		}
-		if err != nil {
-			return nil, "", err
-		}
-		s.n++
-		if len(s.buf) >= s.max {
+		i, done := s.scan(s.chunk)
+		if len(s.buf)+i > s.max {
 			return nil, "", fmt.Errorf("%w: over %d bytes", errTooLong, s.max)
 		}
-		s.buf = append(s.buf, c)
-		if s.step(c) {
+		s.buf = append(s.buf, s.chunk[:i]...)
+		s.n += int64(i)
+		s.chunk = s.chunk[i:]
+		if done {
 			if !s.sawToken {
 				// Only whitespace, comments and semicolons: skip.
 				s.buf = s.buf[:0]
@@ -120,96 +136,129 @@ func (s *splitter) next() (stmt []byte, first string, err error) {
 	}
 }
 
-// step consumes one byte and reports whether it completed a statement.
-func (s *splitter) step(c byte) bool {
+// finish settles what is pending at the end of the input.
+func (s *splitter) finish() {
 	switch s.lex {
-	case lexSingle:
-		if c == '\'' {
-			s.lex = lexNormal
-		}
-		return false
-	case lexDouble:
-		if c == '"' {
-			s.lex = lexNormal
-		}
-		return false
-	case lexBacktick:
-		if c == '`' {
-			s.lex = lexNormal
-		}
-		return false
-	case lexBracket:
-		if c == ']' {
-			s.lex = lexNormal
-		}
-		return false
-	case lexLineComment:
-		if c == '\n' {
-			s.lex = lexNormal
-		}
-		return false
-	case lexBlockComment:
-		if c == '/' && len(s.buf) >= 2 && s.buf[len(s.buf)-2] == '*' && s.commentLen >= 2 {
-			s.lex = lexNormal
-		}
-		s.commentLen++
-		return false
-	}
-
-	if isIdent(c) {
-		s.word = append(s.word, c)
-		return false
+	case lexDash, lexSlash:
+		s.lex = lexNormal
+		s.token(tkOther)
 	}
 	s.endWord()
-	switch c {
-	case ' ', '\t', '\n', '\r', '\f', '\v':
-		s.feed(tkWS)
-		return false
-	case '\'':
-		s.lex = lexSingle
-		s.token(tkOther)
-		return false
-	case '"':
-		s.lex = lexDouble
-		s.token(tkOther)
-		return false
-	case '`':
-		s.lex = lexBacktick
-		s.token(tkOther)
-		return false
-	case '[':
-		s.lex = lexBracket
-		s.token(tkOther)
-		return false
-	case '-':
-		if s.peek() == '-' {
-			s.lex = lexLineComment
-			s.feed(tkWS)
-			return false
-		}
-	case '/':
-		if s.peek() == '*' {
-			s.lex = lexBlockComment
-			s.commentLen = 0
-			s.feed(tkWS)
-			return false
-		}
-	case ';':
-		s.feed(tkSemi)
-		return s.state == cStart
-	}
-	s.token(tkOther)
-	return false
 }
 
-// peek returns the next byte without consuming it, or 0.
-func (s *splitter) peek() byte {
-	b, err := s.r.Peek(1)
-	if err != nil || len(b) == 0 {
-		return 0
+// special marks the bytes that matter inside an ordinary statement.
+var special = func() (t [256]bool) {
+	for _, c := range []byte("'\"`[-/;") {
+		t[c] = true
 	}
-	return b[0]
+	return t
+}()
+
+// scan consumes bytes of b and reports how many, and whether they end
+// with a complete statement.
+func (s *splitter) scan(b []byte) (int, bool) {
+	i := 0
+	for i < len(b) {
+		switch s.lex {
+		case lexSingle, lexDouble, lexBacktick, lexBracket, lexLineComment:
+			j := bytes.IndexByte(b[i:], closer[s.lex])
+			if j < 0 {
+				return len(b), false
+			}
+			i += j + 1
+			s.lex = lexNormal
+			continue
+		case lexBlockComment:
+			j := bytes.IndexByte(b[i:], '*')
+			if j < 0 {
+				return len(b), false
+			}
+			i += j + 1
+			s.lex = lexBlockStar
+			continue
+		case lexBlockStar:
+			switch b[i] {
+			case '/':
+				s.lex = lexNormal
+			case '*':
+			default:
+				s.lex = lexBlockComment
+			}
+			i++
+			continue
+		case lexDash:
+			s.lex = lexNormal
+			if b[i] == '-' {
+				i++
+				s.lex = lexLineComment
+				s.feed(tkWS)
+				continue
+			}
+			s.token(tkOther) // the '-' itself; b[i] is read below
+			continue
+		case lexSlash:
+			s.lex = lexNormal
+			if b[i] == '*' {
+				i++
+				s.lex = lexBlockComment
+				s.feed(tkWS)
+				continue
+			}
+			s.token(tkOther)
+			continue
+		}
+
+		// Normal text. Inside an ordinary statement or a trigger body
+		// only quotes, comments and ';' matter: skip to the next one.
+		if s.state == cNormal || s.state == cTrigger {
+			for i < len(b) && !special[b[i]] {
+				i++
+			}
+			if i == len(b) {
+				return i, false
+			}
+		}
+		c := b[i]
+		if isIdent(c) {
+			s.word = append(s.word, c)
+			i++
+			continue
+		}
+		s.endWord()
+		i++
+		switch c {
+		case ' ', '\t', '\n', '\r', '\f', '\v':
+			s.feed(tkWS)
+		case '\'':
+			s.lex = lexSingle
+			s.token(tkOther)
+		case '"':
+			s.lex = lexDouble
+			s.token(tkOther)
+		case '`':
+			s.lex = lexBacktick
+			s.token(tkOther)
+		case '[':
+			s.lex = lexBracket
+			s.token(tkOther)
+		case '-':
+			s.lex = lexDash
+		case '/':
+			s.lex = lexSlash
+		case ';':
+			s.feed(tkSemi)
+			if s.state == cStart {
+				return i, true
+			}
+		default:
+			s.token(tkOther)
+		}
+	}
+	return i, false
 }
+
+// closer is the byte that ends each quoted or line-comment state.
+var closer = [...]byte{lexSingle: '\'', lexDouble: '"', lexBacktick: '`', lexBracket: ']', lexLineComment: '\n'}
 
 // endWord classifies and feeds the identifier just read, if any.
 func (s *splitter) endWord() {
