@@ -50,14 +50,17 @@ func copyFile(t *testing.T, src, dir string) string {
 	return dst
 }
 
-// testStore is the file store with counters and a crash switch.
+// testStore wraps a store with counters and a crash switch.
 type testStore struct {
-	*file.Store
+	objstore.Store
 	uploads   atomic.Int64 // successful UploadPart calls
 	crashAt   atomic.Int64 // after this many uploads, the next successful one "kills the process"
 	crashed   atomic.Bool
 	failParts atomic.Int64 // fail this many UploadPart calls with a retryable error first
 }
+
+// Limits passes the wrapped store's limits through.
+func (s *testStore) Limits() objstore.Limits { return objstore.LimitsOf(s.Store) }
 
 func (s *testStore) UploadPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, md5 string) (objstore.Part, error) {
 	if s.crashed.Load() {

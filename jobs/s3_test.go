@@ -1,0 +1,119 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/objstore/s3"
+)
+
+// s3Env returns an S3 store on a fresh bucket of the test server, and a
+// function that deletes the bucket. It skips when no server is set up
+// (scripts/test always sets one).
+func s3Env(t *testing.T) (*s3.Store, func() error) {
+	t.Helper()
+	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
+	if endpoint == "" {
+		t.Skip("SLUICE_TEST_S3_ENDPOINT is not set (scripts/test starts versitygw and sets it)")
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak, sk, region := os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), os.Getenv("SLUICE_TEST_S3_SECRET_KEY"), os.Getenv("SLUICE_TEST_S3_REGION")
+	mc, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(ak, sk, ""), Secure: u.Scheme == "https", Region: region})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [4]byte
+	rand.Read(b[:])
+	bucket := "jobs-" + hex.EncodeToString(b[:])
+	ctx := context.Background()
+	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: region}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := s3.NewConfig()
+	cfg.Endpoint, cfg.Region, cfg.Bucket = endpoint, region, bucket
+	cfg.AccessKeyID, cfg.SecretAccessKey = ak, sk
+	cfg.Style = s3.StylePath
+	st, err := s3.New(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, func() error {
+		for o := range mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true}) {
+			if o.Err == nil {
+				mc.RemoveObject(ctx, bucket, o.Key, minio.RemoveObjectOptions{})
+			}
+		}
+		return mc.RemoveBucket(ctx, bucket)
+	}
+}
+
+// TestS3CrashResume runs a multipart job against the S3 test server,
+// kills the service twice mid-upload and checks the object and that no
+// incomplete upload remains.
+func TestS3CrashResume(t *testing.T) {
+	store, _ := s3Env(t)
+	dir := t.TempDir()
+	db := bigDB(t, dir, 200_000) // about 25 MB of SQL: 8 MiB parts
+	e := newEnv(t, "", func(c *Config) {
+		c.Databases = map[string]string{"big": db}
+		c.DefaultDatabase = "big"
+	})
+	e.store.Store = store
+	e.store.crashAt.Store(1)
+	svc := e.start()
+	job, err := svc.Submit(context.Background(), sluice.JobSpec{Compression: sluice.CompressNone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, next := range []int64{3, 0} {
+		deadline := time.Now().Add(2 * time.Minute)
+		for !e.store.crashed.Load() {
+			if j := mustGet(t, svc, job.ID); j.State.Terminal() || time.Now().After(deadline) {
+				t.Fatalf("crash %d did not happen: %s %s", i, j.State, j.Error)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		e.crash()
+		e.store.crashAt.Store(next)
+		svc = e.start()
+	}
+	done := waitJob(t, svc, job.ID, 3*time.Minute, sluice.StateCompleted)
+	if got, want := readObject(t, store, done.Key), referenceDump(t, db, done.Spec); !bytes.Equal(got, want) {
+		t.Fatalf("object (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
+	}
+	if extra := e.store.uploads.Load() - int64(done.Progress.PartsUploaded); extra > 2 {
+		t.Errorf("%d re-uploaded parts for 2 kills", extra)
+	}
+	assertClean(t, store, done.Key)
+}
+
+// TestS3MissingBucket: a bucket deleted after startup fails Submit with
+// ErrNotFound and a message naming the cause.
+func TestS3MissingBucket(t *testing.T) {
+	store, drop := s3Env(t)
+	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e.store.Store = store
+	svc := e.start()
+	if err := drop(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := svc.Submit(context.Background(), sluice.JobSpec{})
+	if !errors.Is(err, sluice.ErrNotFound) {
+		t.Fatalf("submit to a missing bucket: %v, want ErrNotFound", err)
+	}
+	t.Log(err)
+}
