@@ -15,11 +15,13 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -61,6 +63,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store, opts Options)
 		{"BadDigest", s.testBadDigest},
 		{"Abort", s.testAbort},
 		{"ListUploads", s.testListUploads},
+		{"ListPaging", s.testListPaging},
 		{"UploadPartCopy", s.testUploadPartCopy},
 		{"Presign", s.testPresign},
 		{"WriterSizes", s.testWriterSizes},
@@ -573,4 +576,92 @@ func tamper(u string) string {
 		}
 	}
 	return u + "0"
+}
+
+// testListPaging checks ListParts and ListUploads follow every page (S3
+// returns at most 1,000 entries per page).
+func (s *suite) testListPaging(t *testing.T) {
+	st := s.newStore(t)
+	ctx := ctxT(t)
+	const n = 1001
+	base := s.key(t, "")
+	key := base + "parts"
+	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.AbortMultipart(context.Background(), key, id) })
+	ids := make([]string, n)
+	var g errgroup
+	for i := 1; i <= n; i++ {
+		g.Go(func() error {
+			b := []byte{byte(i)}
+			_, err := st.UploadPart(ctx, key, id, i, bytes.NewReader(b), 1, md5b64(b))
+			return err
+		})
+		g.Go(func() error {
+			k := fmt.Sprintf("%sup/%04d", base, i)
+			uid, err := st.CreateMultipart(ctx, k, objstore.PutOptions{})
+			ids[i-1] = uid
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		var g errgroup
+		for i, uid := range ids {
+			g.Go(func() error {
+				return st.AbortMultipart(context.Background(), fmt.Sprintf("%sup/%04d", base, i+1), uid)
+			})
+		}
+		_ = g.Wait()
+	})
+	parts, err := st.ListParts(ctx, key, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) != n || parts[0].Number != 1 || parts[n-1].Number != n {
+		t.Errorf("ListParts returned %d parts, want %d in order", len(parts), n)
+	}
+	ups, err := st.ListUploads(ctx, base+"up/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ups) != n {
+		t.Errorf("ListUploads returned %d uploads, want %d", len(ups), n)
+	}
+}
+
+// errgroup runs functions with bounded parallelism and keeps the first
+// error.
+type errgroup struct {
+	wg   sync.WaitGroup
+	sem  chan struct{}
+	mu   sync.Mutex
+	err  error
+	once sync.Once
+}
+
+func (g *errgroup) Go(fn func() error) {
+	g.once.Do(func() { g.sem = make(chan struct{}, 8) })
+	g.wg.Add(1)
+	g.sem <- struct{}{}
+	go func() {
+		defer g.wg.Done()
+		defer func() { <-g.sem }()
+		if err := fn(); err != nil {
+			g.mu.Lock()
+			if g.err == nil {
+				g.err = err
+			}
+			g.mu.Unlock()
+		}
+	}()
+}
+
+func (g *errgroup) Wait() error {
+	g.wg.Wait()
+	return g.err
 }
