@@ -23,6 +23,12 @@ type Recorder struct {
 	// Delay, if set, is slept inside each UploadPart (to observe
 	// parallelism).
 	Delay time.Duration
+	// AfterComplete and AfterPut, if set, see the backend's result of
+	// each CompleteMultipart or Put (call counts from 1) and may replace
+	// its error, for example to simulate an answer lost after the backend
+	// succeeded.
+	AfterComplete func(call int, err error) error
+	AfterPut      func(call int, err error) error
 
 	mu         sync.Mutex
 	uploads    map[string]int // "uploadID/number" -> successful UploadPart calls
@@ -31,6 +37,8 @@ type Recorder struct {
 	maxFlight  int
 	violations []string
 	completed  int
+	completes  int
+	puts       int
 }
 
 // NewRecorder wraps s.
@@ -96,10 +104,28 @@ func (r *Recorder) CompleteMultipart(ctx context.Context, key, uploadID string, 
 		}
 	}
 	info, err := r.Store.CompleteMultipart(ctx, key, uploadID, parts, opts)
+	r.mu.Lock()
+	r.completes++
+	call := r.completes
 	if err == nil {
-		r.mu.Lock()
 		r.completed++
-		r.mu.Unlock()
+	}
+	r.mu.Unlock()
+	if r.AfterComplete != nil {
+		err = r.AfterComplete(call, err)
+	}
+	return info, err
+}
+
+// Put implements objstore.Store.
+func (r *Recorder) Put(ctx context.Context, key string, body io.Reader, size int64, opts objstore.PutOptions) (objstore.ObjectInfo, error) {
+	info, err := r.Store.Put(ctx, key, body, size, opts)
+	r.mu.Lock()
+	r.puts++
+	call := r.puts
+	r.mu.Unlock()
+	if r.AfterPut != nil {
+		err = r.AfterPut(call, err)
 	}
 	return info, err
 }

@@ -71,6 +71,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store, opts Options)
 		{"WriterRetry", s.testWriterRetry},
 		{"WriterNoRetryOn4xx", s.testWriterNoRetry},
 		{"WriterNoOverwrite", s.testWriterNoOverwrite},
+		{"WriterLostAnswer", s.testWriterLostAnswer},
 		{"WriterAbort", s.testWriterAbort},
 		{"WriterOutgrow", s.testWriterOutgrow},
 		{"WriterResume", s.testWriterResume},

@@ -216,6 +216,71 @@ func (s *suite) testWriterNoRetry(t *testing.T) {
 	}
 }
 
+// testWriterLostAnswer: the backend completes the object but the answer
+// is lost (a retryable error reaches the Writer). The retry finds the
+// upload gone or the key taken, recognises its own object and succeeds.
+func (s *suite) testWriterLostAnswer(t *testing.T) {
+	st := s.newStore(t)
+	p := partSize(st)
+	lost := &objstore.StatusError{Op: "complete", StatusCode: 502, Code: "BadGateway"}
+	for _, n := range []int64{10, 2*p + 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			rec := NewRecorder(st)
+			rec.AfterComplete = func(call int, err error) error {
+				if call == 1 && err == nil {
+					return lost
+				}
+				return err
+			}
+			rec.AfterPut = rec.AfterComplete
+			key := s.key(t, "w")
+			data := randBytes(t, n)
+			w, err := objstore.NewWriter(ctxT(t), rec, key, writerOpts(p), s.opts.Logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := writeChunks(t, w, data); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatalf("close after a lost answer: %v", err)
+			}
+			checkObject(t, st, key, data)
+			if w.Info().Size != n {
+				t.Errorf("info size %d, want %d", w.Info().Size, n)
+			}
+		})
+	}
+	t.Run("someone else's object", func(t *testing.T) {
+		// The retry finds an object that is not this Writer's: ErrExist.
+		rec := NewRecorder(st)
+		key := s.key(t, "w")
+		rec.AfterPut = func(call int, err error) error {
+			if call == 1 && err == nil {
+				if derr := st.Delete(ctxT(t), key); derr != nil {
+					return derr
+				}
+				mustPut(t, st, key, []byte("other"), objstore.PutOptions{})
+				return lost
+			}
+			return err
+		}
+		w, err := objstore.NewWriter(ctxT(t), rec, key, writerOpts(p), s.opts.Logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.Write([]byte("mine")); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); !errors.Is(err, objstore.ErrExist) {
+			t.Fatalf("close: err = %v, want ErrExist", err)
+		}
+		if got := readAll(t, st, key, 0, -1); string(got) != "other" {
+			t.Fatalf("object is %q, want the other writer's", got)
+		}
+	})
+}
+
 func (s *suite) testWriterNoOverwrite(t *testing.T) {
 	st := s.newStore(t)
 	p := partSize(st)
