@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/sluice-dev/sluice/objstore"
 )
 
 // AddressingStyle says how the bucket is put into request URLs.
@@ -188,6 +190,11 @@ func (c Config) validate() error {
 	}
 	if _, _, err := c.endpoint(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Prefix != "" {
+		if err := objstore.ValidateKey(c.Prefix); err != nil {
+			errs = append(errs, fmt.Errorf("prefix: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -165,25 +164,23 @@ func (s *Store) transfer(ctx context.Context, fn func(ctx context.Context, wd *w
 
 // objectKey validates a key and returns it with the store's prefix.
 func (s *Store) objectKey(key string) (string, error) {
-	if err := validKey(key); err != nil {
+	if err := objstore.ValidateKey(key); err != nil {
 		return "", err
 	}
 	full := key
 	if s.cfg.Prefix != "" {
 		full = s.cfg.Prefix + "/" + key
 	}
-	if len(full) > 1024 {
-		return "", fmt.Errorf("%w: %d bytes with the prefix; S3 allows 1024", objstore.ErrInvalidKey, len(full))
+	if len(full) > objstore.MaxKeyLen {
+		return "", fmt.Errorf("key %q: %w: %d bytes with the store prefix; S3 allows %d", key, objstore.ErrInvalidKey, len(full), objstore.MaxKeyLen)
 	}
 	return full, nil
 }
 
 // listPrefix returns a listing prefix with the store's prefix.
 func (s *Store) listPrefix(prefix string) (string, error) {
-	if prefix != "" {
-		if err := validKey(prefix); err != nil {
-			return "", err
-		}
+	if err := objstore.ValidatePrefix(prefix); err != nil {
+		return "", err
 	}
 	if s.cfg.Prefix == "" {
 		return prefix, nil
@@ -197,31 +194,6 @@ func (s *Store) relKey(full string) string {
 		return full
 	}
 	return strings.TrimPrefix(full, s.cfg.Prefix+"/")
-}
-
-// validKey applies the objstore key rules, so a key that works on one
-// backend works on every other: relative, slash-separated, no "." or ".."
-// segments, no NUL or backslash, valid UTF-8.
-func validKey(key string) error {
-	bad := func(why string) error { return fmt.Errorf("%w %q: %s", objstore.ErrInvalidKey, key, why) }
-	switch {
-	case key == "":
-		return bad("empty")
-	case !utf8.ValidString(key):
-		return bad("not valid UTF-8")
-	case strings.HasPrefix(key, "/"):
-		return bad("absolute")
-	case strings.ContainsRune(key, 0):
-		return bad("contains NUL")
-	case strings.ContainsRune(key, '\\'):
-		return bad("contains a backslash")
-	}
-	for _, seg := range strings.Split(key, "/") {
-		if seg == "." || seg == ".." {
-			return bad(`contains a "." or ".." segment`)
-		}
-	}
-	return nil
 }
 
 // Put stores a small object in one request. With opts.NoOverwrite an

@@ -94,18 +94,22 @@ func TestConfigEndpoint(t *testing.T) {
 	}
 }
 
-func TestValidKey(t *testing.T) {
-	good := []string{"a", "dir/file.sql", "a/b/c.tar.zst", "with space", "ünïcode", "a..b", ".hidden"}
-	bad := []string{"", "/abs", "a/../b", "..", "./a", "a/.", "nul\x00", `back\slash`, "\xff"}
-	for _, k := range good {
-		if err := validKey(k); err != nil {
-			t.Errorf("validKey(%q) = %v", k, err)
+func TestKeysWithPrefix(t *testing.T) {
+	s := &Store{cfg: Config{Prefix: "backups/team"}}
+	full, err := s.objectKey("db/1.sql")
+	if err != nil || full != "backups/team/db/1.sql" || s.relKey(full) != "db/1.sql" {
+		t.Errorf("objectKey = %q, %v", full, err)
+	}
+	if _, err := s.objectKey(strings.Repeat("k", objstore.MaxKeyLen-5)); !errors.Is(err, objstore.ErrInvalidKey) {
+		t.Errorf("a key too long once prefixed: %v", err)
+	}
+	for _, bad := range []string{"", "../x", "a//b", "/abs"} {
+		if _, err := s.objectKey(bad); !errors.Is(err, objstore.ErrInvalidKey) {
+			t.Errorf("objectKey(%q) = %v", bad, err)
 		}
 	}
-	for _, k := range bad {
-		if err := validKey(k); !errors.Is(err, objstore.ErrInvalidKey) {
-			t.Errorf("validKey(%q) = %v, want ErrInvalidKey", k, err)
-		}
+	if p, err := s.listPrefix(""); err != nil || p != "backups/team/" {
+		t.Errorf("listPrefix(\"\") = %q, %v", p, err)
 	}
 }
 
