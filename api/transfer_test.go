@@ -176,6 +176,26 @@ func TestTableExports(t *testing.T) {
 func TestExportDoesNotBlockWrites(t *testing.T) {
 	e := newEnv(t)
 	e.query("/query", `{"sql":"CREATE TABLE big(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 200000) INSERT INTO big SELECT printf('%080d', i) FROM c"}`)
+	t.Run("legacy dump", func(t *testing.T) {
+		resp := e.do("GET", "/export/dump", adminToken, nil)
+		defer resp.Body.Close()
+		br := bufio.NewReader(resp.Body)
+		if _, err := br.Peek(1024); err != nil {
+			t.Fatal(err)
+		}
+		code, b, _ := e.call("POST", "/query", adminToken, `{"sql":"INSERT INTO big VALUES ('during dump')"}`)
+		if code != 200 {
+			t.Fatalf("write during dump: %d %s", code, b)
+		}
+		rest, err := io.ReadAll(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(rest), "during dump") || !strings.HasSuffix(string(rest), "COMMIT;\n") {
+			t.Errorf("dump is not the snapshot from its start (%d bytes, tail %q)", len(rest), rest[len(rest)-20:])
+		}
+		e.query("/query", `{"sql":"DELETE FROM big WHERE x = 'during dump'"}`)
+	})
 	resp := e.do("GET", "/export/json/big", adminToken, nil)
 	defer resp.Body.Close()
 	br := bufio.NewReader(resp.Body)
