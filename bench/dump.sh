@@ -32,7 +32,7 @@ cat "$db" "$db-wal" >/dev/null 2>&1 || cat "$db" >/dev/null
 s_times=(); q_times=(); s_rss=(); q_rss=()
 for i in $(seq 1 "$runs"); do
   # shellcheck disable=SC2086
-  read -r t r < <(measure "$work/s.time" "$bin" dump --db "$db" --format sql -o /dev/null --progress never $SLUICE_FLAGS)
+  read -r t r < <(measure "$work/s.time" "$bin" dump --db "$db" --format sql -o /dev/null --progress never ${SLUICE_FLAGS:-})
   s_times+=("$t"); s_rss+=("$r")
   printf 'run %d sluice : %7.2f s  %7d KiB peak RSS\n' "$i" "$t" "$r"
   read -r t r < <(measure "$work/q.time" sqlite3 "$db" .dump)
