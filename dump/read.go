@@ -13,7 +13,7 @@ import (
 
 // pageBudget caps the text and blob bytes of one page, so that a page of
 // large BLOBs does not hold ChunkSize of them in memory at once.
-const pageBudget = 4 << 20
+const pageBudget = 2 << 20
 
 // page is a batch of decoded rows handed from the reader goroutine to the
 // writer goroutine. Pages are recycled, so their buffers stop growing once
