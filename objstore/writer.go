@@ -459,14 +459,13 @@ func (w *Writer) putSmall() error {
 	w.sum = hex.EncodeToString(w.hash.Sum(nil))
 	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: w.metadata(w.sum), NoOverwrite: true}
 	buf := w.buf
-	first := true
 	err := w.retry(w.ctx, "put", w.attemptTimeout(), func(ctx context.Context) error {
 		info, err := w.store.Put(ctx, w.key, bytes.NewReader(buf), int64(len(buf)), opts)
-		if err != nil && !first && errors.Is(err, ErrExist) && w.isOurs(ctx, true) {
-			// An earlier attempt stored it but its answer was lost.
+		if err != nil && errors.Is(err, ErrExist) && w.isOurs(ctx, opts.Metadata) {
+			// An earlier attempt (or process) stored it but its answer
+			// was lost.
 			info, err = w.store.Head(ctx, w.key)
 		}
-		first = false
 		w.info = info
 		return err
 	})
@@ -490,35 +489,31 @@ func (w *Writer) complete(meta map[string]string) (ObjectInfo, error) {
 		}
 	}
 	var info ObjectInfo
-	first := true
 	err = w.retry(w.ctx, "complete", w.longTimeout(), func(ctx context.Context) error {
 		i, err := w.store.CompleteMultipart(ctx, w.key, w.uploadID, parts, opts)
-		if err != nil && !first && (errors.Is(err, ErrNotExist) || errors.Is(err, ErrExist)) {
-			// An earlier attempt may have completed the upload without
-			// us hearing the answer: accept the object if it is ours.
-			if h, herr := w.store.Head(ctx, w.key); herr == nil && h.Metadata[MetaWriter] == w.writerID &&
-				h.Size == w.hashed && h.Metadata[MetaSHA256] == meta[MetaSHA256] {
-				i, err = h, nil
+		if err != nil && (errors.Is(err, ErrNotExist) || errors.Is(err, ErrExist)) && w.isOurs(ctx, meta) {
+			// An earlier attempt, or an earlier process resumed from the
+			// same state, completed the upload without the answer
+			// arriving: the object is ours, byte count and hash included.
+			// Drop whatever is left of the upload.
+			if aerr := w.store.AbortMultipart(ctx, w.key, w.uploadID); aerr != nil && !errors.Is(aerr, ErrNotExist) {
+				w.log.Warn("abort the leftovers of a completed upload", "upload", w.uploadID, "err", aerr)
 			}
+			i, err = w.store.Head(ctx, w.key)
 		}
-		first = false
 		info = i
 		return err
 	})
 	return info, err
 }
 
-// isOurs reports whether the key holds an object this Writer created
-// (final: with its SHA-256; otherwise a partial one without).
-func (w *Writer) isOurs(ctx context.Context, final bool) bool {
+// isOurs reports whether the key holds the object this Writer would
+// have stored with metadata meta: its writer id, its size so far, and the
+// same SHA-256 (none for a partial object, see grow).
+func (w *Writer) isOurs(ctx context.Context, meta map[string]string) bool {
 	h, err := w.store.Head(ctx, w.key)
-	if err != nil || h.Metadata[MetaWriter] != w.writerID {
-		return false
-	}
-	if final {
-		return h.Metadata[MetaSHA256] == w.sum && h.Size == w.hashed
-	}
-	return h.Metadata[MetaSHA256] == ""
+	return err == nil && h.Metadata[MetaWriter] == w.writerID && h.Size == w.hashed &&
+		h.Metadata[MetaSHA256] == meta[MetaSHA256]
 }
 
 // checkPartial verifies the key holds this Writer's partial object before
