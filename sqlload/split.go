@@ -227,7 +227,7 @@ func (s *splitter) scan(b []byte) (int, bool) {
 		s.endWord()
 		i++
 		switch c {
-		case ' ', '\t', '\n', '\r', '\f', '\v':
+		case ' ', '\t', '\n', '\r', '\f': // SQLite's whitespace (not \v)
 			s.feed(tkWS)
 		case '\'':
 			s.lex = lexSingle
