@@ -499,3 +499,30 @@ func TestFormatterRandomValues(t *testing.T) {
 		compareTypedRows(t, fmt.Sprintf("json (ndjson %v)", ndjson), rows, tab.rows)
 	}
 }
+
+// FuzzFormatterRestore feeds arbitrary states to restore: it must refuse
+// or accept them without panicking, and an accepted state must let the
+// formatter finish. `go test` runs the seeds (valid states cut at every
+// event of the fixtures); `go test -fuzz FuzzFormatterRestore` explores.
+func FuzzFormatterRestore(f *testing.F) {
+	tabs := formatFixtures()
+	ev := fmtEventsFor(tabs)
+	for i, fm := range testFormats {
+		for cut := 0; cut <= len(ev); cut += 3 {
+			var b []byte
+			x := fm.new()
+			runFmtEvents(x, &b, ev[:cut])
+			f.Add(uint8(i), x.state())
+		}
+	}
+	f.Fuzz(func(t *testing.T, which uint8, state []byte) {
+		fm := testFormats[int(which)%len(testFormats)]
+		x := fm.new()
+		if err := x.restore(state); err != nil {
+			return
+		}
+		var b []byte
+		runFmtEvents(x, &b, ev[len(ev)-3:]) // endTable, schema, end
+		x.state()
+	})
+}
