@@ -118,7 +118,7 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]objstore
 	for {
 		var res minio.ListObjectPartsResult
 		err := s.do(ctx, s.cfg.RequestTimeout, func(ctx context.Context) (err error) {
-			res, err = s.core.ListObjectParts(ctx, s.cfg.Bucket, full, uploadID, marker, 1000)
+			res, err = s.core.ListObjectParts(ctx, s.cfg.Bucket, full, uploadID, marker, s.listPage)
 			return err
 		})
 		if err != nil {
@@ -156,25 +156,48 @@ func (s *Store) AbortMultipart(ctx context.Context, key, uploadID string) error 
 	return nil
 }
 
-// ListUploads returns the incomplete uploads whose key starts with prefix.
+// ListUploads returns the incomplete uploads whose key starts with prefix,
+// following every page.
 func (s *Store) ListUploads(ctx context.Context, prefix string) ([]objstore.Upload, error) {
 	lp, err := s.listPrefix(prefix)
 	if err != nil {
 		return nil, fmt.Errorf("s3: list uploads: %w", err)
 	}
 	var out []objstore.Upload
+	seen := map[string]bool{}
+	add := func(u minio.ObjectMultipartInfo) {
+		if !seen[u.UploadID] {
+			seen[u.UploadID] = true
+			out = append(out, objstore.Upload{Key: s.relKey(u.Key), UploadID: u.UploadID, Initiated: u.Initiated})
+		}
+	}
 	var keyMarker, idMarker string
 	for {
-		var res minio.ListMultipartUploadsResult
-		err := s.do(ctx, s.cfg.RequestTimeout, func(ctx context.Context) (err error) {
-			res, err = s.core.ListMultipartUploads(ctx, s.cfg.Bucket, lp, keyMarker, idMarker, "", 1000)
-			return err
-		})
+		res, err := s.uploadsPage(ctx, lp, keyMarker, idMarker, s.listPage)
+		var e *Error
+		if idMarker != "" && errors.As(err, &e) && e.Code == "InvalidArgument" {
+			// versitygw v1.8.0 rejects the upload-id-marker it handed out
+			// itself. Fetch the uploads of the marker key in one page of
+			// 1,000 (the most; no key has more uploads in flight), then
+			// page on the key alone.
+			s.log.Debug("server refused upload-id-marker; paging by key", "key_marker", keyMarker)
+			same, err := s.uploadsPage(ctx, keyMarker, "", "", 1000)
+			if err != nil {
+				return nil, fmt.Errorf("s3: list uploads %q: %w", prefix, err)
+			}
+			for _, u := range same.Uploads {
+				if u.Key == keyMarker {
+					add(u)
+				}
+			}
+			idMarker = ""
+			continue
+		}
 		if err != nil {
 			return nil, fmt.Errorf("s3: list uploads %q: %w", prefix, err)
 		}
 		for _, u := range res.Uploads {
-			out = append(out, objstore.Upload{Key: s.relKey(u.Key), UploadID: u.UploadID, Initiated: u.Initiated})
+			add(u)
 		}
 		if !res.IsTruncated {
 			break
@@ -185,6 +208,15 @@ func (s *Store) ListUploads(ctx context.Context, prefix string) ([]objstore.Uplo
 		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
 	}
 	return out, nil
+}
+
+func (s *Store) uploadsPage(ctx context.Context, prefix, keyMarker, idMarker string, maxUploads int) (minio.ListMultipartUploadsResult, error) {
+	var res minio.ListMultipartUploadsResult
+	err := s.do(ctx, s.cfg.RequestTimeout, func(ctx context.Context) (err error) {
+		res, err = s.core.ListMultipartUploads(ctx, s.cfg.Bucket, prefix, keyMarker, idMarker, "", maxUploads)
+		return err
+	})
+	return res, err
 }
 
 // CompleteMultipart assembles the parts into the object.

@@ -41,6 +41,9 @@ type Store struct {
 	// in one request). Tests lower both to exercise that path.
 	copyThreshold int64
 	copyPartSize  int64
+	// listPage is the page size asked of ListParts and ListUploads (S3's
+	// maximum, 1000); tests lower it to cross page boundaries cheaply.
+	listPage int
 }
 
 var _ objstore.Store = (*Store)(nil)
@@ -103,6 +106,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
 		log:           logger.With("store", "s3", "endpoint", scheme+"://"+host, "bucket", cfg.Bucket),
 		copyThreshold: objstore.MaxPartSize,
 		copyPartSize:  1 << 30,
+		listPage:      1000,
 	}
 	if err := s.checkBucket(ctx); err != nil {
 		tr.CloseIdleConnections()
