@@ -23,8 +23,9 @@ const (
 	StyleVirtualHost AddressingStyle = "virtual-host" // https://bucket.host/key
 )
 
-// DefaultRegion is used when no region is configured. Cloudflare R2
-// accepts any region name ("auto" is its documented one).
+// DefaultRegion is used when no region is configured and the endpoint is
+// not AWS (on AWS the bucket's region is looked up). Cloudflare R2 accepts
+// any region name ("auto" is its documented one).
 const DefaultRegion = "us-east-1"
 
 // Config configures a Store. Build it with NewConfig or ConfigFromEnv and
@@ -35,8 +36,10 @@ type Config struct {
 	// ("https://<account>.r2.cloudflarestorage.com", "http://127.0.0.1:9000").
 	// A URL's scheme decides TLS; empty means AWS S3 (s3.amazonaws.com).
 	Endpoint string
-	Region   string
-	Bucket   string
+	// Region signs requests. Empty: the bucket's region is looked up on
+	// AWS (one extra request), and DefaultRegion is used elsewhere.
+	Region string
+	Bucket string
 	// Prefix is prepended, as a directory, to every key: with Prefix
 	// "backups" the key "db/1.sql" is stored as "backups/db/1.sql".
 	Prefix string
@@ -73,7 +76,6 @@ type Config struct {
 // NewConfig returns a Config with every default set.
 func NewConfig() Config {
 	return Config{
-		Region:          DefaultRegion,
 		Style:           StyleAuto,
 		MaxRetries:      3,
 		DialTimeout:     10 * time.Second,
@@ -116,9 +118,6 @@ func firstNonEmpty(s ...string) string {
 // withDefaults fills zero fields from NewConfig.
 func (c Config) withDefaults() Config {
 	d := NewConfig()
-	if c.Region == "" {
-		c.Region = d.Region
-	}
 	if c.Style == "" {
 		c.Style = d.Style
 	}

@@ -18,12 +18,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"github.com/sluice-dev/sluice/objstore"
 )
 
@@ -85,11 +87,15 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) {
 		StylePath:        minio.BucketLookupPath,
 		StyleVirtualHost: minio.BucketLookupDNS,
 	}[cfg.Style]
+	region := cfg.Region
+	if region == "" && !s3utils.IsAmazonEndpoint(url.URL{Host: host}) {
+		region = DefaultRegion
+	}
 	client, err := minio.New(host, &minio.Options{
 		Creds:        credentials.NewStaticV4(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken),
 		Secure:       secure,
 		Transport:    tr,
-		Region:       cfg.Region,
+		Region:       region,
 		BucketLookup: lookup,
 		MaxRetries:   cfg.MaxRetries,
 	})

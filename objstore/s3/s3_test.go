@@ -28,7 +28,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{
 			name: "defaults",
 			env:  map[string]string{},
-			want: Config{Region: DefaultRegion},
+			want: Config{},
 		},
 		{
 			name: "all set, S3-specific endpoint wins",
