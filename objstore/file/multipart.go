@@ -332,7 +332,13 @@ func (s *Store) assemble(ctx context.Context, f File, uploadID string, parts []o
 		if err != nil {
 			return "", fmt.Errorf("part %d: %w", p.Number, err)
 		}
-		_, err = io.Copy(f, ctxReader{ctx, src})
+		// Copying file to file lets the kernel do it (copy_file_range,
+		// a reflink on filesystems that have them); ctx is checked per part.
+		if err := ctx.Err(); err != nil {
+			src.Close()
+			return "", err
+		}
+		_, err = io.Copy(f, src)
 		src.Close()
 		if err != nil {
 			return "", fmt.Errorf("part %d: %w", p.Number, err)
