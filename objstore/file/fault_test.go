@@ -372,3 +372,30 @@ func TestPresignVerify(t *testing.T) {
 		t.Error("presign without a signing key succeeded")
 	}
 }
+
+func TestSweepStaleTmp(t *testing.T) {
+	dir := t.TempDir()
+	s, err := New(dir, Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, fresh := filepath.Join(s.tmpDir(), "w-old"), filepath.Join(s.tmpDir(), "w-fresh")
+	for _, p := range []string{old, fresh} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	past := time.Now().Add(-25 * time.Hour)
+	if err := os.Chtimes(old, past, past); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(dir, Options{}, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("stale temporary file kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh temporary file removed: %v", err)
+	}
+}

@@ -100,7 +100,29 @@ func New(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 			return nil, s.wrap("open", dir, err)
 		}
 	}
+	s.sweepTmp()
 	return s, nil
+}
+
+// staleTmp is the age after which a temporary file is a crash leftover:
+// files being written are modified continuously.
+const staleTmp = 24 * time.Hour
+
+// sweepTmp removes temporary files a crashed process left behind.
+func (s *Store) sweepTmp() {
+	ents, err := os.ReadDir(s.tmpDir())
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || s.now().Sub(fi.ModTime()) < staleTmp {
+			continue
+		}
+		if err := s.fs.Remove(filepath.Join(s.tmpDir(), e.Name())); err == nil {
+			s.log.Info("removed a stale temporary file", "name", e.Name(), "modified", fi.ModTime())
+		}
+	}
 }
 
 // Limits implements objstore.Limiter.
