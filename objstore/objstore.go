@@ -3,8 +3,13 @@
 // live in subpackages (objstore/file, objstore/s3) and import only this
 // package; objstore/storetest is the conformance suite every backend runs.
 //
-// CONTRACT (written before the implementations, which are built in
-// parallel; refine names only together with every backend).
+// The Writer (NewWriter, Resume) turns an io.Writer stream into an
+// R2-safe multipart upload: fixed-size parts, bounded parallelism and
+// memory, retries (IsRetryable), per-part Content-MD5, the object's
+// SHA-256 in metadata, NoOverwrite, resumable State, and a tested answer
+// for a stream that outgrows its part size. docs/storage.md describes it.
+//
+// Keys are validated the same way by every backend (ValidateKey).
 package objstore
 
 import (
@@ -106,8 +111,11 @@ type Store interface {
 	// all pages (S3 returns at most 1,000 per page).
 	ListParts(ctx context.Context, key, uploadID string) ([]Part, error)
 	// CompleteMultipart assembles the parts; with opts.NoOverwrite it
-	// refuses to replace an existing object. opts.Metadata is stored with
-	// the finished object (the backend decides how; see docs/storage.md).
+	// refuses to replace an existing object (ErrExist). opts.Metadata
+	// (merged over the metadata given at create) is stored with the
+	// finished object and returned by Head afterwards; the Writer puts the
+	// object's SHA-256 there. How is the backend's affair (the file store
+	// writes a sidecar, the S3 backend copies the object onto itself).
 	CompleteMultipart(ctx context.Context, key, uploadID string, parts []Part, opts PutOptions) (ObjectInfo, error)
 	AbortMultipart(ctx context.Context, key, uploadID string) error
 	// ListUploads returns the incomplete uploads whose key starts with
