@@ -32,6 +32,7 @@ CREATE TABLE shadowed(rowid TEXT, _rowid_ TEXT, z);
 CREATE TABLE allshadowed(rowid TEXT, _rowid_ TEXT, oid TEXT);
 CREATE TABLE ipkdesc(id INTEGER PRIMARY KEY DESC, v);
 CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE big(id INTEGER PRIMARY KEY, b BLOB, t TEXT, x);
 CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id), note TEXT /* a comment */ -- another
 );
 CREATE INDEX mixed_partial ON mixed(v) WHERE typeof(v) = 'text';
@@ -130,6 +131,31 @@ newline'), ('uni', 'données ✓')`)
 	mustExec(t, c, `INSERT INTO allshadowed VALUES('a', 'b', 'c'), ('d', 'e', 'f')`)
 	mustExec(t, c, `INSERT INTO ipkdesc VALUES(3, 'c'), (1, 'a'), (2, 'b')`)
 	mustExec(t, c, `INSERT INTO parent VALUES(1, 'p1'), (2, 'p2'); INSERT INTO child VALUES(1, 1, 'c1'), (2, 2, NULL)`)
+	// Large values: after the first pages the reader switches to blob I/O.
+	insBig := c.Prep("INSERT INTO big(b, t, x) VALUES(?1, ?2, ?3)")
+	for i := 0; i < 40; i++ {
+		big := make([]byte, 33<<10+i*100)
+		for j := range big {
+			big[j] = byte(j*31 + i)
+		}
+		insBig.BindBytes(1, big)
+		text := strings.Repeat("large text ' with\nnewlines ", 1300) + string(rune('a'+i%26))
+		if i%5 == 0 {
+			text += "\x00nul and \xff invalid"
+		}
+		bindRawText(insBig, 2, text)
+		switch i % 4 {
+		case 0:
+			insBig.BindNull(3)
+		case 1:
+			insBig.BindFloat(3, 0.1*float64(i))
+		case 2:
+			insBig.BindBytes(3, big[:100])
+		case 3:
+			bindRawText(insBig, 3, text[:33000])
+		}
+		stepReset(t, insBig)
+	}
 	mustExec(t, c, "COMMIT")
 	mustExec(t, c, "ANALYZE")
 	return path

@@ -34,7 +34,17 @@ type tableSpec struct {
 	nkey  int    // leading key columns in each result row (not passed to the formatter)
 	first string // first page: SELECT key..., cols... ORDER BY key LIMIT ?1
 	next  string // later pages: ... WHERE (key) > (?...) ORDER BY key LIMIT ?n
+
+	// Large-value variants (rowid tables of UTF-8 databases): each value
+	// column is selected as (value or NULL if large, storage class if large).
+	large                 bool
+	firstLarge, nextLarge string
+	blobCols              []string // column name per value column for blob I/O ("" for the rowid)
 }
+
+// largeValue is the size above which a TEXT or BLOB value is read with
+// incremental blob I/O once a table's rows turn out to be large.
+const largeValue = 32 << 10
 
 type schemaEntry struct {
 	typ, name, tblName, sql string
@@ -405,6 +415,33 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 		cond = "(" + k + ") > (" + strings.Join(params, ",") + ")"
 	}
 	t.next = "SELECT " + k + "," + cols2 + from + " WHERE " + cond + " ORDER BY " + k + fmt.Sprintf(" LIMIT ?%d", len(key)+1)
+	if !t.info.WithoutRowid && !t.info.Virtual && !s.utf16 && rowidName != "" {
+		// The large-value variant: a value longer than largeValue bytes
+		// comes back as NULL plus its storage class, and the reader
+		// fetches it with incremental blob I/O instead. SQLite would
+		// otherwise assemble each large value in a fresh allocation,
+		// which the Go driver's allocator maps and unmaps every time.
+		lsel := make([]string, 0, 2*len(sel))
+		for i, c := range sel {
+			if keep && i == 0 {
+				lsel = append(lsel, c, "NULL")
+				continue
+			}
+			lsel = append(lsel,
+				fmt.Sprintf("CASE WHEN octet_length(%s) > %d THEN NULL ELSE %s END", c, largeValue, c),
+				fmt.Sprintf("CASE WHEN octet_length(%s) > %d THEN typeof(%s) END", c, largeValue, c))
+		}
+		lcols := strings.Join(lsel, ",")
+		t.large = true
+		t.firstLarge = "SELECT " + k + "," + lcols + from + " ORDER BY " + k + " LIMIT ?1"
+		t.nextLarge = "SELECT " + k + "," + lcols + from + " WHERE " + cond + " ORDER BY " + k + " LIMIT ?2"
+		t.blobCols = make([]string, len(t.meta.Columns))
+		for i, c := range t.meta.Columns {
+			if !(keep && i == 0) {
+				t.blobCols[i] = c
+			}
+		}
+	}
 	if !t.info.WithoutRowid {
 		est, err := s.queryText("SELECT max(" + key[0] + ")-min(" + key[0] + ")+1" + from)
 		if err == nil {

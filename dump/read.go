@@ -3,6 +3,7 @@ package dump
 import (
 	"encoding/base64"
 	"fmt"
+	"io"
 	"math"
 	"strconv"
 	"unicode/utf8"
@@ -123,6 +124,9 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 		return false
 	}
 	pg.reset(step, ncols)
+	// large: this table's rows are big enough to read large values with
+	// blob I/O; decided from the first page, it changes the queries only.
+	large := false
 	// Prepare the first page's statement.
 	var err error
 	switch {
@@ -162,8 +166,24 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 					pg.key = append(pg.key, s.readColumn(stmt, c, &pg.karen))
 				}
 			}
-			for c := 0; c < ncols; c++ {
-				pg.vals = append(pg.vals, s.readColumn(stmt, t.nkey+c, &pg.arena))
+			if large {
+				rowid := pg.key[0].Int
+				for c := 0; c < ncols; c++ {
+					col := t.nkey + 2*c
+					if stmt.ColumnType(col+1) == sqlite.TypeNull {
+						pg.vals = append(pg.vals, s.readColumn(stmt, col, &pg.arena))
+						continue
+					}
+					v, err := s.readLarge(t, c, rowid, stmt.ColumnText(col+1), &pg.arena)
+					if err != nil {
+						return fail(pg, err)
+					}
+					pg.vals = append(pg.vals, v)
+				}
+			} else {
+				for c := 0; c < ncols; c++ {
+					pg.vals = append(pg.vals, s.readColumn(stmt, t.nkey+c, &pg.arena))
+				}
 			}
 			pg.rows++
 		}
@@ -178,7 +198,14 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 			} else {
 				// Bind the next page's query now: the page, and its key,
 				// belong to the writer once sent.
-				stmt, err = s.conn.Prepare(t.next)
+				if t.large && !large && len(pg.arena)/pg.rows > largeValue/2 {
+					large = true
+				}
+				next := t.next
+				if large {
+					next = t.nextLarge
+				}
+				stmt, err = s.conn.Prepare(next)
 				if err != nil {
 					return fail(pg, err)
 				}
@@ -206,6 +233,30 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 		}
 		pg.reset(step, ncols)
 	}
+}
+
+// readLarge reads value column c of the row with the given rowid through
+// incremental blob I/O, straight into *arena.
+func (s *Source) readLarge(t *tableSpec, c int, rowid int64, class string, arena *[]byte) (Value, error) {
+	typ := TypeBlob
+	switch class {
+	case "text":
+		typ = TypeText
+	case "blob":
+	default:
+		return Value{}, fmt.Errorf("large value of type %q in column %q", class, t.blobCols[c])
+	}
+	b, err := s.conn.OpenBlob("main", t.meta.Name, t.blobCols[c], rowid, false)
+	if err != nil {
+		return Value{}, err
+	}
+	defer b.Close()
+	s.largeReads++
+	dst := reserve(arena, int(b.Size()))
+	if _, err := io.ReadFull(b, dst); err != nil {
+		return Value{}, err
+	}
+	return Value{Type: typ, Bytes: dst}, nil
 }
 
 func bindValue(st *sqlite.Stmt, i int, v Value) {

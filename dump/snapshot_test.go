@@ -226,3 +226,26 @@ func TestFilters(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeValuesUseBlobIO: once a table's rows are large, values over
+// largeValue are read with incremental blob I/O, and the output is the
+// same as with the plain query (checked by the round trips).
+func TestLargeValuesUseBlobIO(t *testing.T) {
+	db := buildEdgeDB(t, t.TempDir())
+	src, err := Open(context.Background(), db, Options{Tables: []string{"big"}, ChunkSize: 3}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var out bytes.Buffer
+	if _, err := src.Dump(context.Background(), &out, Cursor{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if src.largeReads == 0 {
+		t.Fatal("no value was read with blob I/O")
+	}
+	plain := dumpAll(t, db, Options{Tables: []string{"big"}, ChunkSize: 1000})
+	if !bytes.Equal(out.Bytes(), plain) {
+		t.Fatal("blob I/O changed the output")
+	}
+}

@@ -33,6 +33,8 @@ type Source struct {
 	plan  Plan
 	utf16 bool
 
+	largeReads int // values read with blob I/O (reader goroutine; read after Dump)
+
 	mu     sync.Mutex // held by Dump and Close
 	closed bool
 }

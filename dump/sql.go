@@ -2,6 +2,7 @@ package dump
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strconv"
@@ -88,15 +89,24 @@ func (f *sqlFormatter) restore(state []byte) error {
 
 const hexDigits = "0123456789abcdef"
 
+// hexPairs[c] holds the two lower-case hex digits of c, first digit in
+// the low byte, so one 16-bit store writes both.
+var hexPairs = func() (t [256]uint16) {
+	for i := range t {
+		t[i] = uint16(hexDigits[i>>4]) | uint16(hexDigits[i&15])<<8
+	}
+	return t
+}()
+
 // appendBlob appends X'..' with lower-case hex, as .dump does.
 func appendBlob(b []byte, v []byte) []byte {
 	b = append(b, "X'"...)
 	b = slices.Grow(b, 2*len(v)+1)
 	n := len(b)
 	b = b[:n+2*len(v)]
+	dst := b[n:]
 	for i, c := range v {
-		b[n+2*i] = hexDigits[c>>4]
-		b[n+2*i+1] = hexDigits[c&15]
+		binary.LittleEndian.PutUint16(dst[2*i:], hexPairs[c])
 	}
 	return append(b, '\'')
 }
