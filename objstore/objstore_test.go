@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -234,5 +235,78 @@ func TestValidateKey(t *testing.T) {
 		if err := objstore.ValidatePrefix(p); !errors.Is(err, objstore.ErrInvalidKey) {
 			t.Errorf("ValidatePrefix(%q) = %v, want ErrInvalidKey", p, err)
 		}
+	}
+}
+
+func TestWriterGivesUp(t *testing.T) {
+	const part = 64 << 10
+	rec := storetest.NewRecorder(newFileStore(t, objstore.Limits{MinPartSize: part}))
+	rec.BeforeUploadPart = func(string, int, int) error {
+		return &objstore.StatusError{Op: "upload part", StatusCode: 503, Code: "SlowDown"}
+	}
+	var parts int
+	w, err := objstore.NewWriter(context.Background(), rec, "give-up", objstore.WriterOptions{
+		PartSize: part, Concurrency: 1, MaxAttempts: 3, RetryBase: time.Millisecond, RetryMax: time.Millisecond,
+		OnPart: func(objstore.Part) { parts++ },
+	}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = w.Write(make([]byte, 3*part))
+	if err == nil {
+		err = w.Close()
+	}
+	var se *objstore.StatusError
+	if !errors.As(err, &se) || se.StatusCode != 503 || !strings.Contains(err.Error(), "giving up after 3 attempts") {
+		t.Fatalf("err = %v, want the 503 after 3 attempts", err)
+	}
+	if rec.Calls() != 3 || parts != 0 {
+		t.Errorf("%d calls and %d parts reported, want 3 and 0", rec.Calls(), parts)
+	}
+	if err := w.Abort(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriterOptionsChecked(t *testing.T) {
+	st := newFileStore(t, objstore.Limits{})
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		name string
+		key  string
+		opts objstore.WriterOptions
+	}{
+		{"part below 5 MiB", "k", objstore.WriterOptions{PartSize: objstore.MiB}},
+		{"part above 5 GiB", "k", objstore.WriterOptions{PartSize: objstore.MaxPartSize + 1}},
+		{"empty key", "", objstore.WriterOptions{}},
+	} {
+		if _, err := objstore.NewWriter(context.Background(), st, tc.key, tc.opts, log); err == nil {
+			t.Errorf("%s: NewWriter succeeded", tc.name)
+		}
+	}
+	if _, err := objstore.NewWriter(context.Background(), st, "k", objstore.WriterOptions{}, nil); err == nil {
+		t.Error("nil logger accepted")
+	}
+}
+
+func TestWriterOnPart(t *testing.T) {
+	const part = 64 << 10
+	st := newFileStore(t, objstore.Limits{MinPartSize: part})
+	var mu sync.Mutex
+	seen := map[int]int64{}
+	w, err := objstore.NewWriter(context.Background(), st, "on-part", objstore.WriterOptions{PartSize: part,
+		OnPart: func(p objstore.Part) { mu.Lock(); seen[p.Number] = p.Size; mu.Unlock() }}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(make([]byte, 3*part+5)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]int64{1: part, 2: part, 3: part, 4: 5}
+	if fmt.Sprint(seen) != fmt.Sprint(want) || w.PartsUploaded() != 4 {
+		t.Errorf("OnPart saw %v (uploaded %d), want %v", seen, w.PartsUploaded(), want)
 	}
 }
