@@ -29,19 +29,20 @@ log "database $db: $(awk -v s="$size" 'BEGIN { printf "%.2f GB", s / 1e9 }'), sq
 log "warming the page cache"
 cat "$db" "$db-wal" >/dev/null 2>&1 || cat "$db" >/dev/null
 
-s_times=(); q_times=(); s_rss=(); q_rss=()
+s_times=(); q_times=(); s_rss=(); q_rss=(); s_cpu=(); q_cpu=()
 for i in $(seq 1 "$runs"); do
   # shellcheck disable=SC2086
-  read -r t r < <(measure "$work/s.time" "$bin" dump --db "$db" --format sql -o /dev/null --progress never ${SLUICE_FLAGS:-})
-  s_times+=("$t"); s_rss+=("$r")
-  printf 'run %d sluice : %7.2f s  %7d KiB peak RSS\n' "$i" "$t" "$r"
-  read -r t r < <(measure "$work/q.time" sqlite3 "$db" .dump)
-  q_times+=("$t"); q_rss+=("$r")
-  printf 'run %d sqlite3: %7.2f s  %7d KiB peak RSS\n' "$i" "$t" "$r"
+  read -r t r c < <(measure "$work/s.time" "$bin" dump --db "$db" --format sql -o /dev/null --progress never ${SLUICE_FLAGS:-})
+  s_times+=("$t"); s_rss+=("$r"); s_cpu+=("$c")
+  printf 'run %d sluice : %7.2f s  %7d KiB peak RSS  %6.2f s CPU\n' "$i" "$t" "$r" "$c"
+  read -r t r c < <(measure "$work/q.time" sqlite3 "$db" .dump)
+  q_times+=("$t"); q_rss+=("$r"); q_cpu+=("$c")
+  printf 'run %d sqlite3: %7.2f s  %7d KiB peak RSS  %6.2f s CPU\n' "$i" "$t" "$r" "$c"
 done
 
 ms=$(median "${s_times[@]}"); mq=$(median "${q_times[@]}")
 printf '\nmedian sluice  %.2f s, sqlite3 %.2f s, ratio sluice/sqlite3 = %.2f\n' "$ms" "$mq" "$(awk -v a="$ms" -v b="$mq" 'BEGIN { print a / b }')"
+printf 'median CPU (user+sys) sluice %.2f s, sqlite3 %.2f s\n' "$(median "${s_cpu[@]}")" "$(median "${q_cpu[@]}")"
 printf 'peak RSS sluice %.1f MiB, sqlite3 %.1f MiB (max over runs)\n' \
   "$(awk -v k="$(max_of "${s_rss[@]}")" 'BEGIN { print k / 1024 }')" \
   "$(awk -v k="$(max_of "${q_rss[@]}")" 'BEGIN { print k / 1024 }')"

@@ -19,17 +19,20 @@ build_sluice() {
   (cd "$BENCH_ROOT" && go build -o "$1" ./cmd/sluice)
 }
 
-# measure OUT_PREFIX CMD... runs CMD under /usr/bin/time -v with stdout
-# to /dev/null and prints "wall_seconds max_rss_kib".
+# measure TIME_FILE CMD... runs CMD under /usr/bin/time -v with stdout
+# to /dev/null and prints "wall_seconds max_rss_kib cpu_seconds" (cpu is
+# user + system time, which is less disturbed than wall time by other
+# work on a shared machine).
 measure() {
   local tfile=$1; shift
   local t0 t1
   t0=$(date +%s.%N)
   /usr/bin/time -v -o "$tfile" "$@" >/dev/null
   t1=$(date +%s.%N)
-  local rss
+  local rss cpu
   rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tfile")
-  awk -v a="$t0" -v b="$t1" -v r="$rss" 'BEGIN { printf "%.3f %d\n", b - a, r }'
+  cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$tfile")
+  awk -v a="$t0" -v b="$t1" -v r="$rss" -v c="$cpu" 'BEGIN { printf "%.3f %d %.2f\n", b - a, r, c }'
 }
 
 # median prints the median of its numeric arguments.

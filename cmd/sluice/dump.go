@@ -207,9 +207,6 @@ func runDump(ctx context.Context, e *env, args []string) error {
 		bar.abandon()
 		return fmt.Errorf("write %s: %w", out, err)
 	}
-	if ss, ok := out.(*storeSink); ok {
-		ss.wantSHA = pipe.sum()
-	}
 	if err := out.commit(ctx); err != nil {
 		bar.abandon()
 		return err

@@ -155,7 +155,10 @@ type pipeline struct {
 
 // newPipeline builds the stages for compression c in front of s.
 func newPipeline(s sink, c sluice.Compression) (*pipeline, error) {
-	p := &pipeline{sink: s, hash: sha256.New()}
+	p := &pipeline{sink: s}
+	if _, ok := s.(selfHashing); !ok {
+		p.hash = sha256.New()
+	}
 	final := io.Writer(finalWriter{p})
 	var stage io.Writer = final
 	switch c {
@@ -181,7 +184,9 @@ type finalWriter struct{ p *pipeline }
 
 func (f finalWriter) Write(b []byte) (int, error) {
 	n, err := f.p.sink.Write(b)
-	f.p.hash.Write(b[:n])
+	if f.p.hash != nil {
+		f.p.hash.Write(b[:n])
+	}
 	f.p.count.Add(int64(n))
 	return n, err
 }
@@ -213,8 +218,21 @@ func (p *pipeline) stop() {
 	}
 }
 
-// sum is the hex SHA-256 of the final bytes; valid after finish.
-func (p *pipeline) sum() string { return hex.EncodeToString(p.hash.Sum(nil)) }
+// sum is the hex SHA-256 of the final bytes, valid after finish.
+// For a selfHashing sink it is the sink's, valid after commit.
+func (p *pipeline) sum() string {
+	if p.hash == nil {
+		return p.sink.(selfHashing).sha256()
+	}
+	return hex.EncodeToString(p.hash.Sum(nil))
+}
+
+// selfHashing is a sink that computes the SHA-256 of what it stores
+// itself (the multipart Writer does, for the object's metadata), so the
+// pipeline does not hash the same bytes twice.
+type selfHashing interface {
+	sha256() string
+}
 
 // asyncWriter hands writes to a goroutine through a fixed set of reused
 // buffers, so the writer's caller and the downstream work (compression,

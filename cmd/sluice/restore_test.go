@@ -161,9 +161,9 @@ func TestRestoreErrors(t *testing.T) {
 	}
 }
 
-// TestReadmeFirstCommand runs the README's first command: build the
-// bundled sample database and dump it with zstd.
-func TestReadmeFirstCommand(t *testing.T) {
+// TestReadmeSampleCommand runs the README's server-less one-liner: build
+// the bundled sample database and dump it with zstd.
+func TestReadmeSampleCommand(t *testing.T) {
 	dir := t.TempDir()
 	sample := filepath.Join(moduleRoot(t), "testdata", "sample.sql")
 	if r := runSluice(t, dir, nil, nil, "restore", "--db", "sample.db", sample); r.code != 0 {

@@ -50,9 +50,6 @@ type storeSink struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	w      *objstore.Writer
-	// wantSHA, when set before commit, must equal the Writer's own hash.
-	wantSHA string
-	info    objstore.ObjectInfo
 }
 
 func openStoreSink(ctx context.Context, e *env, log *slog.Logger, f *s3Flags, u storeURL, format sluice.Format, c sluice.Compression) (*storeSink, error) {
@@ -115,12 +112,12 @@ func (s *storeSink) commit(context.Context) error {
 		}
 		return fmt.Errorf("upload %s: %w", s.u, err)
 	}
-	if s.wantSHA != "" && s.w.SHA256() != s.wantSHA {
-		return fmt.Errorf("upload %s: stored sha256 %s differs from the dump's %s", s.u, s.w.SHA256(), s.wantSHA)
-	}
-	s.info = s.w.Info()
 	return nil
 }
+
+// sha256 is the stored object's SHA-256, which the Writer computed and
+// recorded in its metadata; valid after commit.
+func (s *storeSink) sha256() string { return s.w.SHA256() }
 
 // abort removes the incomplete upload, with its own deadline since the
 // command's context may be what was cancelled.
