@@ -178,7 +178,7 @@ func bigDB(t *testing.T, dir string, rows int) string {
 // before it, with one worker shared round robin.
 func TestFairness(t *testing.T) {
 	dir := t.TempDir()
-	big := bigDB(t, dir, 150_000)
+	big := bigDB(t, dir, 60_000)
 	small := copyFile(t, corpus(t, "chinook.sqlite"), dir)
 	e := newEnv(t, "", func(c *Config) {
 		c.Databases = map[string]string{"big": big, "small": small}

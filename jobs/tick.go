@@ -438,9 +438,12 @@ func (s *Service) completeJob(ctx context.Context, t state.Task, job *sluice.Job
 	return errDone
 }
 
-// failJob marks a job failed with cause's message, removes what its
-// upload created and queues its callback.
+// failJob removes what the job's upload created, then marks it failed
+// with cause's message and queues its callback; so a failed job never
+// shows its leftovers. A cleanup error is returned after the job is
+// marked, and the task retries the cleanup.
 func (s *Service) failJob(ctx context.Context, jobID string, cause error) error {
+	cerr := s.cleanup(ctx, jobID)
 	now := s.now()
 	var failed bool
 	err := s.st.Update(ctx, func(tx *state.Tx) error {
@@ -461,7 +464,7 @@ func (s *Service) failJob(ctx context.Context, jobID string, cause error) error 
 	if failed {
 		s.log.Error("jobs: job failed", "job", jobID, "err", cause)
 	}
-	return s.cleanup(ctx, jobID)
+	return cerr
 }
 
 // cleanup removes what a cancelled or failed job left behind: its
