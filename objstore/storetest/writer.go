@@ -383,6 +383,43 @@ func (s *suite) testWriterOutgrow(t *testing.T) {
 			}
 		})
 	}
+	t.Run("resume after growing", func(t *testing.T) {
+		rec := NewRecorder(st)
+		key := s.key(t, "w")
+		data := randBytes(t, 7*p+3)
+		cut := 3*p + 100
+		opts := writerOpts(p)
+		opts.Limits.MaxParts = 2
+		w, err := objstore.NewWriter(ctxT(t), rec, key, opts, s.opts.Logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeChunks(t, w, data[:cut]); err != nil {
+			t.Fatal(err)
+		}
+		state, left, err := w.Suspend(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state.Generation != 1 || state.PartSize != 2*p {
+			t.Fatalf("state after growing: generation %d, part size %d; want 1, %d", state.Generation, state.PartSize, 2*p)
+		}
+		w2, err := objstore.Resume(ctxT(t), rec, roundTrip(t, state), left, opts, s.opts.Logger)
+		if err != nil {
+			t.Fatalf("resume: %v", err)
+		}
+		if err := writeChunks(t, w2, data[cut:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w2.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		checkObject(t, st, key, data)
+		checkR2(t, rec)
+		if w2.PartSize() != 4*p {
+			t.Errorf("final part size %d, want %d", w2.PartSize(), 4*p)
+		}
+	})
 	t.Run("abort after growing", func(t *testing.T) {
 		key := s.key(t, "w")
 		opts := writerOpts(p)
