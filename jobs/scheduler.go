@@ -72,6 +72,7 @@ func (s *Service) loop() {
 			if err := s.reapDeadOwners(s.stopCtx); err != nil && s.stopCtx.Err() == nil {
 				s.log.Error("jobs: reap dead owners", "err", err)
 			}
+			s.closeIdleSources()
 		case <-t.C:
 		}
 		t.Stop()
@@ -126,16 +127,25 @@ func (s *Service) run(t state.Task) {
 			}
 		}
 	}()
+	// Everything but a tick stops at once on Close (a tick stops at its
+	// next page boundary, after a checkpoint).
+	soft := ctx
+	if t.Kind != kindTick {
+		var stop context.CancelFunc
+		soft, stop = context.WithCancel(ctx)
+		defer stop()
+		defer context.AfterFunc(s.stopCtx, stop)()
+	}
 	var err error
 	switch t.Kind {
 	case kindTick:
 		err = s.runTick(ctx, t)
 	case kindCallback:
-		err = s.runCallback(ctx, t)
+		err = s.runCallback(soft, t)
 	case kindSchedule:
-		err = s.runSchedule(ctx, t)
+		err = s.runSchedule(soft, t)
 	case kindHousekeeping:
-		err = s.runHousekeeping(ctx, t)
+		err = s.runHousekeeping(soft, t)
 	default:
 		err = fmt.Errorf("unknown task kind %q", t.Kind)
 		s.finish(t)
@@ -172,5 +182,25 @@ func (s *Service) reschedule(t state.Task, due time.Time, attempts int) {
 func (s *Service) release(t state.Task) {
 	if err := s.st.Update(s.hardCtx, func(tx *state.Tx) error { return tx.ReleaseTask(t.ID, s.owner) }); err != nil {
 		s.log.Warn("jobs: release task", "key", t.Key, "err", err)
+	}
+}
+
+// closeIdleSources closes snapshots kept for jobs that have had no tick
+// here for a while (another process took them over, or they wait behind
+// a full running cap), so that no read transaction pins the WAL for
+// nothing. A later tick here reopens the job in a new snapshot.
+func (s *Service) closeIdleSources() {
+	idle := 3*s.cfg.Lease + 2*s.cfg.TickBudget
+	s.mu.Lock()
+	var stale []*openSource
+	for id, src := range s.sources {
+		if s.running[id] == nil && time.Since(src.lastUsed) > idle {
+			stale = append(stale, src)
+			delete(s.sources, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, src := range stale {
+		src.src.Close()
 	}
 }

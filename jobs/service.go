@@ -288,8 +288,8 @@ func newID() string {
 // within one process lifetime the job reads one snapshot.
 type openSource struct {
 	src      Source
-	instance string // recorded in checkpoints to tell a resume from a continuation
-	lastUsed time.Time
+	instance string    // recorded in checkpoints to tell a resume from a continuation
+	lastUsed time.Time // guarded by Service.mu
 }
 
 func (s *Service) dropSource(jobID string) {

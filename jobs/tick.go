@@ -199,7 +199,9 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 				"bytes", cur.Dump.Bytes, "parts", len(ust.Parts))
 		}
 	}
+	s.mu.Lock()
 	src.lastUsed = time.Now()
+	s.mu.Unlock()
 	plan := src.src.Plan()
 	job.Progress.TablesTotal = len(plan.Tables)
 	job.Progress.EstimatedBytes = plan.EstimatedBytes
