@@ -18,6 +18,7 @@ import (
 func TestBadInput(t *testing.T) {
 	e := newEnv(t, func(c *Config, d *Deps) {
 		c.MaxResultBytes = 64 << 10
+		c.MaxImportBytes = 256 << 10
 	})
 	e.query("/query", `{"sql":"CREATE TABLE t(a, b UNIQUE); INSERT INTO t VALUES (1, 'x')"}`)
 	e.query("/query", `{"sql":"CREATE TABLE big(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 20000) INSERT INTO big SELECT printf('%050d', i) FROM c"}`)
@@ -81,8 +82,8 @@ func TestBadInput(t *testing.T) {
 		{"list bad state", "GET", "/export/dump/jobs?state=done", ``, "", nil, 400, "invalid_argument", "done"},
 		{"import bad sql", "POST", "/import/dump", "CREATE TABLE z(x);\nINSERT INTO nope VALUES(1);\n", "application/sql", nil, 400, "sql_error", "statement 2"},
 		{"import truncated", "POST", "/import/dump", "CREATE TABLE z(x);\nINSERT INTO z VALUES(1", "application/sql", nil, 400, "sql_error", "incomplete"},
-		{"import over limit", "POST", "/import/dump", strings.Repeat("SELECT 1;\n", 500<<10), "application/sql", nil, 413, "too_large", ""},
-		{"import over limit once decompressed", "POST", "/import/dump", gzipped(t, strings.Repeat("SELECT 1;\n", 500<<10)), "application/sql", nil, 413, "too_large", "decompressed"},
+		{"import over limit", "POST", "/import/dump", strings.Repeat("SELECT 1;\n", 30<<10), "application/sql", nil, 413, "too_large", ""},
+		{"import over limit once decompressed", "POST", "/import/dump", gzipped(t, strings.Repeat("SELECT 1;\n", 30<<10)), "application/sql", nil, 413, "too_large", "decompressed"},
 		{"import corrupt gzip", "POST", "/import/dump", gz.String(), "application/sql", nil, 400, "invalid_argument", ""},
 		{"import unknown encoding", "POST", "/import/dump", "SELECT 1;", "application/sql", []string{"Content-Encoding", "br"}, 415, "unsupported_encoding", ""},
 		{"import multipart without file", "POST", "/import/dump", "--B\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--B--\r\n", "multipart/form-data; boundary=B", nil, 400, "bad_multipart", ""},

@@ -174,7 +174,9 @@ func TestTableExports(t *testing.T) {
 // TestExportDoesNotBlockWrites holds a table export open mid-stream and
 // writes through /query meanwhile.
 func TestExportDoesNotBlockWrites(t *testing.T) {
-	e := newEnv(t)
+	// The table (16 MB) is larger than the socket buffers, so each
+	// export is still reading, its transaction open, while we write.
+	e := newEnv(t, func(c *Config, d *Deps) { c.QueryTimeout = 10 * time.Minute })
 	e.query("/query", `{"sql":"CREATE TABLE big(x); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM c WHERE i < 200000) INSERT INTO big SELECT printf('%080d', i) FROM c"}`)
 	t.Run("legacy dump", func(t *testing.T) {
 		resp := e.do("GET", "/export/dump", adminToken, nil)
