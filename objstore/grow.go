@@ -58,6 +58,10 @@ func (w *Writer) grow() error {
 		case <-w.ctx.Done():
 			return w.ctxErr()
 		}
+		if err := w.failed(); err != nil {
+			<-w.sem
+			return err
+		}
 		w.wg.Add(1)
 		go func(num int) {
 			defer w.wg.Done()

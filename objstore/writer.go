@@ -269,6 +269,12 @@ func (w *Writer) send() error {
 	case <-w.ctx.Done():
 		return w.ctxErr()
 	}
+	// A part that failed released its slot after recording the failure:
+	// do not start another upload after it.
+	if err := w.failed(); err != nil {
+		<-w.sem
+		return err
+	}
 	buf, num := w.buf, w.next
 	w.buf = nil
 	w.hash.Write(buf)
