@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"encoding/hex"
 	"math"
 	"math/rand"
 	"strconv"
@@ -51,6 +52,19 @@ func TestAppendRealLiterals(t *testing.T) {
 	for _, c := range cases {
 		if got := string(w.appendReal(nil, c.in)); got != c.want {
 			t.Errorf("appendReal(%v) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+func TestAppendBlobHex(t *testing.T) {
+	for n := 0; n < 40; n++ {
+		v := make([]byte, n)
+		for i := range v {
+			v[i] = byte(i*37 + n)
+		}
+		want := "X'" + hex.EncodeToString(v) + "'"
+		if got := string(appendBlob([]byte("pre"), v)); got != "pre"+want {
+			t.Fatalf("appendBlob(%x) = %s, want pre%s", v, got, want)
 		}
 	}
 }

@@ -105,6 +105,11 @@ func appendBlob(b []byte, v []byte) []byte {
 	n := len(b)
 	b = b[:n+2*len(v)]
 	dst := b[n:]
+	for len(v) >= 4 && len(dst) >= 8 {
+		binary.LittleEndian.PutUint64(dst, uint64(hexPairs[v[0]])|uint64(hexPairs[v[1]])<<16|
+			uint64(hexPairs[v[2]])<<32|uint64(hexPairs[v[3]])<<48)
+		v, dst = v[4:], dst[8:]
+	}
 	for i, c := range v {
 		binary.LittleEndian.PutUint16(dst[2*i:], hexPairs[c])
 	}
