@@ -152,3 +152,37 @@ func TestResumeRejectsForeignCursor(t *testing.T) {
 		}
 	}
 }
+
+// TestResumeOnSameSource: after ErrStop the same Source (same snapshot)
+// continues from the cursor.
+func TestResumeOnSameSource(t *testing.T) {
+	db := smallDB(t, t.TempDir())
+	ctx := context.Background()
+	full := dumpAll(t, db, Options{ChunkSize: 2})
+	src, err := Open(ctx, db, Options{ChunkSize: 2}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var out bytes.Buffer
+	cur := Cursor{}
+	for i := 0; !cur.Done; i++ {
+		if i > 1000 {
+			t.Fatal("no progress")
+		}
+		n := 0
+		cur, err = src.Dump(ctx, &out, cur, func(Cursor) error {
+			n++
+			if n == 3 {
+				return ErrStop
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(out.Bytes(), full) {
+		t.Fatal("stop-and-continue on one Source differs from one dump")
+	}
+}
