@@ -57,6 +57,16 @@ type testStore struct {
 	crashAt   atomic.Int64 // after this many uploads, the next successful one "kills the process"
 	crashed   atomic.Bool
 	failParts atomic.Int64 // fail this many UploadPart calls with a retryable error first
+	crashPut  atomic.Bool  // the next successful Put "kills the process"
+}
+
+func (s *testStore) Put(ctx context.Context, key string, r io.Reader, size int64, opts objstore.PutOptions) (objstore.ObjectInfo, error) {
+	info, err := s.Store.Put(ctx, key, r, size, opts)
+	if err == nil && s.crashPut.CompareAndSwap(true, false) {
+		s.crashed.Store(true)
+		return objstore.ObjectInfo{}, errAbandon
+	}
+	return info, err
 }
 
 // Limits passes the wrapped store's limits through.

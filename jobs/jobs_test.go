@@ -332,3 +332,26 @@ func TestList(t *testing.T) {
 		t.Errorf("bad state filter: %v", err)
 	}
 }
+
+// TestCrashAfterSmallPut: a dump smaller than one part is stored with a
+// single Put; a crash right after it, before the job is recorded as
+// completed, must not fail the job on restart.
+func TestCrashAfterSmallPut(t *testing.T) {
+	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e.store.crashPut.Store(true)
+	svc := e.start()
+	job, err := svc.Submit(context.Background(), sluice.JobSpec{Tables: []string{"Genre"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for !e.store.crashed.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.crash()
+	svc = e.start()
+	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
+	if got, want := readObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
+		t.Fatal("object differs from an uninterrupted dump")
+	}
+	assertClean(t, e.store, done.Key)
+}

@@ -338,6 +338,14 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 		if errors.Is(err, errAbandon) {
 			return err
 		}
+		if errors.Is(err, objstore.ErrExist) && ust.WriterID != "" {
+			// A small object is stored with one Put; a crash after it and
+			// before our record leaves it in place: accept it if ours.
+			if info, herr := s.store.Head(ctx, job.Key); herr == nil &&
+				info.Metadata[objstore.MetaWriter] == ust.WriterID && info.Metadata[objstore.MetaSHA256] != "" {
+				return s.completeJob(ctx, t, job, info.Size, info.Metadata[objstore.MetaSHA256], max(len(ust.Parts), 1))
+			}
+		}
 		return fmt.Errorf("complete upload %s: %w", job.Key, err)
 	}
 	progress(cur.Dump)
