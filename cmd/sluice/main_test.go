@@ -153,8 +153,11 @@ var summaryRE = regexp.MustCompile(`(\w+)=(\S+)`)
 // summary parses the "sluice: ... complete: k=v ..." line on stderr.
 func summary(t *testing.T, stderr string) map[string]string {
 	t.Helper()
+	// A progress bar, when on, shares the summary's line (it is cleared
+	// with \r and ANSI codes before the summary is printed).
 	for _, line := range strings.Split(stderr, "\n") {
-		if strings.HasPrefix(line, "sluice: ") && strings.Contains(line, " complete: ") {
+		if i := strings.Index(line, "sluice: "); i >= 0 && strings.Contains(line[i:], " complete: ") {
+			line = line[i:]
 			m := map[string]string{}
 			for _, kv := range summaryRE.FindAllStringSubmatch(line, -1) {
 				m[kv[1]] = kv[2]

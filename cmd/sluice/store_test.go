@@ -31,7 +31,7 @@ func TestDumpToFileStore(t *testing.T) {
 	for _, name := range []string{"chinook.sql", "chinook.sql.zst", "chinook.sql.gz"} {
 		t.Run(name, func(t *testing.T) {
 			u := "file://" + filepath.ToSlash(root) + "/" + name
-			r := runSluice(t, dir, nil, nil, "dump", "--db", src, "--to", u)
+			r := runSluice(t, dir, nil, nil, "dump", "--db", src, "--to", u, "--progress", "always")
 			if r.code != 0 {
 				t.Fatalf("dump --to exit %d:\n%s", r.code, r.stderr)
 			}
@@ -44,6 +44,11 @@ func TestDumpToFileStore(t *testing.T) {
 			getSum := summary(t, r.stderr)
 			if getSum["sha256"] != dumpSum["sha256"] || getSum["verified"] != "true" || fileSHA(t, got) != dumpSum["sha256"] {
 				t.Fatalf("dump %v, get %v", dumpSum, getSum)
+			}
+			// To stdout, with the progress bar forced on.
+			r = runSluice(t, dir, nil, nil, "get", u, "-o", "-", "--progress", "always")
+			if r.code != 0 || sha256Hex(r.stdout) != dumpSum["sha256"] {
+				t.Fatalf("get -o -: exit %d, sha256 %s:\n%s", r.code, sha256Hex(r.stdout), r.stderr)
 			}
 			restored := filepath.Join(dir, "restored-"+name+".db")
 			if r := runSluice(t, dir, nil, nil, "restore", "--db", restored, got); r.code != 0 {
