@@ -72,7 +72,11 @@ func (s *Server) guard(rt route) http.Handler {
 				// Headers are out: all we can do is cut the response
 				// short, so the client sees a broken transfer rather
 				// than a truncated file that looks complete.
-				s.logger.Error("response aborted", "path", r.URL.Path, "err", err)
+				if r.Context().Err() != nil {
+					s.logger.Debug("client went away", "path", r.URL.Path, "err", err)
+				} else {
+					s.logger.Error("response aborted", "path", r.URL.Path, "err", err)
+				}
 				panic(http.ErrAbortHandler)
 			}
 			s.writeError(w, r, err)
