@@ -315,8 +315,8 @@ func (s *Server) Serve() error {
 		IdleTimeout:       2 * time.Minute,
 		// No read or write timeout: uploads and streamed dumps may
 		// take as long as they need.
-		BaseContext:       func(net.Listener) context.Context { return s.ctx },
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+		BaseContext: func(net.Listener) context.Context { return s.ctx },
+		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 	s.wg.Add(1)
 	go func() {
