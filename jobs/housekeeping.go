@@ -38,6 +38,9 @@ func (s *Service) housekeep(ctx context.Context) error {
 	if err := s.reapDeadOwners(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	if err := s.abortOrphanUploads(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.expireJobs(ctx); err != nil {
 		errs = append(errs, err)
 	}
@@ -45,9 +48,6 @@ func (s *Service) housekeep(ctx context.Context) error {
 		if err := s.applyRetention(ctx, name); err != nil {
 			errs = append(errs, fmt.Errorf("retention %s: %w", name, err))
 		}
-	}
-	if err := s.abortOrphanUploads(ctx); err != nil {
-		errs = append(errs, err)
 	}
 	if err := s.removeOrphanSnapshots(ctx); err != nil {
 		errs = append(errs, err)

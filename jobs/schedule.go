@@ -174,8 +174,12 @@ func (s *Service) applyRetention(ctx context.Context, name string) error {
 	return errors.Join(errs...)
 }
 
-// deleteJob removes a finished job's object and then its record.
+// deleteJob removes a finished job's object, any incomplete upload at
+// its key, and then its record.
 func (s *Service) deleteJob(ctx context.Context, j *sluice.Job) error {
+	if err := s.abortUploadsOf(ctx, j.ID, ""); err != nil {
+		return err
+	}
 	if j.State == sluice.StateCompleted {
 		if err := s.store.Delete(ctx, j.Key); err != nil {
 			return fmt.Errorf("delete %s: %w", j.Key, err)
