@@ -166,7 +166,12 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return jsonError(err)
 	}
-	if len(strings.TrimSpace(string(data))) > 0 {
+	if trimmed := strings.TrimSpace(string(data)); len(trimmed) > 0 {
+		if strings.HasPrefix(trimmed, "{") {
+			// JSON whatever the Content-Type: `curl -d '{...}'` labels
+			// its body as a form.
+			ct = "application/json"
+		}
 		switch ct {
 		case "application/json", "":
 			if err := json.Unmarshal(data, &body); err != nil {

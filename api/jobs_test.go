@@ -50,6 +50,12 @@ func TestSubmitStatusListCancel(t *testing.T) {
 		t.Errorf("form spec %+v", s)
 	}
 
+	// JSON labelled as a form (curl -d's default) is read as JSON.
+	code, b, _ = e.call("POST", "/export/dump", adminToken, `{"format":"json"}`, "Content-Type", "application/x-www-form-urlencoded")
+	if code != http.StatusAccepted || e.jobs.specs[len(e.jobs.specs)-1].Format != sluice.FormatJSON {
+		t.Fatalf("curl-style submit: %d %s", code, b)
+	}
+
 	// Status before and after completion.
 	var job sluice.Job
 	code, b, _ = e.call("GET", "/db/other/export/dump/status/"+sub.JobID, adminToken, "")
@@ -80,7 +86,7 @@ func TestSubmitStatusListCancel(t *testing.T) {
 		t.Fatalf("list completed: %d %s", code, b)
 	}
 	code, b, _ = e.call("GET", "/export/dump/jobs", adminToken, "")
-	if code != 200 || json.Unmarshal(b, &page) != nil || len(page.Jobs) != 1 || page.Jobs[0].Spec.Database != "main" {
+	if code != 200 || json.Unmarshal(b, &page) != nil || len(page.Jobs) != 2 || page.Jobs[0].Spec.Database != "main" || page.Jobs[1].Spec.Database != "main" {
 		t.Fatalf("list main: %d %s", code, b)
 	}
 
