@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -116,4 +117,55 @@ func TestS3MissingBucket(t *testing.T) {
 		t.Fatalf("submit to a missing bucket: %v, want ErrNotFound", err)
 	}
 	t.Log(err)
+}
+
+// TestS3Cancel cancels a job mid-upload on the S3 test server: no object
+// and no incomplete upload remain.
+func TestS3Cancel(t *testing.T) {
+	store, _ := s3Env(t)
+	db := bigDB(t, t.TempDir(), 100_000)
+	e := newEnv(t, "", func(c *Config) {
+		c.Databases = map[string]string{"big": db}
+		c.DefaultDatabase = "big"
+	})
+	e.store.Store = store
+	reached := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	e.setHook(func(id string, parts int) error {
+		if parts >= 1 {
+			once.Do(func() { close(reached) })
+			<-release
+		}
+		return nil
+	})
+	svc := e.start()
+	ctx := context.Background()
+	job, err := svc.Submit(ctx, sluice.JobSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-reached
+	go func() {
+		for mustGet(t, svc, job.ID).State != sluice.StateCancelled {
+			time.Sleep(5 * time.Millisecond)
+		}
+		close(release)
+	}()
+	if _, err := svc.Cancel(ctx, job.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ups, _ := store.ListUploads(ctx, "")
+		objs, _ := store.List(ctx, "")
+		if len(ups) == 0 && len(objs) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			assertClean(t, store)
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
