@@ -32,14 +32,14 @@ type tableSpec struct {
 	rows  bool   // read and write the rows (false in schema-only mode)
 	paged bool   // keyset pagination is possible (else one scan, no mid-table cursor)
 	nkey  int    // leading key columns in each result row (not passed to the formatter)
-	first string // first page: SELECT key..., cols... ORDER BY key LIMIT ?1
-	next  string // later pages: ... WHERE (key) > (?...) ORDER BY key LIMIT ?n
+	first string // from the start: SELECT key..., cols... ORDER BY key
+	next  string // after a key: ... WHERE (key) > (?...) ORDER BY key
 
 	// Large-value variants (rowid tables of UTF-8 databases): each value
 	// column is selected as (value or NULL if large, storage class if large).
-	large                 bool
-	firstLarge, nextLarge string
-	blobCols              []string // column name per value column for blob I/O ("" for the rowid)
+	large     bool
+	nextLarge string
+	blobCols  []string // column name per value column for blob I/O ("" for the rowid)
 }
 
 // largeValue is the size above which a TEXT or BLOB value is read with
@@ -405,7 +405,7 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 	t.paged = true
 	t.nkey = len(key)
 	k := strings.Join(key, ",")
-	t.first = "SELECT " + k + "," + cols2 + from + " ORDER BY " + k + " LIMIT ?1"
+	t.first = "SELECT " + k + "," + cols2 + from + " ORDER BY " + k
 	params := make([]string, len(key))
 	for i := range key {
 		params[i] = fmt.Sprintf("?%d", i+1)
@@ -414,7 +414,7 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 	if len(key) > 1 {
 		cond = "(" + k + ") > (" + strings.Join(params, ",") + ")"
 	}
-	t.next = "SELECT " + k + "," + cols2 + from + " WHERE " + cond + " ORDER BY " + k + fmt.Sprintf(" LIMIT ?%d", len(key)+1)
+	t.next = "SELECT " + k + "," + cols2 + from + " WHERE " + cond + " ORDER BY " + k
 	if !t.info.WithoutRowid && !t.info.Virtual && !s.utf16 && rowidName != "" {
 		// The large-value variant: a value longer than largeValue bytes
 		// comes back as NULL plus its storage class, and the reader
@@ -433,8 +433,7 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 		}
 		lcols := strings.Join(lsel, ",")
 		t.large = true
-		t.firstLarge = "SELECT " + k + "," + lcols + from + " ORDER BY " + k + " LIMIT ?1"
-		t.nextLarge = "SELECT " + k + "," + lcols + from + " WHERE " + cond + " ORDER BY " + k + " LIMIT ?2"
+		t.nextLarge = "SELECT " + k + "," + lcols + from + " WHERE " + cond + " ORDER BY " + k
 		t.blobCols = make([]string, len(t.meta.Columns))
 		for i, c := range t.meta.Columns {
 			if !(keep && i == 0) {

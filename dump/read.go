@@ -134,15 +134,10 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 		stmt, err = s.conn.Prepare(t.first)
 	case after == nil:
 		stmt, err = s.conn.Prepare(t.first)
-		if err == nil {
-			stmt.BindInt64(1, int64(chunk))
-		}
 	default:
 		stmt, err = s.conn.Prepare(t.next)
 		if err == nil {
-			if err = bindKey(stmt, after, t.nkey); err == nil {
-				stmt.BindInt64(t.nkey+1, int64(chunk))
-			}
+			err = bindKey(stmt, after, t.nkey)
 		}
 	}
 	if err != nil {
@@ -187,32 +182,24 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 			}
 			pg.rows++
 		}
-		if t.paged || exhausted {
+		if exhausted {
 			if err := stmt.Reset(); err != nil {
 				return fail(pg, err)
 			}
-		}
-		if t.paged && !exhausted {
-			if pg.rows == 0 {
-				exhausted = true // the page was cut by a previous LIMIT exactly at the end
-			} else {
-				// Bind the next page's query now: the page, and its key,
-				// belong to the writer once sent.
-				if t.large && !large && len(pg.arena)/pg.rows > largeValue/2 {
-					large = true
-				}
-				next := t.next
-				if large {
-					next = t.nextLarge
-				}
-				stmt, err = s.conn.Prepare(next)
-				if err != nil {
-					return fail(pg, err)
-				}
-				for c := 0; c < t.nkey; c++ {
-					bindValue(stmt, c+1, pg.key[c])
-				}
-				stmt.BindInt64(t.nkey+1, int64(chunk))
+		} else if t.paged && t.large && !large && pg.rows > 0 && len(pg.arena)/pg.rows > largeValue/2 {
+			// Switch this table to the large-value query, from the last
+			// key on. Bind it now: the page, and its key, belong to the
+			// writer once sent.
+			large = true
+			if err := stmt.Reset(); err != nil {
+				return fail(pg, err)
+			}
+			stmt, err = s.conn.Prepare(t.nextLarge)
+			if err != nil {
+				return fail(pg, err)
+			}
+			for c := 0; c < t.nkey; c++ {
+				bindValue(stmt, c+1, pg.key[c])
 			}
 		}
 		pg.done = exhausted
