@@ -35,8 +35,8 @@ import (
 
 // The tests in this file run the real sluice binary (sluice serve) against
 // the S3 test server, killing it with SIGKILL and SIGTERM. They need
-// SLUICE_TEST_S3_* (set by scripts/test). SLUICE_TEST_CRASH_MB sets the
-// size of the database (default 300).
+// SLUICE_TEST_S3_* (set by scripts/test). SLUICE_TEST_CRASH_MB overrides
+// the size of the database (300 MB for the kill tests, 60 for SIGTERM).
 
 type binEnv struct {
 	t       *testing.T
@@ -53,7 +53,7 @@ type binEnv struct {
 	logMu   sync.Mutex
 }
 
-func newBinEnv(t *testing.T) *binEnv {
+func newBinEnv(t *testing.T, defaultMB int) *binEnv {
 	t.Helper()
 	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
 	if endpoint == "" {
@@ -100,7 +100,7 @@ func newBinEnv(t *testing.T) *binEnv {
 	e.db = filepath.Join(e.dir, "big.db")
 	mb, _ := strconv.Atoi(os.Getenv("SLUICE_TEST_CRASH_MB"))
 	if mb <= 0 {
-		mb = 300
+		mb = defaultMB
 	}
 	makeDB(t, e.db, mb)
 	cfg := map[string]any{
@@ -336,7 +336,7 @@ func (e *binEnv) killLoop(id string, kills int) int {
 }
 
 func TestBinaryKill9(t *testing.T) {
-	e := newBinEnv(t)
+	e := newBinEnv(t, 300)
 	want := e.dumpSHA(e.db)
 	e.start()
 	id := e.submit(map[string]any{"format": "sql"})
@@ -355,7 +355,7 @@ func TestBinaryKill9(t *testing.T) {
 // TestBinaryKill9Strict: a writer changes the database throughout; the
 // strict job's object is the database as it was when the job started.
 func TestBinaryKill9Strict(t *testing.T) {
-	e := newBinEnv(t)
+	e := newBinEnv(t, 300)
 	e.start()
 	id := e.submit(map[string]any{"format": "sql", "consistency": "strict"})
 	// Wait for the snapshot copy, then record the state it froze (no
@@ -423,7 +423,7 @@ func TestBinaryKill9Strict(t *testing.T) {
 // TestBinarySIGTERM: SIGTERM mid-dump exits 0 within 5 s; after a
 // restart the job finishes.
 func TestBinarySIGTERM(t *testing.T) {
-	e := newBinEnv(t)
+	e := newBinEnv(t, 60)
 	want := e.dumpSHA(e.db)
 	e.start()
 	id := e.submit(map[string]any{"format": "sql"})
