@@ -5,11 +5,13 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // chinookTables is how many tables chinook.sqlite holds.
@@ -232,5 +234,49 @@ func TestDumpKeepsOldOutputOnFailure(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(out); string(b) != "old contents\n" {
 		t.Fatalf("existing output changed to %.100q", b)
+	}
+}
+
+// TestDumpLockedDatabase holds an exclusive lock with the sqlite3 CLI:
+// the dump waits --busy-timeout, then fails with a clear message.
+func TestDumpLockedDatabase(t *testing.T) {
+	dir := t.TempDir()
+	db := corpusCopy(t, "chinook.sqlite", dir)
+	locker := exec.Command("sqlite3", db)
+	stdin, err := locker.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := locker.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := locker.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		locker.Wait()
+	}()
+	// BEGIN EXCLUSIVE takes the lock at once; the SELECT's output tells
+	// us it is held.
+	io.WriteString(stdin, "BEGIN EXCLUSIVE;\nSELECT 'locked';\n")
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "locked" {
+		t.Fatalf("sqlite3 did not take the lock: %q %v", line, err)
+	}
+	out := filepath.Join(dir, "locked.sql")
+	start := time.Now()
+	r := runSluice(t, dir, nil, nil, "dump", "--db", db, "--busy-timeout", "700ms", "-o", out)
+	if r.code != 1 || !strings.Contains(strings.ToLower(r.stderr), "lock") {
+		t.Fatalf("exit %d, want 1 naming the lock:\n%s", r.code, r.stderr)
+	}
+	if d := time.Since(start); d < 700*time.Millisecond {
+		t.Fatalf("gave up after %v, before the busy timeout", d)
+	}
+	for _, p := range []string{out, out + ".tmp"} {
+		if _, err := os.Stat(p); err == nil {
+			t.Fatalf("%s exists after a failed dump", p)
+		}
 	}
 }
