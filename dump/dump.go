@@ -15,13 +15,17 @@
 //	cur, err := src.Dump(ctx, w, from, checkpoint)
 //
 // Dump writes the uncompressed stream to w, starting at cursor from (the
-// zero Cursor is the start). After each page (ChunkSize rows) and after
-// each schema step it calls checkpoint(c) from the goroutine that writes
-// to w, after every byte up to c has been passed to w.Write. If checkpoint
+// zero Cursor is the start). After each page (at most ChunkSize rows, fewer
+// when 2 MiB of text and blob bytes fill it first) and after each schema
+// step it calls checkpoint(c) from the goroutine that writes to w, after
+// every byte up to c has been passed to w.Write. It is not called for the
+// final position, which Dump returns with Done == true. If checkpoint
 // returns ErrStop, Dump returns (c, nil) with c.Done == false; any other
-// error aborts the dump and is returned wrapped. On normal completion Dump
-// returns the final cursor with Done == true. Compression and hashing are
-// the caller's: they wrap w.
+// error aborts the dump and is returned wrapped. Resuming from a Done
+// cursor writes nothing. A cursor that does not fit the plan (another
+// schema) fails with sluice.ErrConflict. Compression and hashing are the
+// caller's: they wrap w. The formats and the engine are described in
+// docs/formats.md, docs/formats-csv-json.md and docs/architecture.md.
 package dump
 
 import (
@@ -74,8 +78,8 @@ type Key []KeyValue
 
 // KeyValue is one typed key component.
 type KeyValue struct {
-	Type string `json:"t"` // "integer", "real", "text", "blob"
-	V    string `json:"v"` // integer/real in decimal (real as exact bits if needed), text as-is, blob as base64
+	Type string `json:"t"` // "integer", "real", "text", "text-base64" (text that is not valid UTF-8), "blob", "null"
+	V    string `json:"v"` // integer in decimal, real as its IEEE-754 bits in hex, text as-is, blob and text-base64 as base64
 }
 
 // Plan describes what a dump of the opened snapshot will contain.
