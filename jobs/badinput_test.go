@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,22 +156,19 @@ func TestSchemaChangeAfterResume(t *testing.T) {
 	assertClean(t, e.store)
 }
 
-// bigDB creates a database whose SQL dump is about rows×120 bytes.
+// bigDB creates a database whose SQL dump is about rows×120 bytes, with
+// the sqlite3 CLI (the pure-Go driver is slow under the race detector).
 func bigDB(t *testing.T, dir string, rows int) string {
 	t.Helper()
 	p := filepath.Join(dir, fmt.Sprintf("big%d.db", rows))
-	conn, err := sqlite.OpenConn(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	err = sqlitex.ExecuteScript(conn, fmt.Sprintf(`
+	cmd := exec.Command("sqlite3", p)
+	cmd.Stdin = strings.NewReader(fmt.Sprintf(`
 		PRAGMA journal_mode=WAL;
 		CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b REAL, c BLOB);
 		WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d)
-		INSERT INTO t SELECT i, printf('row %%d %%s', i, hex(randomblob(20))), i * 0.5, randomblob(16) FROM n;`, rows), nil)
-	if err != nil {
-		t.Fatal(err)
+		INSERT INTO t SELECT i, printf('row %%d %%s', i, hex(randomblob(20))), i * 0.5, randomblob(16) FROM n;`, rows))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sqlite3 (scripts/test installs it): %v\n%s", err, out)
 	}
 	return p
 }
@@ -178,7 +177,7 @@ func bigDB(t *testing.T, dir string, rows int) string {
 // before it, with one worker shared round robin.
 func TestFairness(t *testing.T) {
 	dir := t.TempDir()
-	big := bigDB(t, dir, 60_000)
+	big := bigDB(t, dir, 25_000)
 	small := copyFile(t, corpus(t, "chinook.sqlite"), dir)
 	e := newEnv(t, "", func(c *Config) {
 		c.Databases = map[string]string{"big": big, "small": small}
@@ -186,12 +185,23 @@ func TestFairness(t *testing.T) {
 		c.Workers = 1
 		c.TickBudget = 50 * time.Millisecond
 	})
+	// The large job is slowed at each of its checkpoints, so it stays
+	// long whatever the machine's speed.
+	var bigID atomic.Value
+	bigID.Store("")
+	e.setHook(func(id string, _ int) error {
+		if id == bigID.Load().(string) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil
+	})
 	svc := e.start()
 	ctx := context.Background()
 	bj, err := svc.Submit(ctx, sluice.JobSpec{Database: "big"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	bigID.Store(bj.ID)
 	waitJob(t, svc, bj.ID, time.Minute, sluice.StateRunning)
 	sj, err := svc.Submit(ctx, sluice.JobSpec{Database: "small", Tables: []string{"Album", "Artist", "Genre"}})
 	if err != nil {
@@ -206,6 +216,9 @@ func TestFairness(t *testing.T) {
 		t.Errorf("large job made no progress: %+v", b.Progress)
 	}
 	done := waitJob(t, svc, bj.ID, 2*time.Minute, sluice.StateCompleted)
+	if sd := mustGet(t, svc, sj.ID); !sd.FinishedAt.Before(*done.FinishedAt) {
+		t.Errorf("small job finished at %v, large at %v", sd.FinishedAt, done.FinishedAt)
+	}
 	if done.Resumed != 0 || done.Consistency != sluice.ConsistencySnapshot {
 		t.Errorf("yielding between ticks is not resuming: resumed %d consistency %s", done.Resumed, done.Consistency)
 	}

@@ -61,8 +61,9 @@ func TestTwoSchedulersOneDataDir(t *testing.T) {
 		})
 	}
 	specs := []sluice.JobSpec{
-		{ChunkSize: 200}, {Format: sluice.FormatJSON, ChunkSize: 300}, {Format: sluice.FormatCSV, ChunkSize: 500},
-		{Format: sluice.FormatNDJSON, Compression: sluice.CompressGzip, ChunkSize: 100}, {Tables: []string{"Track"}, ChunkSize: 50},
+		{Tables: []string{"Track"}, ChunkSize: 200}, {Format: sluice.FormatJSON, Tables: []string{"Invoice", "InvoiceLine"}, ChunkSize: 300},
+		{Format: sluice.FormatCSV, Tables: []string{"Album", "Artist", "Customer"}, ChunkSize: 50},
+		{Format: sluice.FormatNDJSON, Compression: sluice.CompressGzip, Tables: []string{"PlaylistTrack"}, ChunkSize: 500},
 	}
 	var ids []string
 	for i, spec := range specs {
