@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/dump"
@@ -172,5 +173,46 @@ func TestLegacyDumpErrorMidStream(t *testing.T) {
 	}
 	if _, err := io.ReadAll(resp.Body); err == nil {
 		t.Fatal("a failed stream read as complete")
+	}
+}
+
+// TestCloseCancelsRequests checks that request contexts derive from the
+// server's: Close cancels a request that outlives the shutdown timeout.
+func TestCloseCancelsRequests(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan struct{})
+	e := newEnv(t, func(c *Config, d *Deps) {
+		c.ShutdownTimeout = 200 * time.Millisecond
+		d.Dumper = DumperFunc(func(ctx context.Context, w io.Writer, path string, opts dump.Options) error {
+			w.Write([]byte("partial"))
+			close(started)
+			<-ctx.Done()
+			close(cancelled)
+			return ctx.Err()
+		})
+	})
+	go func() {
+		req, _ := http.NewRequest("GET", e.url+"/export/dump", nil)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("dump never started")
+	}
+	t0 := time.Now()
+	e.srv.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("request context not cancelled by Close")
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("Close took %s", d)
 	}
 }
