@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -88,7 +89,9 @@ func main() {
 		stderrTTY: isTerminal(os.Stderr),
 		stdoutTTY: isTerminal(os.Stdout),
 	}
+	stopProfile := startCPUProfile(e)
 	code := run(ctx, e, os.Args[1:])
+	stopProfile()
 	stop()
 	os.Exit(code)
 }
@@ -203,6 +206,29 @@ func runVersion(_ context.Context, e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, "sluice %s\n", v)
 	return nil
+}
+
+// startCPUProfile writes a CPU profile to $SLUICE_CPUPROFILE, if set, for
+// `go tool pprof`; the returned function stops it.
+func startCPUProfile(e *env) func() {
+	path := e.getenv("SLUICE_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "sluice: cpu profile: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		fmt.Fprintf(e.stderr, "sluice: cpu profile: %v\n", err)
+		f.Close()
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
 
 // isTerminal reports whether f is a terminal, using only the standard
