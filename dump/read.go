@@ -85,6 +85,8 @@ func (s *Source) readColumn(st *sqlite.Stmt, col int, arena *[]byte) Value {
 // and sends pages until the end, an error, or stop.
 func (s *Source) read(from Cursor, out chan<- *page, free chan *page, stop <-chan struct{}) {
 	defer close(out)
+	var blobs blobHolder
+	defer blobs.close()
 	for i := from.Step; i < len(s.steps); i++ {
 		st := s.steps[i]
 		if st.kind != stepTable || !st.t.rows {
@@ -94,7 +96,7 @@ func (s *Source) read(from Cursor, out chan<- *page, free chan *page, stop <-cha
 		if i == from.Step {
 			after = from.After
 		}
-		if !s.readTable(i, st.t, after, out, free, stop) {
+		if !s.readTable(i, st.t, after, out, free, stop, &blobs) {
 			return
 		}
 	}
@@ -102,7 +104,7 @@ func (s *Source) read(from Cursor, out chan<- *page, free chan *page, stop <-cha
 
 // readTable sends the pages of one table; it reports false when the
 // reader must stop (error sent, or stop closed).
-func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, free chan *page, stop <-chan struct{}) bool {
+func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, free chan *page, stop <-chan struct{}, blobs *blobHolder) bool {
 	chunk := s.opts.ChunkSize
 	ncols := len(t.meta.Columns)
 	var stmt *sqlite.Stmt
@@ -169,7 +171,7 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 						pg.vals = append(pg.vals, s.readColumn(stmt, col, &pg.arena))
 						continue
 					}
-					v, err := s.readLarge(t, c, rowid, stmt.ColumnText(col+1), &pg.arena)
+					v, err := s.readLarge(t, c, rowid, stmt.ColumnText(col+1), &pg.arena, blobs, stop)
 					if err != nil {
 						return fail(pg, err)
 					}
@@ -223,8 +225,9 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 }
 
 // readLarge reads value column c of the row with the given rowid through
-// incremental blob I/O, straight into *arena.
-func (s *Source) readLarge(t *tableSpec, c int, rowid int64, class string, arena *[]byte) (Value, error) {
+// incremental blob I/O into *arena: with the raw blob reader when the
+// driver's handle is available, else with the driver's Blob.
+func (s *Source) readLarge(t *tableSpec, c int, rowid int64, class string, arena *[]byte, blobs *blobHolder, stop <-chan struct{}) (Value, error) {
 	typ := TypeBlob
 	switch class {
 	case "text":
@@ -232,6 +235,21 @@ func (s *Source) readLarge(t *tableSpec, c int, rowid int64, class string, arena
 	case "blob":
 	default:
 		return Value{}, fmt.Errorf("large value of type %q in column %q", class, t.blobCols[c])
+	}
+	if r := blobs.get(s.conn); r != nil {
+		s.largeReads++
+		dst, err := r.read(t.meta.Name, t.blobCols[c], rowid, arena, func() bool {
+			select {
+			case <-stop:
+				return true
+			default:
+				return false
+			}
+		})
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{Type: typ, Bytes: dst}, nil
 	}
 	b, err := s.conn.OpenBlob("main", t.meta.Name, t.blobCols[c], rowid, false)
 	if err != nil {
