@@ -290,6 +290,9 @@ func (c *Config) validate() error {
 	if c.Limits.TickBudget <= 0 {
 		return errors.New("limits.tickBudget must be positive")
 	}
+	if c.Limits.ShutdownTimeout <= 0 {
+		return errors.New("limits.shutdownTimeout must be positive")
+	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		return errors.New("limits.maxBodyBytes must be positive")
 	}

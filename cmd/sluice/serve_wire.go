@@ -69,11 +69,11 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 
 	<-ctx.Done()
 	log.Info("shutting down")
+	// Jobs first, with 3/5 of the budget: their ticks checkpoint at the
+	// next page boundary. Then the API, whose own timeout is the other
+	// 2/5 (see apiConfig), so the whole stays within the budget.
 	budget := time.Duration(cfg.Limits.ShutdownTimeout)
-	deadline := time.Now().Add(budget)
-	// Jobs first: their ticks checkpoint at the next page boundary while
-	// the API finishes the requests in flight.
-	jctx, cancel := context.WithDeadline(context.Background(), deadline)
+	jctx, cancel := context.WithTimeout(context.Background(), budget*3/5)
 	defer cancel()
 	jerr := svc.Close(jctx)
 	aerr := srv.Close()
@@ -103,8 +103,8 @@ func apiConfig(cfg Config) api.Config {
 	c.AdminTokens = cfg.Tokens.Admin
 	c.ClientTokens = cfg.Tokens.Client
 	c.MaxImportBytes = cfg.Limits.MaxBodyBytes
-	// The API gets part of the shutdown budget; the rest is for jobs.
-	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) / 2
+	// The API gets 2/5 of the shutdown budget; jobs get the rest.
+	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
 	return c
 }
 
