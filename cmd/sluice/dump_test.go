@@ -4,14 +4,19 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/objstore/file"
 )
 
 // chinookTables is how many tables chinook.sqlite holds.
@@ -278,5 +283,66 @@ func TestDumpLockedDatabase(t *testing.T) {
 		if _, err := os.Stat(p); err == nil {
 			t.Fatalf("%s exists after a failed dump", p)
 		}
+	}
+}
+
+// TestDumpInterrupted sends SIGINT mid-dump: sluice exits 1 with a
+// message, leaves no output file (nor .tmp), and for a store leaves no
+// object and no incomplete upload.
+func TestDumpInterrupted(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "big.db")
+	sqlite3(t, db, `CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c LIMIT 1500000)
+INSERT INTO t SELECT x, hex(randomblob(60)) FROM c;`)
+	root := filepath.Join(dir, "exports")
+	os.Mkdir(root, 0o755)
+	out := filepath.Join(dir, "big.sql")
+	for _, dest := range [][]string{{"-o", out}, {"--to", "file://" + filepath.ToSlash(root) + "/big.sql"}} {
+		t.Run(dest[0], func(t *testing.T) {
+			cmd := exec.Command(sluiceBin(t), append([]string{"dump", "--db", db, "--chunk-size", "100", "--progress", "always"}, dest...)...)
+			stderr, err := cmd.StderrPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			// The first progress update means rows are flowing; for the
+			// store, wait until a part is stored, so there is an upload
+			// to abort.
+			ready := regexp.MustCompile(` rows`)
+			if dest[0] == "--to" {
+				ready = regexp.MustCompile(`[1-9][0-9]* parts up`)
+			}
+			br := bufio.NewReader(stderr)
+			var seen bytes.Buffer
+			for !ready.Match(seen.Bytes()) {
+				b, err := br.ReadByte()
+				if err != nil {
+					t.Fatalf("no progress before exit: %q", seen.String())
+				}
+				seen.WriteByte(b)
+			}
+			cmd.Process.Signal(os.Interrupt)
+			rest, _ := io.ReadAll(br)
+			err = cmd.Wait()
+			msg := seen.String() + string(rest)
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(msg, "interrupted") {
+				t.Fatalf("exit %v, want 1 and 'interrupted':\n%s", err, msg)
+			}
+			for _, p := range []string{out, out + ".tmp", filepath.Join(root, "big.sql")} {
+				if _, err := os.Stat(p); err == nil {
+					t.Fatalf("%s exists after an interrupted dump", p)
+				}
+			}
+			store, err := file.New(root, file.Options{}, slog.New(slog.DiscardHandler))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ups, err := store.ListUploads(context.Background(), ""); err != nil || len(ups) != 0 {
+				t.Fatalf("incomplete uploads left: %v %v", ups, err)
+			}
+		})
 	}
 }
