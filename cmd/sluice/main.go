@@ -151,7 +151,9 @@ func exitCode(e *env, name string, err error) int {
 		// The flag package has already printed the problem and the usage.
 		return 2
 	}
-	fmt.Fprintf(e.stderr, "sluice %s: %s\n", name, err)
+	// Package dump prefixes its errors with "dump: ", which would read
+	// "sluice dump: dump: ..." here.
+	fmt.Fprintf(e.stderr, "sluice %s: %s\n", name, strings.TrimPrefix(err.Error(), name+": "))
 	return 1
 }
 
