@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/state"
@@ -74,6 +75,10 @@ type Config struct {
 	UploadConcurrency int
 	// Limits override the store's multipart limits (tests shrink them).
 	Limits objstore.Limits
+
+	// Metrics receives measurements (ticks, rows, bytes, parts, upload
+	// retries); nil means none. api.Metrics implements it.
+	Metrics Metrics
 
 	// CallbackSecret signs callback bodies (X-Sluice-Signature).
 	CallbackSecret string
@@ -174,6 +179,45 @@ type Service struct {
 	afterCheckpoint func(jobID string, parts int) error
 }
 
+// Metrics is what the job service reports to a metrics system. Its
+// methods must be quick and safe for concurrent use.
+type Metrics interface {
+	ObserveTick(d time.Duration)
+	AddRowsExported(n int64)
+	AddBytesExported(n int64)
+	AddPartUploaded()
+	AddUploadRetry()
+}
+
+// noMetrics discards measurements when Config.Metrics is nil.
+type noMetrics struct{}
+
+func (noMetrics) ObserveTick(time.Duration) {}
+func (noMetrics) AddRowsExported(int64)     {}
+func (noMetrics) AddBytesExported(int64)    {}
+func (noMetrics) AddPartUploaded()          {}
+func (noMetrics) AddUploadRetry()           {}
+
+// CountByState returns how many jobs are in each state, for metrics.
+func (s *Service) CountByState(ctx context.Context) (map[sluice.State]int, error) {
+	out := map[sluice.State]int{}
+	err := s.st.View(ctx, func(tx *state.Tx) error {
+		for _, st := range []sluice.State{sluice.StateQueued, sluice.StateRunning,
+			sluice.StateCompleted, sluice.StateFailed, sluice.StateCancelled} {
+			n, err := tx.CountJobs(st)
+			if err != nil {
+				return err
+			}
+			out[st] = n
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: count by state: %w", err)
+	}
+	return out, nil
+}
+
 // New builds the job service on the state database st and the store that
 // receives every export, then starts its scheduler. On start it releases
 // the leases of dead sluice processes, so their running jobs resume from
@@ -181,6 +225,9 @@ type Service struct {
 // Close stops it.
 func New(ctx context.Context, cfg Config, st *state.DB, store objstore.Store, logger *slog.Logger) (*Service, error) {
 	cfg.setDefaults()
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
 	switch {
 	case cfg.DataDir == "":
 		return nil, errors.New("jobs: no data dir")

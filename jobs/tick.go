@@ -94,7 +94,9 @@ func (s *Service) runTick(ctx context.Context, t state.Task) error {
 		s.mu.Unlock()
 	}()
 
+	tickStart := time.Now()
 	err = s.tick(tickCtx, t, job)
+	s.cfg.Metrics.ObserveTick(time.Since(tickStart))
 	if errors.Is(err, errAbandon) {
 		return err
 	}
@@ -212,6 +214,8 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 		ExpectedSize: plan.EstimatedBytes,
 		Concurrency:  s.cfg.UploadConcurrency,
 		Limits:       s.cfg.Limits,
+		OnPart:       func(objstore.Part) { s.cfg.Metrics.AddPartUploaded() },
+		OnRetry:      func(string, error) { s.cfg.Metrics.AddUploadRetry() },
 	}
 	var w *objstore.Writer
 	if ust.Key == "" {
@@ -246,6 +250,12 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 	}()
 
 	cw := &countWriter{w: w, n: ust.Bytes + int64(len(cp.Leftover))}
+	rowsAtStart := cur.Dump.Rows
+	defer func() {
+		// Rows this tick produced; after a crash the rows past the last
+		// checkpoint are produced (and counted) again.
+		s.cfg.Metrics.AddRowsExported(max(0, job.Progress.Rows-rowsAtStart))
+	}()
 	fr := newFramer(cw, job.Spec.Compression)
 	partsBase := len(ust.Parts)
 	start := time.Now()
@@ -438,6 +448,7 @@ func (s *Service) completeJob(ctx context.Context, t state.Task, job *sluice.Job
 	if err := s.abortUploadsOf(ctx, job.ID, ""); err != nil {
 		s.log.Warn("jobs: abort stale uploads", "job", job.ID, "err", err)
 	}
+	s.cfg.Metrics.AddBytesExported(size)
 	s.log.Info("jobs: job completed", "job", job.ID, "key", job.Key, "size", size, "sha256", sum, "resumed", job.Resumed)
 	if job.Spec.ScheduleID != "" {
 		if err := s.applyRetention(ctx, job.Spec.ScheduleID); err != nil {

@@ -28,6 +28,9 @@ func (w *Writer) retry(ctx context.Context, op string, timeout time.Duration, fn
 		if attempt >= w.opts.MaxAttempts {
 			return fmt.Errorf("objstore: %s %s: giving up after %d attempts: %w", op, w.key, attempt, err)
 		}
+		if w.opts.OnRetry != nil {
+			w.opts.OnRetry(op, err)
+		}
 		d := backoff(attempt, w.opts.RetryBase, w.opts.RetryMax)
 		w.log.Warn("retrying", "op", op, "attempt", attempt, "wait", d, "err", err)
 		t := time.NewTimer(d)

@@ -60,6 +60,10 @@ type WriterOptions struct {
 	// OnPart, if set, is called after each part is stored, from an upload
 	// goroutine. It must be quick and safe for concurrent use.
 	OnPart func(Part)
+	// OnRetry, if set, is called before each retry of a failed request
+	// (op names it: "upload part", "complete", ...). Like OnPart it may be
+	// called from upload goroutines.
+	OnRetry func(op string, err error)
 }
 
 // Writer streams bytes into a multipart upload. Every part but the last is

@@ -53,7 +53,9 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 		srv.Close()
 		return err
 	}
-	svc, err := jobs.New(ctx, jobsConfig(cfg), st, store, log)
+	jcfg := jobsConfig(cfg)
+	jcfg.Metrics = srv.Metrics()
+	svc, err := jobs.New(ctx, jcfg, st, store, log)
 	if err != nil {
 		srv.Close()
 		return err
@@ -220,6 +222,11 @@ func (p *jobsProxy) Cancel(ctx context.Context, id string) (*sluice.Job, error) 
 
 func (p *jobsProxy) Open(ctx context.Context, id string, offset, length int64) (io.ReadCloser, objstore.ObjectInfo, error) {
 	return p.svc.Open(ctx, id, offset, length)
+}
+
+// CountByState feeds the sluice_jobs metric.
+func (p *jobsProxy) CountByState(ctx context.Context) (map[sluice.State]int, error) {
+	return p.svc.CountByState(ctx)
 }
 
 func (p *jobsProxy) DownloadURL(ctx context.Context, id string, expiry time.Duration) (string, error) {
