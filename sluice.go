@@ -69,6 +69,25 @@ func (c Compression) Ext() string {
 	return ""
 }
 
+// ContentType is the media type of a dump in format f compressed with c.
+func ContentType(f Format, c Compression) string {
+	switch c {
+	case CompressGzip:
+		return "application/gzip"
+	case CompressZstd:
+		return "application/zstd"
+	}
+	switch f {
+	case FormatCSV:
+		return "application/zip" // one CSV per table
+	case FormatJSON:
+		return "application/json"
+	case FormatNDJSON:
+		return "application/x-ndjson"
+	}
+	return "application/sql"
+}
+
 // State is the lifecycle state of an export job.
 type State string
 

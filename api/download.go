@@ -181,7 +181,7 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 	}
 	return s.serveObject(w, r, object{
 		size: size, etag: etag, name: name, modified: modified,
-		ctype: contentType(job.Spec.Format, job.Spec.Compression),
+		ctype: sluice.ContentType(job.Spec.Format, job.Spec.Compression),
 		open: func(off, n int64) (io.ReadCloser, error) {
 			rc, _, err := js.Open(r.Context(), job.ID, off, n)
 			return rc, err

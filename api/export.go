@@ -19,25 +19,6 @@ import (
 	"zombiezen.com/go/sqlite"
 )
 
-// contentType is the media type of a dump in format f compressed with c.
-func contentType(f sluice.Format, c sluice.Compression) string {
-	switch c {
-	case sluice.CompressGzip:
-		return "application/gzip"
-	case sluice.CompressZstd:
-		return "application/zstd"
-	}
-	switch f {
-	case sluice.FormatCSV:
-		return "application/zip" // one CSV per table
-	case sluice.FormatJSON:
-		return "application/json"
-	case sluice.FormatNDJSON:
-		return "application/x-ndjson"
-	}
-	return "application/sql"
-}
-
 // fileExt is a dump file's suffix, compression included.
 func fileExt(f sluice.Format, c sluice.Compression) string {
 	ext := ".sql"
@@ -95,7 +76,7 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 		name = "database_dump.sql" // StarbaseDB's name
 	}
 	lh := &lazyHeader{w: w, before: func() {
-		w.Header().Set("Content-Type", contentType(spec.Format, spec.Compression))
+		w.Header().Set("Content-Type", sluice.ContentType(spec.Format, spec.Compression))
 		w.Header().Set("Content-Disposition", attachment(name))
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 	}}

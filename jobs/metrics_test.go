@@ -37,11 +37,21 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.ticks < 1 || m.rows != done.Progress.Rows || m.bytes != done.Size || m.parts != done.Progress.PartsUploaded {
+	// The tick reports its rows and bytes as it returns, just after the
+	// job shows as completed: wait for them.
+	match := func() bool {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.ticks >= 1 && m.rows == done.Progress.Rows && m.bytes == done.Size && m.parts == done.Progress.PartsUploaded
+	}
+	for deadline := time.Now().Add(5 * time.Second); !match() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !match() {
+		m.mu.Lock()
 		t.Errorf("metrics ticks=%d rows=%d bytes=%d parts=%d; job rows=%d size=%d parts=%d",
 			m.ticks, m.rows, m.bytes, m.parts, done.Progress.Rows, done.Size, done.Progress.PartsUploaded)
+		m.mu.Unlock()
 	}
 	if done.Progress.Bytes != done.Size {
 		t.Errorf("progress bytes %d, object size %d", done.Progress.Bytes, done.Size)

@@ -179,25 +179,6 @@ func formatExt(f sluice.Format) string {
 	return ".sql"
 }
 
-// contentType is the MIME type stored with the object.
-func contentType(spec sluice.JobSpec) string {
-	switch spec.Compression {
-	case sluice.CompressGzip:
-		return "application/gzip"
-	case sluice.CompressZstd:
-		return "application/zstd"
-	}
-	switch spec.Format {
-	case sluice.FormatCSV:
-		return "application/zip"
-	case sluice.FormatJSON:
-		return "application/json"
-	case sluice.FormatNDJSON:
-		return "application/x-ndjson"
-	}
-	return "application/sql"
-}
-
 // Get returns a job's status; an unknown id is sluice.ErrNotFound.
 func (s *Service) Get(ctx context.Context, id string) (*sluice.Job, error) {
 	var job *sluice.Job

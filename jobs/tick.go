@@ -209,7 +209,7 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 	job.Progress.EstimatedBytes = plan.EstimatedBytes
 
 	wopts := objstore.WriterOptions{
-		ContentType:  contentType(job.Spec),
+		ContentType:  sluice.ContentType(job.Spec.Format, job.Spec.Compression),
 		Metadata:     map[string]string{"sluice-job": job.ID},
 		ExpectedSize: plan.EstimatedBytes,
 		Concurrency:  s.cfg.UploadConcurrency,

@@ -74,7 +74,7 @@ func openStoreSink(ctx context.Context, e *env, log *slog.Logger, f *s3Flags, u 
 	return &storeSink{
 		u: u, store: store, log: log, ctx: sctx, cancel: scancel,
 		opts: objstore.WriterOptions{
-			ContentType: contentType(format, c),
+			ContentType: sluice.ContentType(format, c),
 			Metadata:    map[string]string{"sluice-format": string(format), "sluice-compression": string(c)},
 		},
 	}, nil
@@ -131,23 +131,4 @@ func (s *storeSink) abort() {
 	if err := s.w.Abort(ctx); err != nil {
 		s.log.Warn("abort upload", "url", s.u.String(), "err", err)
 	}
-}
-
-// contentType is the MIME type of a dump in format f compressed with c.
-func contentType(f sluice.Format, c sluice.Compression) string {
-	switch c {
-	case sluice.CompressGzip:
-		return "application/gzip"
-	case sluice.CompressZstd:
-		return "application/zstd"
-	}
-	switch f {
-	case sluice.FormatCSV:
-		return "application/zip"
-	case sluice.FormatJSON:
-		return "application/json"
-	case sluice.FormatNDJSON:
-		return "application/x-ndjson"
-	}
-	return "application/sql"
 }
