@@ -34,6 +34,10 @@ var ErrClosed = errors.New("objstore: writer closed")
 // errAborted is the cancel cause of an aborted Writer.
 var errAborted = errors.New("objstore: writer aborted")
 
+// DefaultConcurrency is the number of parts a Writer uploads at once when
+// WriterOptions.Concurrency is zero.
+const DefaultConcurrency = 4
+
 // WriterOptions configure a Writer. The zero value is usable.
 type WriterOptions struct {
 	ContentType string
@@ -149,7 +153,7 @@ func newWriter(ctx context.Context, store Store, key string, opts WriterOptions,
 		l.MaxParts = opts.Limits.MaxParts
 	}
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = 4
+		opts.Concurrency = DefaultConcurrency
 	}
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 8

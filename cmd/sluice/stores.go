@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/sluice-dev/sluice"
@@ -89,7 +90,24 @@ func (s *storeSink) start(expected int64) error {
 		return fmt.Errorf("upload %s: %w", s.u, err)
 	}
 	s.w = w
+	setUploadMemoryLimit(w.PartSize(), opts.Concurrency)
 	return nil
+}
+
+// setUploadMemoryLimit sets a soft memory limit for an upload unless the
+// user set GOMEMLIMIT. Go's collector lets the heap grow to about twice
+// its live size by default; the Writer's (N+1) part buffers dominate that
+// live size, so without a limit an upload's peak RSS is far above what it
+// needs. The limit is soft: the collector works harder near it, it never
+// fails an allocation.
+func setUploadMemoryLimit(partSize int64, concurrency int) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	if concurrency <= 0 {
+		concurrency = objstore.DefaultConcurrency
+	}
+	debug.SetMemoryLimit(int64(concurrency+1)*partSize + 48*objstore.MiB)
 }
 
 func (s *storeSink) Write(p []byte) (int, error) { return s.w.Write(p) }
