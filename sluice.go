@@ -150,10 +150,13 @@ type JobSpec struct {
 	Tables      []string    `json:"tables,omitempty"`      // only these tables
 	Exclude     []string    `json:"exclude,omitempty"`     // leave these out
 	ChunkSize   int         `json:"chunkSize,omitempty"`   // rows per page; 0 means the default
-	Key         string      `json:"key,omitempty"`         // destination object key; "" means a default name
-	CallbackURL string      `json:"callbackUrl,omitempty"` // POSTed the job's status when it ends
-	Consistency Consistency `json:"consistency,omitempty"` // snapshot (default) or strict
-	ScheduleID  string      `json:"scheduleId,omitempty"`  // set on jobs started by a schedule
+	// PreserveRowids keeps implicit rowids in a SQL dump, as sqlite3's
+	// .dump --preserve-rowids does (off by default, like .dump).
+	PreserveRowids bool        `json:"preserveRowids,omitempty"`
+	Key            string      `json:"key,omitempty"`         // destination object key; "" means a default name
+	CallbackURL    string      `json:"callbackUrl,omitempty"` // POSTed the job's status when it ends
+	Consistency    Consistency `json:"consistency,omitempty"` // snapshot (default) or strict
+	ScheduleID     string      `json:"scheduleId,omitempty"`  // set on jobs started by a schedule
 }
 
 // Progress is a job's persisted progress, readable at any time.

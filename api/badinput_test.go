@@ -65,6 +65,7 @@ func TestBadInput(t *testing.T) {
 		{"chunk size zero", "POST", "/export/dump", `{"chunkSize":0}`, json, nil, 400, "chunk_size_out_of_range", ""},
 		{"chunk size too large", "POST", "/export/dump?chunkSize=1000001", ``, "", nil, 400, "chunk_size_out_of_range", ""},
 		{"chunk size not a number", "POST", "/export/dump?chunkSize=ten", ``, "", nil, 400, "chunk_size_out_of_range", ""},
+		{"preserveRowids not a boolean", "POST", "/export/dump?preserveRowids=maybe", ``, "", nil, 400, "invalid_argument", ""},
 		{"unknown table in export", "POST", "/export/dump", `{"tables":["t","nope"]}`, json, nil, 404, "unknown_table", "nope"},
 		{"unknown table in legacy export", "GET", "/export/dump?tables=nope", ``, "", nil, 404, "unknown_table", ""},
 		{"unknown export field", "POST", "/export/dump", `{"formt":"sql"}`, json, nil, 400, "invalid_argument", "formt"},

@@ -99,6 +99,8 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 		Tables:    spec.Tables,
 		Exclude:   spec.Exclude,
 		ChunkSize: spec.ChunkSize,
+
+		PreserveRowids: spec.PreserveRowids,
 	}
 	if err := s.deps.Dumper.Dump(r.Context(), bw, d.path, opts); err != nil {
 		return fmt.Errorf("dump %s: %w", d.name, err)

@@ -20,6 +20,7 @@ import (
 var exportParams = map[string]bool{
 	"format": true, "table": true, "tables": true, "exclude": true, "chunkSize": true,
 	"callbackUrl": true, "compress": true, "consistency": true, "key": true,
+	"preserveRowids": true,
 }
 
 // specFromRequest builds and validates a job spec for database d. body
@@ -58,7 +59,7 @@ func (s *Server) specFromRequest(r *http.Request, d *db, body map[string]json.Ra
 			lists[k] = list
 		case k == "chunkSize" && json.Unmarshal(raw, &num) == nil:
 			vals[k] = num.String()
-		case k == "compress" && json.Unmarshal(raw, &b) == nil:
+		case (k == "compress" || k == "preserveRowids") && json.Unmarshal(raw, &b) == nil:
 			vals[k] = strconv.FormatBool(b)
 		case string(raw) == "null":
 		default:
@@ -80,6 +81,13 @@ func (s *Server) specFromRequest(r *http.Request, d *db, body map[string]json.Ra
 		if spec.Compression, err = sluice.ParseCompression(c); err != nil {
 			return spec, badRequest("unknown_compression", err.Error())
 		}
+	}
+	switch v := strings.ToLower(vals["preserveRowids"]); v {
+	case "", "false", "0", "no":
+	case "true", "1", "yes":
+		spec.PreserveRowids = true
+	default:
+		return spec, badRequest("invalid_argument", fmt.Sprintf("preserveRowids must be true or false, not %q", vals["preserveRowids"]))
 	}
 	if v := vals["chunkSize"]; v != "" {
 		n, err := strconv.Atoi(v)

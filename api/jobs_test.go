@@ -203,3 +203,18 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitPreserveRowids checks that preserveRowids reaches the job
+// spec from a JSON body and from the query string.
+func TestSubmitPreserveRowids(t *testing.T) {
+	e := newEnv(t)
+	for _, tc := range []struct{ path, body string }{
+		{"/export/dump", `{"preserveRowids":true}`},
+		{"/export/dump?preserveRowids=true", ``},
+	} {
+		code, b, _ := e.call("POST", tc.path, adminToken, tc.body, "Content-Type", "application/json")
+		if code != http.StatusAccepted || !e.jobs.specs[len(e.jobs.specs)-1].PreserveRowids {
+			t.Errorf("preserveRowids via %s %s: %d %s", tc.path, tc.body, code, b)
+		}
+	}
+}

@@ -558,7 +558,8 @@ func dumpOptions(spec sluice.JobSpec, defChunk int) dump.Options {
 	if chunk == 0 {
 		chunk = defChunk
 	}
-	return dump.Options{Format: spec.Format, Tables: spec.Tables, Exclude: spec.Exclude, ChunkSize: chunk}
+	return dump.Options{Format: spec.Format, Tables: spec.Tables, Exclude: spec.Exclude, ChunkSize: chunk,
+		PreserveRowids: spec.PreserveRowids}
 }
 
 // dumpErr classifies an error from the dump engine: a busy database is

@@ -316,12 +316,10 @@ func dbContent(t *testing.T, path string) (schema []string, rows map[string][][]
 		}); err != nil {
 			t.Fatalf("%s: table list: %v", path, err)
 		}
-		// An INTEGER PRIMARY KEY is the rowid and is compared as a
-		// column. An implicit rowid is not compared: the API has no
-		// preserve-rowids option, so, as with sqlite3 .dump, a restore
-		// renumbers it; the rows must still come back in rowid order.
+		// The SQL export asks for preserveRowids, so implicit rowids
+		// (gaps from deletions included) are compared too.
 		if hasRowid {
-			q = fmt.Sprintf(`SELECT * FROM "%s" ORDER BY rowid`, strings.ReplaceAll(tbl, `"`, `""`))
+			q = fmt.Sprintf(`SELECT _rowid_, * FROM "%s" ORDER BY _rowid_`, strings.ReplaceAll(tbl, `"`, `""`))
 		} else {
 			q += " ORDER BY 1"
 		}

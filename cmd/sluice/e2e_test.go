@@ -88,6 +88,9 @@ func TestServeE2E(t *testing.T) {
 			if f.compress != "" {
 				opts["compress"] = f.compress
 			}
+			if f.format == "sql" {
+				opts["preserveRowids"] = true // the restore is compared rowid for rowid
+			}
 			id := s.submit(opts)
 			j := s.waitJob(id, 60*time.Second, func(j e2eJob) bool { return j.Status == "completed" })
 			keys["exports/"+j.Key] = true // the store's prefix
