@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,13 +16,13 @@ import (
 
 // startServe starts `sluice serve` in dir with args and returns its base
 // URL (read from the "listening on" line) and the running command.
-func startServe(t *testing.T, dir string, env []string, args ...string) (string, *exec.Cmd, *bytes.Buffer) {
+func startServe(t *testing.T, dir string, env []string, args ...string) (string, *exec.Cmd, *lockedBuffer) {
 	t.Helper()
 	cmd := exec.Command(sluiceBin(t), append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
-	var logs bytes.Buffer
+	logs := &lockedBuffer{}
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -40,7 +39,7 @@ func startServe(t *testing.T, dir string, env []string, args ...string) (string,
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			line := sc.Text()
-			logs.WriteString(line + "\n")
+			logs.add(line)
 			if u, ok := strings.CutPrefix(line, "sluice: listening on "); ok {
 				urlc <- u
 			}
@@ -48,7 +47,7 @@ func startServe(t *testing.T, dir string, env []string, args ...string) (string,
 	}()
 	select {
 	case u := <-urlc:
-		return u, cmd, &logs
+		return u, cmd, logs
 	case <-time.After(30 * time.Second):
 		t.Fatalf("sluice serve did not start:\n%s", logs.String())
 	}
