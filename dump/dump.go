@@ -56,6 +56,9 @@ type Options struct {
 	PreserveRowids bool          // keep implicit rowids, as sqlite3 --preserve-rowids
 	ChunkSize      int           // rows per page; 0 means DefaultChunkSize
 	BusyTimeout    time.Duration // how long to wait for a locked database; 0 means 5s
+	// Gate, if set, is shared by dumps that must not take every core
+	// between them (see Gate). It is not part of the dump's content.
+	Gate *Gate `json:"-"`
 }
 
 // Cursor is a resumable position at a page boundary of the uncompressed

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 
 	"github.com/sluice-dev/sluice"
 )
@@ -136,6 +137,7 @@ func (d *dumpWriter) mark(checkpoint func(Cursor) error) (stop bool, err error) 
 
 func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, free chan<- *page, checkpoint func(Cursor) error) (Cursor, error) {
 	from := d.cur
+	gate := s.opts.Gate
 	for i := from.Step; i < len(s.steps); i++ {
 		st := s.steps[i]
 		switch st.kind {
@@ -154,7 +156,15 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 			d.f.beginTable(&d.out, &t.meta)
 			if t.rows {
 				for {
-					pg, ok := <-pages
+					var pg *page
+					var ok bool
+					select {
+					case pg, ok = <-pages:
+					case <-ctx.Done():
+						// The reader may be waiting at a gate, where the
+						// connection's interrupt does not reach it.
+						return d.cur, ctx.Err()
+					}
 					if !ok {
 						return d.cur, fmt.Errorf("dump: reader stopped early")
 					}
@@ -164,14 +174,24 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 					if pg.step != i {
 						return d.cur, fmt.Errorf("dump: internal error: page for step %d at step %d", pg.step, i)
 					}
+					// Formatting holds a gate slot; writing to w (which may
+					// block on a client or a store) does not.
+					if !gate.enter(ctx.Done()) {
+						return d.cur, ctx.Err()
+					}
 					for r := 0; r < pg.rows; r++ {
 						d.f.row(&d.out, &t.meta, pg.vals[r*pg.ncols:(r+1)*pg.ncols:(r+1)*pg.ncols])
 						if len(d.out) >= flushAt {
+							gate.leave()
 							if err := d.flush(); err != nil {
 								return d.cur, err
 							}
+							if !gate.enter(ctx.Done()) {
+								return d.cur, ctx.Err()
+							}
 						}
 					}
+					gate.leave()
 					d.cur.Rows += int64(pg.rows)
 					done := pg.done
 					if !done && t.paged && pg.rows > 0 {
@@ -181,6 +201,11 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 					if done {
 						break
 					}
+					// Both dump goroutines are CPU-bound; yielding once a
+					// page lets the process's other goroutines (HTTP
+					// queries in sluice serve) run within a page's time
+					// rather than waiting for a preemption slice.
+					runtime.Gosched()
 					if err := ctx.Err(); err != nil {
 						return d.cur, err
 					}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"strconv"
 	"unicode/utf8"
 
@@ -108,7 +109,13 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 	chunk := s.opts.ChunkSize
 	ncols := len(t.meta.Columns)
 	var stmt *sqlite.Stmt
+	gate := s.opts.Gate
+	inGate := false
 	fail := func(pg *page, err error) bool {
+		if inGate {
+			gate.leave()
+			inGate = false
+		}
 		if stmt != nil {
 			stmt.Reset()
 		}
@@ -147,6 +154,11 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 	}
 	for {
 		exhausted := false
+		if !gate.enter(stop) {
+			stmt.Reset()
+			return false
+		}
+		inGate = true
 		for pg.rows < chunk && len(pg.arena) < pageBudget {
 			ok, err := stmt.Step()
 			if err != nil {
@@ -205,6 +217,8 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 			}
 		}
 		pg.done = exhausted
+		gate.leave()
+		inGate = false
 		select {
 		case out <- pg:
 		case <-stop:
@@ -214,6 +228,7 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 		if exhausted {
 			return true
 		}
+		runtime.Gosched() // see the writer's loop in engine.go
 		select {
 		case pg = <-free:
 		case <-stop:

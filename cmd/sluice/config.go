@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/dump"
 )
 
 // Config is the configuration of `sluice serve`. Its defaults come from
@@ -104,6 +105,10 @@ type LimitsConfig struct {
 	JobTTL Duration `json:"jobTTL"`
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout Duration `json:"shutdownTimeout"`
+	// ExportThreads caps the CPU-bound dump goroutines of all exports
+	// together (each dump uses two); the default, CPUs − 1 (at least 1),
+	// keeps a core for queries.
+	ExportThreads int `json:"exportThreads"`
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string
@@ -142,6 +147,7 @@ func NewConfig() Config {
 			MaxBodyBytes:      1 << 30,
 			JobTTL:            Duration(7 * 24 * time.Hour),
 			ShutdownTimeout:   Duration(4 * time.Second),
+			ExportThreads:     dump.DefaultGateSize(),
 		},
 	}
 }
@@ -286,6 +292,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxConcurrentJobs < 1 {
 		return errors.New("limits.maxConcurrentJobs must be at least 1")
+	}
+	if c.Limits.ExportThreads < 1 {
+		return errors.New("limits.exportThreads must be at least 1")
 	}
 	if c.Limits.TickBudget <= 0 {
 		return errors.New("limits.tickBudget must be positive")

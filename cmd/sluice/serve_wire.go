@@ -18,6 +18,7 @@ import (
 
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/api"
+	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/jobs"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/objstore/file"
@@ -40,7 +41,15 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	// point at the address it actually listens on (which may be :0).
 	proxy := &jobsProxy{defaultDB: cfg.DefaultDatabase}
 	files := &api.Files{}
-	srv, err := api.New(apiConfig(cfg), api.Deps{Jobs: proxy, Dumper: api.EngineDumper(log), Files: files}, log)
+	// Every export (legacy route, table exports, jobs) shares one gate
+	// that leaves a core for queries: see dump.Gate and docs/benchmarks.md.
+	gate := dump.NewGate(cfg.Limits.ExportThreads)
+	engine := api.EngineDumper(log)
+	dumper := api.DumperFunc(func(ctx context.Context, w io.Writer, path string, opts dump.Options) error {
+		opts.Gate = gate
+		return engine.Dump(ctx, w, path, opts)
+	})
+	srv, err := api.New(apiConfig(cfg), api.Deps{Jobs: proxy, Dumper: dumper, Files: files}, log)
 	if err != nil {
 		return err
 	}
@@ -55,6 +64,10 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	}
 	jcfg := jobsConfig(cfg)
 	jcfg.Metrics = srv.Metrics()
+	jcfg.Open = func(ctx context.Context, path string, opts dump.Options, logger *slog.Logger) (jobs.Source, error) {
+		opts.Gate = gate
+		return jobs.DumpOpen(ctx, path, opts, logger)
+	}
 	svc, err := jobs.New(ctx, jcfg, st, store, log)
 	if err != nil {
 		srv.Close()
