@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/sluice-dev/sluice"
 	"zombiezen.com/go/sqlite"
@@ -87,7 +88,7 @@ func (tx *Tx) ListJobs(f JobFilter) ([]*sluice.Job, error) {
 	q := `SELECT ` + jobColumns + ` FROM jobs WHERE 1`
 	var args []any
 	if len(f.States) > 0 {
-		q += ` AND state IN (?` + repeat(",?", len(f.States)-1) + `)`
+		q += ` AND state IN (?` + strings.Repeat(",?", len(f.States)-1) + `)`
 		for _, s := range f.States {
 			args = append(args, string(s))
 		}
@@ -174,12 +175,4 @@ func scanJob(s *sqlite.Stmt) (*sluice.Job, error) {
 		return nil, fmt.Errorf("job %s: decode progress: %w", j.ID, err)
 	}
 	return j, nil
-}
-
-func repeat(s string, n int) string {
-	out := ""
-	for range n {
-		out += s
-	}
-	return out
 }
