@@ -16,6 +16,7 @@
 package file
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/base64"
@@ -230,7 +231,7 @@ func (s *Store) commit(key, tmp string, m meta, noOverwrite bool) error {
 	if err != nil {
 		return err
 	}
-	mtmp, _, err := s.writeTemp(context.Background(), strings.NewReader(string(mb)), int64(len(mb)), nil)
+	mtmp, _, err := s.writeTemp(context.Background(), bytes.NewReader(mb), int64(len(mb)), nil)
 	if err != nil {
 		return err
 	}
