@@ -224,9 +224,9 @@ func (t *tableWriter) close() {
 	}
 }
 
-// handleImportCSV loads CSV rows (a header row names the columns; an
-// empty field is NULL) into an existing table, all or nothing.
-func (s *Server) handleImportCSV(w http.ResponseWriter, r *http.Request) error {
+// importTable opens the upload and a transaction on the path's table,
+// runs load over them, then commits and reports the rows inserted.
+func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(io.Reader, *tableWriter) error) error {
 	d, err := s.database(r)
 	if err != nil {
 		return err
@@ -246,6 +246,25 @@ func (s *Server) handleImportCSV(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer tw.close()
+	if err := load(body, tw); err != nil {
+		return err
+	}
+	if err := tw.commit(); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
+		Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
+	}})
+	return nil
+}
+
+// handleImportCSV loads CSV rows (a header row names the columns; an
+// empty field is NULL) into an existing table, all or nothing.
+func (s *Server) handleImportCSV(w http.ResponseWriter, r *http.Request) error {
+	return s.importTable(w, r, loadCSV)
+}
+
+func loadCSV(body io.Reader, tw *tableWriter) error {
 	cr := csv.NewReader(body)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -282,12 +301,6 @@ func (s *Server) handleImportCSV(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if err := tw.commit(); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
-		Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
-	}})
 	return nil
 }
 
@@ -303,25 +316,10 @@ func csvError(err error) error {
 // StarbaseDB's shape) into an existing table, all or nothing. Nested
 // arrays and objects are stored as JSON text.
 func (s *Server) handleImportJSON(w http.ResponseWriter, r *http.Request) error {
-	d, err := s.database(r)
-	if err != nil {
-		return err
-	}
-	body, closeBody, err := s.importBody(w, r)
-	if err != nil {
-		return err
-	}
-	defer closeBody()
-	conn, err := d.take(r.Context())
-	if err != nil {
-		return err
-	}
-	defer d.put(conn)
-	tw, err := newTableWriter(conn, r.PathValue("table"))
-	if err != nil {
-		return err
-	}
-	defer tw.close()
+	return s.importTable(w, r, loadJSON)
+}
+
+func loadJSON(body io.Reader, tw *tableWriter) error {
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	if err := openRowsArray(dec); err != nil {
@@ -353,12 +351,6 @@ func (s *Server) handleImportJSON(w http.ResponseWriter, r *http.Request) error 
 	if _, err := dec.Token(); err != nil {
 		return jsonBodyError(err)
 	}
-	if err := tw.commit(); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
-		Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
-	}})
 	return nil
 }
 
