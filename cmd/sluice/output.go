@@ -17,6 +17,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/objstore/file"
 )
 
 // sink is where a dump's final (compressed) bytes go.
@@ -115,12 +116,7 @@ func (s *fileSink) abort() {
 
 // syncDir fsyncs a directory so a rename in it is durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("sync dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := (file.OS{}).SyncDir(dir); err != nil {
 		return fmt.Errorf("sync dir %s: %w", dir, err)
 	}
 	return nil
