@@ -225,8 +225,7 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 		if errors.Is(err, objstore.ErrResume) {
 			if cur.Dump.Done {
 				// Complete may have succeeded just before a crash.
-				if info, herr := s.store.Head(ctx, job.Key); herr == nil &&
-					info.Metadata[objstore.MetaWriter] == ust.WriterID && info.Metadata[objstore.MetaSHA256] != "" {
+				if info, ok := s.ownObject(ctx, job.Key, ust.WriterID); ok {
 					return s.completeJob(ctx, t, job, info.Size, info.Metadata[objstore.MetaSHA256], len(ust.Parts)+1)
 				}
 			}
@@ -351,8 +350,7 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 		if errors.Is(err, objstore.ErrExist) && ust.WriterID != "" {
 			// A small object is stored with one Put; a crash after it and
 			// before our record leaves it in place: accept it if ours.
-			if info, herr := s.store.Head(ctx, job.Key); herr == nil &&
-				info.Metadata[objstore.MetaWriter] == ust.WriterID && info.Metadata[objstore.MetaSHA256] != "" {
+			if info, ok := s.ownObject(ctx, job.Key, ust.WriterID); ok {
 				return s.completeJob(ctx, t, job, info.Size, info.Metadata[objstore.MetaSHA256], max(len(ust.Parts), 1))
 			}
 		}
@@ -360,6 +358,16 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 	}
 	progress(cur.Dump)
 	return s.completeJob(ctx, t, job, w.Info().Size, w.SHA256(), partsBase+w.PartsUploaded())
+}
+
+// ownObject reports whether the object at key was completed by the upload
+// writerID, i.e. a crash came between storing it and recording the job.
+func (s *Service) ownObject(ctx context.Context, key, writerID string) (objstore.ObjectInfo, bool) {
+	info, err := s.store.Head(ctx, key)
+	if err != nil || info.Metadata[objstore.MetaWriter] != writerID || info.Metadata[objstore.MetaSHA256] == "" {
+		return info, false
+	}
+	return info, true
 }
 
 // saveCheckpoint writes the checkpoint and the job's progress in one
