@@ -139,9 +139,7 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 	// Prepare the first page's statement.
 	var err error
 	switch {
-	case !t.paged:
-		stmt, err = s.conn.Prepare(t.first)
-	case after == nil:
+	case !t.paged || after == nil:
 		stmt, err = s.conn.Prepare(t.first)
 	default:
 		stmt, err = s.conn.Prepare(t.next)
