@@ -147,7 +147,7 @@ func parseRange(h string, size int64) (start, length int64, ok, satisfiable bool
 
 // handleDownload streams a completed job's object from the store.
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
-	job, _, js, err := s.job(r)
+	job, js, err := s.job(r)
 	if err != nil {
 		return err
 	}

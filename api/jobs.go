@@ -217,24 +217,24 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 }
 
 // job fetches a job and checks that it belongs to the request's database.
-func (s *Server) job(r *http.Request) (*sluice.Job, *db, JobService, error) {
+func (s *Server) job(r *http.Request) (*sluice.Job, JobService, error) {
 	d, err := s.database(r)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	js, err := s.jobs()
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	id := r.PathValue("jobId")
 	job, err := js.Get(r.Context(), id)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if job == nil || !s.jobInDB(job, d) {
-		return nil, nil, nil, apiErr(http.StatusNotFound, "not_found", fmt.Sprintf("job %q not found in database %q", id, d.name))
+		return nil, nil, apiErr(http.StatusNotFound, "not_found", fmt.Sprintf("job %q not found in database %q", id, d.name))
 	}
-	return job, d, js, nil
+	return job, js, nil
 }
 
 // jobInDB reports whether job exports database d.
@@ -243,7 +243,7 @@ func (s *Server) jobInDB(job *sluice.Job, d *db) bool {
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
-	job, _, js, err := s.job(r)
+	job, js, err := s.job(r)
 	if err != nil {
 		return err
 	}
@@ -261,7 +261,7 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) error {
-	job, _, js, err := s.job(r)
+	job, js, err := s.job(r)
 	if err != nil {
 		return err
 	}
