@@ -139,16 +139,11 @@ func (s *Source) buildPlan() error {
 		if isSeq || isStat {
 			// Always travel with a SQL dump (a subset still needs its
 			// AUTOINCREMENT counters), unless excluded by name.
-			if exclude[e.name] {
-				continue
+			if exclude[e.name] || !sqlFormat || s.opts.SchemaOnly {
+				continue // internal tables: data for SQL restores only
 			}
 		} else if !selected(e.name) {
 			continue
-		}
-		if isSeq || isStat {
-			if !sqlFormat || s.opts.SchemaOnly {
-				continue // internal tables: data for SQL restores only
-			}
 		}
 		virtual := kinds[e.name] == "virtual"
 		if !sqlFormat {
