@@ -69,8 +69,19 @@ func (s *Service) runCallback(ctx context.Context, t state.Task) error {
 	}
 	at := s.now()
 	status, derr := s.deliver(ctx, job, body, at, t.Attempts+1)
-	if ctx.Err() != nil && s.stopCtx.Err() != nil {
-		s.release(t) // stopping: not the receiver's fault, try again after restart
+	if derr != nil && ctx.Err() != nil && s.stopCtx.Err() != nil {
+		// Stopping mid-delivery is not the receiver's fault: try again
+		// after the restart without counting it. The request may have
+		// reached the receiver, so the attempt is still recorded.
+		rec := state.CallbackAttempt{JobID: jobID, At: at, URL: job.Spec.CallbackURL,
+			Error: "interrupted: sluice was stopping: " + derr.Error()}
+		if err := s.st.Update(s.hardCtx, func(tx *state.Tx) error {
+			_, err := tx.AddCallbackAttempt(rec)
+			return err
+		}); err != nil {
+			s.log.Warn("jobs: record interrupted callback attempt", "job", jobID, "err", err)
+		}
+		s.release(t)
 		return errStopped
 	}
 	ok := derr == nil && status >= 200 && status < 300
