@@ -33,19 +33,7 @@ trap cleanup EXIT
 bin="$work/sluice"
 build_sluice "$bin"
 
-port=$(free_port)
-base="http://127.0.0.1:$port"
-cat >"$work/sluice.json" <<JSON
-{"dataDir": "$work/data", "databases": {"default": "$db"}, "store": {"type": "file", "dir": "$work/exports"}}
-JSON
-"$bin" serve --config "$work/sluice.json" --listen "127.0.0.1:$port" --log-level warn 2>"$work/serve.log" &
-srv_pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS "$base/healthz" >/dev/null 2>&1 && break
-  kill -0 "$srv_pid" 2>/dev/null || { cat "$work/serve.log" >&2; log "sluice serve exited"; exit 1; }
-  sleep 0.1
-done
-curl -fsS "$base/healthz" >/dev/null || { cat "$work/serve.log" >&2; log "sluice serve did not start"; exit 1; }
+start_serve "$bin" "$db" "$work"
 
 size=$(stat -c %s "$db")
 log "database $db: $(awk -v s="$size" 'BEGIN { printf "%.2f GB", s / 1e9 }'); server pid $srv_pid on $base"

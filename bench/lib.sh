@@ -50,3 +50,23 @@ free_port() {
   python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])' 2>/dev/null \
     || (cd "$BENCH_ROOT" && go run ./scripts/freeport)
 }
+
+# start_serve BIN DB WORK starts `BIN serve` on DB (file store under
+# WORK) on a free loopback port, waits for /healthz and sets port, base
+# and srv_pid; the caller's EXIT trap stops srv_pid.
+start_serve() {
+  local bin=$1 db=$2 work=$3
+  port=$(free_port)
+  base="http://127.0.0.1:$port"
+  cat >"$work/sluice.json" <<JSON
+{"dataDir": "$work/data", "databases": {"default": "$db"}, "store": {"type": "file", "dir": "$work/exports"}}
+JSON
+  "$bin" serve --config "$work/sluice.json" --listen "127.0.0.1:$port" --log-level warn 2>"$work/serve.log" &
+  srv_pid=$!
+  for _ in $(seq 1 100); do
+    curl -fsS "$base/healthz" >/dev/null 2>&1 && break
+    kill -0 "$srv_pid" 2>/dev/null || { cat "$work/serve.log" >&2; log "sluice serve exited"; exit 1; }
+    sleep 0.1
+  done
+  curl -fsS "$base/healthz" >/dev/null || { cat "$work/serve.log" >&2; log "sluice serve did not start"; exit 1; }
+}

@@ -45,19 +45,7 @@ build_sluice "$work/sluice"
 log "building bench/loadgen"
 (cd "$BENCH_ROOT" && go build -o "$work/loadgen" ./bench/loadgen)
 
-port=$(free_port)
-base="http://127.0.0.1:$port"
-cat >"$work/sluice.json" <<JSON
-{"dataDir": "$work/data", "databases": {"default": "$db"}, "store": {"type": "file", "dir": "$work/exports"}}
-JSON
-"$work/sluice" serve --config "$work/sluice.json" --listen "127.0.0.1:$port" --log-level warn 2>"$work/serve.log" &
-srv_pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS "$base/healthz" >/dev/null 2>&1 && break
-  kill -0 "$srv_pid" 2>/dev/null || { cat "$work/serve.log" >&2; log "sluice serve exited"; exit 1; }
-  sleep 0.1
-done
-curl -fsS "$base/healthz" >/dev/null || { cat "$work/serve.log" >&2; log "sluice serve did not start"; exit 1; }
+start_serve "$work/sluice" "$db" "$work"
 
 q() { curl -fsS -H 'Content-Type: application/json' -d "$1" "$base/query"; }
 q '{"sql":"CREATE TABLE IF NOT EXISTS loadgen_writes(id INTEGER PRIMARY KEY, seq INTEGER, at TEXT)"}' >/dev/null
