@@ -119,6 +119,23 @@ type importResult struct {
 
 // handleImportDump loads a SQL dump in one transaction, all or nothing.
 func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error {
+	return s.withImport(w, r, func(body io.Reader, conn *sqlite.Conn) error {
+		st, err := sqlload.Load(r.Context(), conn, body, sqlload.Options{Atomic: true})
+		if err != nil {
+			return sqlErr(err)
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
+			Message:    fmt.Sprintf("imported %d statements", st.Statements),
+			Statements: st.Statements, Bytes: st.Bytes,
+		}})
+		return nil
+	})
+}
+
+// withImport resolves the path's database, opens the (possibly
+// compressed) upload and takes a connection, then runs fn over them; it
+// releases all three when fn returns.
+func (s *Server) withImport(w http.ResponseWriter, r *http.Request, fn func(body io.Reader, conn *sqlite.Conn) error) error {
 	d, err := s.database(r)
 	if err != nil {
 		return err
@@ -133,15 +150,7 @@ func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error 
 		return err
 	}
 	defer d.put(conn)
-	st, err := sqlload.Load(r.Context(), conn, body, sqlload.Options{Atomic: true})
-	if err != nil {
-		return sqlErr(err)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
-		Message:    fmt.Sprintf("imported %d statements", st.Statements),
-		Statements: st.Statements, Bytes: st.Bytes,
-	}})
-	return nil
+	return fn(body, conn)
 }
 
 // tableWriter inserts rows into one table inside a transaction, with one
@@ -227,35 +236,23 @@ func (t *tableWriter) close() {
 // importTable opens the upload and a transaction on the path's table,
 // runs load over them, then commits and reports the rows inserted.
 func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(io.Reader, *tableWriter) error) error {
-	d, err := s.database(r)
-	if err != nil {
-		return err
-	}
-	body, closeBody, err := s.importBody(w, r)
-	if err != nil {
-		return err
-	}
-	defer closeBody()
-	conn, err := d.take(r.Context())
-	if err != nil {
-		return err
-	}
-	defer d.put(conn)
-	tw, err := newTableWriter(conn, r.PathValue("table"))
-	if err != nil {
-		return err
-	}
-	defer tw.close()
-	if err := load(body, tw); err != nil {
-		return err
-	}
-	if err := tw.commit(); err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
-		Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
-	}})
-	return nil
+	return s.withImport(w, r, func(body io.Reader, conn *sqlite.Conn) error {
+		tw, err := newTableWriter(conn, r.PathValue("table"))
+		if err != nil {
+			return err
+		}
+		defer tw.close()
+		if err := load(body, tw); err != nil {
+			return err
+		}
+		if err := tw.commit(); err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
+			Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
+		}})
+		return nil
+	})
 }
 
 // handleImportCSV loads CSV rows (a header row names the columns; an
