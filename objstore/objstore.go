@@ -5,7 +5,7 @@
 //
 // The Writer (NewWriter, Resume) turns an io.Writer stream into an
 // R2-safe multipart upload: fixed-size parts, bounded parallelism and
-// memory, retries (IsRetryable), per-part Content-MD5, the object's
+// memory, retries (IsRetryable), per-part checksums, the object's
 // SHA-256 in metadata, NoOverwrite, resumable State, and a tested answer
 // for a stream that outgrows its part size. docs/storage.md describes it.
 //
@@ -79,6 +79,12 @@ type PutOptions struct {
 	ContentType string
 	Metadata    map[string]string
 	NoOverwrite bool // refuse (ErrExist) to replace an existing object
+	// ContentMD5Parts, for CreateMultipart, says the caller will give a
+	// contentMD5 for every part, so the store must not fix a per-part
+	// checksum algorithm of its own for this upload. The Writer sets it
+	// for uploads that take server-side copies (after outgrowing its
+	// part size), whose copied parts get no client checksum.
+	ContentMD5Parts bool
 }
 
 // Store is an S3-like object store. Every call takes a context first and
@@ -97,8 +103,11 @@ type Store interface {
 	// contentMD5 is the base64 MD5 of the part's bytes, computed by the
 	// caller (the Writer has the part in memory); when non-empty the
 	// backend sends it as Content-MD5 so the server verifies the body, and
-	// a mismatch is reported as ErrBadDigest. The returned Part carries it
-	// in Checksum. Backends must not add checksum trailers or aws-chunked
+	// a mismatch is reported as ErrBadDigest. Give it for every part of an
+	// upload created with ContentMD5Parts and for none of the others: a
+	// store may fix a checksum of its own at create (the S3 backend's
+	// CRC32C) and computes it when contentMD5 is empty. The returned Part
+	// carries the verified checksum in Checksum. Backends must not add checksum trailers or aws-chunked
 	// bodies (R2 and MinIO reject them). A backend may refuse a part below
 	// its minimum size here or at Complete (ErrPartTooSmall).
 	UploadPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, contentMD5 string) (Part, error)
@@ -132,6 +141,16 @@ type Store interface {
 	// PresignGet returns a URL that fetches the object without credentials
 	// until expiry.
 	PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error)
+}
+
+// PartChecksummer is implemented by a Store whose UploadPart computes a
+// checksum of each part itself and has it verified (the S3 backend sends
+// a CRC32C or Content-MD5 it computes; the file store hashes what it
+// writes). The Writer then passes an empty contentMD5 instead of spending
+// CPU on an MD5 the store would compute again, except in uploads created
+// with ContentMD5Parts.
+type PartChecksummer interface {
+	ChecksumsParts() bool
 }
 
 // Limits are the multipart limits a backend enforces. A Store may

@@ -72,7 +72,8 @@ type WriterOptions struct {
 
 // Writer streams bytes into a multipart upload. Every part but the last is
 // exactly PartSize bytes (the R2 rule); up to Concurrency parts upload in
-// parallel, each retried with backoff and sent with its Content-MD5. Close
+// parallel, each retried with backoff and sent with a checksum the server
+// verifies (Content-MD5, or the store's own: see PartChecksummer). Close
 // completes the upload without overwriting an existing object and records
 // the object's SHA-256 in its metadata. Write, Close, Checkpoint and
 // Suspend and Abort must be called from one goroutine; to stop a Write
@@ -349,7 +350,7 @@ func (w *Writer) getBuf() ([]byte, error) {
 }
 
 func (w *Writer) create() error {
-	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: w.metadata("")}
+	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: w.metadata(""), ContentMD5Parts: w.md5Parts()}
 	return w.retry(w.ctx, "create upload", w.attemptTimeout(), func(ctx context.Context) error {
 		id, err := w.store.CreateMultipart(ctx, w.key, opts)
 		w.uploadID = id
@@ -371,9 +372,21 @@ func (w *Writer) metadata(sum string) map[string]string {
 	return m
 }
 
+// md5Parts reports whether the Writer computes each part's Content-MD5
+// (and creates its upload with ContentMD5Parts): when the store does not
+// checksum parts itself, and in uploads after the stream outgrew its part
+// size, whose server-side copied parts carry no client checksum.
+func (w *Writer) md5Parts() bool {
+	pc, ok := w.store.(PartChecksummer)
+	return !ok || !pc.ChecksumsParts() || w.gen > 0
+}
+
 func (w *Writer) uploadPart(num int, buf []byte) (Part, error) {
-	d := md5.Sum(buf)
-	sum := base64.StdEncoding.EncodeToString(d[:])
+	var sum string
+	if w.md5Parts() {
+		d := md5.Sum(buf)
+		sum = base64.StdEncoding.EncodeToString(d[:])
+	}
 	var part Part
 	op := fmt.Sprintf("upload part %d", num)
 	err := w.retry(w.ctx, op, w.attemptTimeout(), func(ctx context.Context) error {
@@ -455,6 +468,7 @@ func (w *Writer) Close() error {
 		return err
 	}
 	w.sum = hex.EncodeToString(w.hash.Sum(nil))
+	start := time.Now()
 	info, err := w.complete(w.metadata(w.sum))
 	if err != nil {
 		return err
@@ -462,7 +476,8 @@ func (w *Writer) Close() error {
 	w.info = info
 	w.finished = true
 	w.releaseBuffers()
-	w.log.Debug("upload complete", "size", info.Size, "parts", w.next-1, "sha256", w.sum)
+	w.log.Debug("upload complete", "size", info.Size, "parts", w.next-1, "sha256", w.sum,
+		"complete_seconds", time.Since(start).Seconds())
 	return nil
 }
 

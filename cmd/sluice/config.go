@@ -53,12 +53,14 @@ type StoreConfig struct {
 // S3StoreConfig configures an S3-compatible store. Empty credentials,
 // region and endpoint fall back to the standard AWS_* variables.
 type S3StoreConfig struct {
-	Endpoint        string `json:"endpoint"`
-	Region          string `json:"region"`
-	Bucket          string `json:"bucket"`
-	Prefix          string `json:"prefix"`
-	PathStyle       bool   `json:"pathStyle"`
-	Insecure        bool   `json:"insecure"`
+	Endpoint  string `json:"endpoint"`
+	Region    string `json:"region"`
+	Bucket    string `json:"bucket"`
+	Prefix    string `json:"prefix"`
+	PathStyle bool   `json:"pathStyle"`
+	Insecure  bool   `json:"insecure"`
+	// Checksum is the per-part checksum: "crc32c" (default) or "md5".
+	Checksum        string `json:"checksum"`
 	AccessKeyID     string `json:"accessKeyId"`
 	SecretAccessKey string `json:"secretAccessKey"`
 }
@@ -239,6 +241,7 @@ var envVars = []struct {
 		c.Store.S3.Insecure = b
 		return err
 	}},
+	{"SLUICE_S3_CHECKSUM", "per-part checksum: crc32c or md5", func(c *Config, v string) error { c.Store.S3.Checksum = v; return nil }},
 	{"SLUICE_MAX_CONCURRENT_JOBS", "concurrent job limit", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		c.Limits.MaxConcurrentJobs = n

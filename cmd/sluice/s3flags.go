@@ -13,6 +13,7 @@ type s3Flags struct {
 	region    string
 	pathStyle bool
 	insecure  bool
+	checksum  string
 }
 
 func registerS3Flags(fs *flag.FlagSet) *s3Flags {
@@ -21,6 +22,7 @@ func registerS3Flags(fs *flag.FlagSet) *s3Flags {
 	fs.StringVar(&f.region, "s3-region", "", "S3 region (default: AWS_REGION, or "+s3.DefaultRegion+")")
 	fs.BoolVar(&f.pathStyle, "s3-path-style", false, "use path-style bucket addressing (default: virtual-host for AWS, path for others)")
 	fs.BoolVar(&f.insecure, "s3-insecure", false, "use plain http for an endpoint given without a scheme")
+	fs.StringVar(&f.checksum, "s3-checksum", "", "per-part checksum the server verifies: crc32c (default) or md5 (for servers without x-amz-checksum support)")
 	return f
 }
 
@@ -39,6 +41,9 @@ func (f *s3Flags) config(bucket string) s3.Config {
 	}
 	if f.insecure {
 		c.DisableTLS = true
+	}
+	if f.checksum != "" {
+		c.Checksum = s3.ChecksumAlgorithm(f.checksum)
 	}
 	c.Bucket = bucket
 	return c

@@ -178,6 +178,9 @@ func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.File
 		if o.Insecure {
 			sc.DisableTLS = true
 		}
+		if o.Checksum != "" {
+			sc.Checksum = s3.ChecksumAlgorithm(o.Checksum)
+		}
 		s, err := s3.New(ctx, sc, log)
 		if err != nil {
 			return nil, fmt.Errorf("s3 store: %w", err)

@@ -99,7 +99,9 @@ func (s *storeSink) start(expected int64) error {
 // its live size by default; the Writer's (N+1) part buffers dominate that
 // live size, so without a limit an upload's peak RSS is far above what it
 // needs. The limit is soft: the collector works harder near it, it never
-// fails an allocation.
+// fails an allocation. 24 MiB above the buffers was the lowest headroom
+// that cost no time on the 1 GB benchmark database (16 MiB made the
+// collector run 490 times for no lower RSS); see docs/benchmarks.md.
 func setUploadMemoryLimit(partSize int64, concurrency int) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
@@ -107,7 +109,7 @@ func setUploadMemoryLimit(partSize int64, concurrency int) {
 	if concurrency <= 0 {
 		concurrency = objstore.DefaultConcurrency
 	}
-	debug.SetMemoryLimit(int64(concurrency+1)*partSize + 48*objstore.MiB)
+	debug.SetMemoryLimit(int64(concurrency+1)*partSize + 24*objstore.MiB)
 }
 
 func (s *storeSink) Write(p []byte) (int, error) { return s.w.Write(p) }

@@ -397,3 +397,8 @@ func (s *Store) ListUploads(ctx context.Context, prefix string) ([]objstore.Uplo
 	})
 	return out, nil
 }
+
+// ChecksumsParts reports that UploadPart hashes what it writes
+// (objstore.PartChecksummer): the Writer need not compute a Content-MD5
+// for a store in the same process.
+func (s *Store) ChecksumsParts() bool { return true }

@@ -23,6 +23,18 @@ const (
 	StyleVirtualHost AddressingStyle = "virtual-host" // https://bucket.host/key
 )
 
+// ChecksumAlgorithm names the per-part checksum the server verifies.
+type ChecksumAlgorithm string
+
+// Per-part checksums. CRC32C is hardware-accelerated and costs almost no
+// CPU; AWS S3, R2, MinIO and versitygw verify it (x-amz-checksum-crc32c).
+// MD5 (Content-MD5) is understood by every S3 API, old ones included, and
+// costs about 1.5 CPU-seconds per GB.
+const (
+	ChecksumCRC32C ChecksumAlgorithm = "crc32c"
+	ChecksumMD5    ChecksumAlgorithm = "md5"
+)
+
 // DefaultRegion is used when no region is configured and the endpoint is
 // not AWS (on AWS the bucket's region is looked up). Cloudflare R2 accepts
 // any region name ("auto" is its documented one).
@@ -71,6 +83,12 @@ type Config struct {
 	// the header. A HEAD check still runs first, but then two writers
 	// racing for the same key can both succeed (the last one wins).
 	DisableConditionalWrites bool
+	// Checksum is the per-part checksum the server verifies: ChecksumCRC32C
+	// (the default) or ChecksumMD5 for servers that do not know the
+	// x-amz-checksum headers. Part bodies are sent with an unsigned payload
+	// either way: the signed checksum header protects them, so the body
+	// is not hashed again with SHA-256 for the signature.
+	Checksum ChecksumAlgorithm
 }
 
 // NewConfig returns a Config with every default set.
@@ -82,6 +100,7 @@ func NewConfig() Config {
 		RequestTimeout:  time.Minute,
 		CompleteTimeout: 30 * time.Minute,
 		IdleTimeout:     time.Minute,
+		Checksum:        ChecksumCRC32C,
 	}
 }
 
@@ -136,6 +155,9 @@ func (c Config) withDefaults() Config {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = d.IdleTimeout
 	}
+	if c.Checksum == "" {
+		c.Checksum = d.Checksum
+	}
 	c.Prefix = strings.Trim(c.Prefix, "/")
 	return c
 }
@@ -186,6 +208,11 @@ func (c Config) validate() error {
 	case StyleAuto, StylePath, StyleVirtualHost:
 	default:
 		errs = append(errs, fmt.Errorf("addressing style %q: want %q, %q or %q", c.Style, StyleAuto, StylePath, StyleVirtualHost))
+	}
+	switch c.Checksum {
+	case ChecksumCRC32C, ChecksumMD5:
+	default:
+		errs = append(errs, fmt.Errorf("checksum %q: want %q or %q", c.Checksum, ChecksumCRC32C, ChecksumMD5))
 	}
 	if _, _, err := c.endpoint(); err != nil {
 		errs = append(errs, err)

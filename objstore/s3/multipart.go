@@ -3,11 +3,13 @@ package s3
 import (
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,13 +21,26 @@ import (
 
 // CreateMultipart starts a multipart upload. opts.Metadata and
 // opts.ContentType are stored with the finished object; NoOverwrite is
-// enforced at CompleteMultipart.
+// enforced at CompleteMultipart. With Config.Checksum CRC32C (and not
+// opts.ContentMD5Parts) the upload is created with
+// x-amz-checksum-algorithm CRC32C: its parts must then carry their
+// CRC32C, which UploadPart sends, and so must CompleteMultipart.
 func (s *Store) CreateMultipart(ctx context.Context, key string, opts objstore.PutOptions) (string, error) {
 	full, err := s.objectKey(key)
 	if err != nil {
 		return "", fmt.Errorf("s3: create upload: %w", err)
 	}
-	mopts := minio.PutObjectOptions{ContentType: opts.ContentType, UserMetadata: opts.Metadata}
+	meta := opts.Metadata
+	if s.cfg.Checksum == ChecksumCRC32C && !opts.ContentMD5Parts {
+		// The algorithm is fixed when the upload is created; every part
+		// then carries its CRC32C, and so does CompleteMultipart.
+		meta = maps.Clone(opts.Metadata)
+		if meta == nil {
+			meta = map[string]string{}
+		}
+		meta[headerChecksumAlgorithm] = "CRC32C"
+	}
+	mopts := minio.PutObjectOptions{ContentType: opts.ContentType, UserMetadata: meta}
 	var id string
 	err = s.do(ctx, s.cfg.RequestTimeout, func(ctx context.Context) (err error) {
 		id, err = s.core.NewMultipartUpload(ctx, s.cfg.Bucket, full, mopts)
@@ -38,13 +53,16 @@ func (s *Store) CreateMultipart(ctx context.Context, key string, opts objstore.P
 	return id, nil
 }
 
-// UploadPart uploads part number (1-based) of size bytes read from r. The
-// body goes out in one signed chunk with a Content-MD5 the server checks:
-// contentMD5 (base64) if the caller gives it, else one computed here; the
-// returned Part carries it as its Checksum, and a mismatch is an
-// ErrBadDigest error. A seekable r (a *bytes.Reader, an *os.File) is read
-// twice, to hash and to send, and is sent again from the same offset if
-// minio-go retries; any other reader is buffered in memory first.
+// UploadPart uploads part number (1-based) of size bytes read from r,
+// with a checksum the server verifies: contentMD5 (base64) as Content-MD5
+// if the caller gives it (uploads created with ContentMD5Parts), else
+// the part's CRC32C (x-amz-checksum-crc32c) or MD5, as Config.Checksum
+// says, computed here. The body goes out in one chunk with an unsigned
+// payload, never aws-chunked: the signed checksum header protects it. The
+// returned Part carries the checksum; a mismatch is an ErrBadDigest error.
+// A seekable r (a *bytes.Reader, an *os.File) is read twice, to hash and
+// to send, and is sent again from the same offset if minio-go retries; any
+// other reader is buffered in memory first.
 func (s *Store) UploadPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, contentMD5 string) (objstore.Part, error) {
 	full, err := s.objectKey(key)
 	if err != nil {
@@ -56,29 +74,37 @@ func (s *Store) UploadPart(ctx context.Context, key, uploadID string, number int
 	if size < 0 || size > objstore.MaxPartSize {
 		return objstore.Part{}, fmt.Errorf("s3: upload part %d of %s: size %d: want 0 to %d", number, key, size, int64(objstore.MaxPartSize))
 	}
-	body, sums, err := prepareBody(r, size, contentMD5)
+	crc := s.cfg.Checksum == ChecksumCRC32C && contentMD5 == ""
+	body, sums, err := prepareBody(r, size, contentMD5, digestKinds{md5: !crc, crc32c: crc})
 	if err != nil {
 		return objstore.Part{}, fmt.Errorf("s3: upload part %d of %s: %w", number, key, err)
+	}
+	popts := minio.PutObjectPartOptions{
+		Md5Base64:            sums.md5Base64,
+		DisableContentSha256: true, // one chunk (unsigned payload), never aws-chunked
+	}
+	if crc {
+		popts.CustomHeader = http.Header{headerChecksumCRC32C: {sums.crc32cBase64}}
 	}
 	var op minio.ObjectPart
 	err = s.transfer(ctx, func(ctx context.Context, wd *watchdog) (err error) {
 		body.wd = wd
-		op, err = s.core.PutObjectPart(ctx, s.cfg.Bucket, full, uploadID, number, body, size, minio.PutObjectPartOptions{
-			Md5Base64:            sums.md5Base64,
-			Sha256Hex:            sums.sha256Hex,
-			DisableContentSha256: true, // single signed chunk, never aws-chunked
-		})
+		op, err = s.core.PutObjectPart(ctx, s.cfg.Bucket, full, uploadID, number, body, size, popts)
 		return err
 	})
 	if err != nil {
 		return objstore.Part{}, fmt.Errorf("s3: upload part %d of %s: %w", number, key, err)
 	}
-	return objstore.Part{
-		Number:   number,
-		Size:     size,
-		ETag:     strings.Trim(op.ETag, `"`),
-		Checksum: sums.md5Base64,
-	}, nil
+	part := objstore.Part{Number: number, Size: size, ETag: strings.Trim(op.ETag, `"`), Checksum: sums.md5Base64}
+	if crc {
+		// A server that answers without the checksum ignored the header
+		// and verified nothing: say so rather than trust the part.
+		if op.ChecksumCRC32C != sums.crc32cBase64 {
+			return objstore.Part{}, fmt.Errorf("s3: upload part %d of %s: %w", number, key, errNoCRC32C(op.ChecksumCRC32C, sums.crc32cBase64))
+		}
+		part.Checksum = sums.crc32cBase64
+	}
+	return part, nil
 }
 
 // UploadPartCopy stores part number of the upload as the bytes
@@ -103,11 +129,15 @@ func (s *Store) UploadPartCopy(ctx context.Context, key, uploadID string, number
 	if err != nil {
 		return objstore.Part{}, fmt.Errorf("s3: copy part %d of %s from %s: %w", number, key, srcKey, err)
 	}
-	return objstore.Part{Number: number, Size: length, ETag: strings.Trim(cp.ETag, `"`)}, nil
+	// In a CRC32C upload the server computes the copied range's CRC32C
+	// and CompleteMultipart must name it.
+	return objstore.Part{Number: number, Size: length, ETag: strings.Trim(cp.ETag, `"`), Checksum: cp.ChecksumCRC32C}, nil
 }
 
 // ListParts returns the upload's parts in part-number order. Checksum is
-// empty: servers report an ETag, not the Content-MD5 they verified.
+// the part's CRC32C when the server reports one (uploads created with
+// ChecksumCRC32C), else empty: servers do not report the Content-MD5
+// they verified.
 func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]objstore.Part, error) {
 	full, err := s.objectKey(key)
 	if err != nil {
@@ -125,7 +155,7 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]objstore
 			return nil, fmt.Errorf("s3: list parts of %s: %w", key, err)
 		}
 		for _, p := range res.ObjectParts {
-			parts = append(parts, objstore.Part{Number: p.PartNumber, Size: p.Size, ETag: strings.Trim(p.ETag, `"`)})
+			parts = append(parts, objstore.Part{Number: p.PartNumber, Size: p.Size, ETag: strings.Trim(p.ETag, `"`), Checksum: p.ChecksumCRC32C})
 		}
 		if !res.IsTruncated {
 			break
@@ -249,6 +279,9 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 			return objstore.ObjectInfo{}, wrap(fmt.Errorf("parts out of order: %d after %d", p.Number, parts[i-1].Number))
 		}
 		cparts[i] = minio.CompletePart{PartNumber: p.Number, ETag: p.ETag}
+		if isCRC32C(p.Checksum) {
+			cparts[i].ChecksumCRC32C = p.Checksum
+		}
 	}
 
 	if opts.NoOverwrite {
@@ -295,6 +328,29 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 		return objstore.ObjectInfo{}, wrap(fmt.Errorf("head after completing: %w", err))
 	}
 	return s.applyMetadata(ctx, key, full, info, opts)
+}
+
+// Checksum headers of uploads created with ChecksumCRC32C.
+const (
+	headerChecksumAlgorithm = "x-amz-checksum-algorithm"
+	headerChecksumCRC32C    = "X-Amz-Checksum-Crc32c"
+)
+
+// isCRC32C reports whether a part checksum is a CRC32C (4 bytes, base64)
+// rather than an MD5 (16 bytes).
+func isCRC32C(sum string) bool {
+	b, err := base64.StdEncoding.DecodeString(sum)
+	return err == nil && len(b) == 4
+}
+
+// errNoCRC32C explains a part answer whose x-amz-checksum-crc32c is not
+// the one sent: missing means the server ignored the header (it verified
+// nothing), different means the bytes it stored are not ours.
+func errNoCRC32C(got, want string) error {
+	if got == "" {
+		return errors.New("the server did not confirm the part's CRC32C (x-amz-checksum-crc32c), so it may not verify checksums; set the S3 store's checksum to md5 for this server")
+	}
+	return fmt.Errorf("%w: server reports CRC32C %s, sent %s", objstore.ErrBadDigest, got, want)
 }
 
 func (s *Store) abortQuietly(ctx context.Context, full, uploadID string) {
@@ -462,3 +518,7 @@ func (s *Store) copySelfMultipart(ctx context.Context, full string, info objstor
 	}
 	return nil
 }
+
+// ChecksumsParts reports that UploadPart computes and sends each part's
+// checksum itself (objstore.PartChecksummer), so the Writer need not.
+func (s *Store) ChecksumsParts() bool { return true }

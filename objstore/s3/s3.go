@@ -1,10 +1,12 @@
 // Package s3 is the objstore.Store for S3-compatible services (AWS S3,
 // Cloudflare R2, MinIO, versitygw, ...), built on minio-go.
 //
-// Every request body is sent as a single signed chunk (x-amz-content-sha256
-// set to the body's SHA-256) with a Content-MD5 the server verifies: no
-// aws-chunked streaming signatures and no checksum trailers, which R2 and
-// MinIO have rejected. Every request is bounded in time: requests without a
+// Every request body is sent as a single chunk: part bodies with an
+// unsigned payload and a signed checksum header the server verifies
+// (x-amz-checksum-crc32c, or Content-MD5 with Config.Checksum md5), small
+// objects signed with their SHA-256 and a Content-MD5. No aws-chunked
+// streaming signatures and no checksum trailers, which R2 and MinIO have
+// rejected. Every request is bounded in time: requests without a
 // body by Config.RequestTimeout, transfers by Config.IdleTimeout of no
 // progress, and all of them by the caller's context.
 package s3
@@ -221,7 +223,7 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, size int64, op
 			return objstore.ObjectInfo{}, fmt.Errorf("s3: put %s: %w", key, err)
 		}
 	}
-	body, sums, err := prepareBody(r, size, "")
+	body, sums, err := prepareBody(r, size, "", digestKinds{md5: true, sha256: true})
 	if err != nil {
 		return objstore.ObjectInfo{}, fmt.Errorf("s3: put %s: %w", key, err)
 	}

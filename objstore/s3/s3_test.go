@@ -312,9 +312,12 @@ func upload(t *testing.T, s *Store, key, id string, data []byte, partSize int) [
 			t.Fatalf("part %d: %v", n, err)
 		}
 		sum := md5.Sum(data[off:end])
-		if p.Number != n || p.Size != int64(end-off) || p.ETag != hex.EncodeToString(sum[:]) ||
-			p.Checksum != base64.StdEncoding.EncodeToString(sum[:]) {
-			t.Fatalf("part %+v", p)
+		want := base64.StdEncoding.EncodeToString(sum[:])
+		if s.cfg.Checksum == ChecksumCRC32C {
+			want = crc32cBase64(data[off:end])
+		}
+		if p.Number != n || p.Size != int64(end-off) || p.ETag != hex.EncodeToString(sum[:]) || p.Checksum != want {
+			t.Fatalf("part %+v, want checksum %s", p, want)
 		}
 		parts = append(parts, p)
 	}
@@ -452,23 +455,59 @@ func TestConditionalCompleteEnforcedByServer(t *testing.T) {
 	}
 }
 
-func TestWrongMD5IsBadDigest(t *testing.T) {
-	s, _, _ := newStore(t)
-	ctx := ctxT(t)
-	id, err := s.CreateMultipart(ctx, "d", objstore.PutOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := randBytes(t, 1000)
-	wrong := md5.Sum(append([]byte{1}, data...))
-	_, err = s.UploadPart(ctx, "d", id, 1, bytes.NewReader(data), 1000, base64.StdEncoding.EncodeToString(wrong[:]))
-	if !errors.Is(err, objstore.ErrBadDigest) || !objstore.IsRetryable(err) {
-		t.Fatalf("part with a wrong Content-MD5: %v", err)
-	}
-	right := md5.Sum(data)
-	p, err := s.UploadPart(ctx, "d", id, 1, bytes.NewReader(data), 1000, base64.StdEncoding.EncodeToString(right[:]))
-	if err != nil || p.Checksum != base64.StdEncoding.EncodeToString(right[:]) {
-		t.Fatalf("part %+v: %v", p, err)
+// The real server verifies the checksum each part carries: a wrong
+// Content-MD5 (given by the caller) and a wrong CRC32C are both refused as
+// ErrBadDigest, which the Writer retries; the right ones are accepted and
+// the part reports the store's checksum.
+func TestWrongChecksumIsBadDigest(t *testing.T) {
+	for _, algo := range []ChecksumAlgorithm{ChecksumCRC32C, ChecksumMD5} {
+		t.Run(string(algo), func(t *testing.T) {
+			ts := server(t)
+			cfg := ts.config(ts.newBucket(t))
+			cfg.Checksum = algo
+			s, err := New(context.Background(), cfg, testLogger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := ctxT(t)
+			// Parts given a Content-MD5 by the caller go into an upload
+			// created for them (ContentMD5Parts).
+			md5ID, err := s.CreateMultipart(ctx, "d", objstore.PutOptions{ContentMD5Parts: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := s.CreateMultipart(ctx, "e", objstore.PutOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := randBytes(t, 1000)
+			wrong := md5.Sum(append([]byte{1}, data...))
+			_, err = s.UploadPart(ctx, "d", md5ID, 1, bytes.NewReader(data), 1000, base64.StdEncoding.EncodeToString(wrong[:]))
+			if !errors.Is(err, objstore.ErrBadDigest) || !objstore.IsRetryable(err) {
+				t.Fatalf("part with a wrong Content-MD5: %v", err)
+			}
+			right := md5.Sum(data)
+			if p, err := s.UploadPart(ctx, "d", md5ID, 1, bytes.NewReader(data), 1000, base64.StdEncoding.EncodeToString(right[:])); err != nil || p.Checksum != base64.StdEncoding.EncodeToString(right[:]) {
+				t.Fatalf("part with the right Content-MD5 %+v: %v", p, err)
+			}
+			want := base64.StdEncoding.EncodeToString(right[:])
+			if algo == ChecksumCRC32C {
+				want = crc32cBase64(data)
+				// A wrong CRC32C, sent the way UploadPart sends the right one.
+				_, err := s.core.PutObjectPart(ctx, s.cfg.Bucket, "e", id, 1, bytes.NewReader(data), 1000, minio.PutObjectPartOptions{
+					DisableContentSha256: true,
+					CustomHeader:         http.Header{headerChecksumCRC32C: {crc32cBase64(data[1:])}},
+				})
+				err = classify(ctx, ctx, s.endpoint, err)
+				if !errors.Is(err, objstore.ErrBadDigest) || !objstore.IsRetryable(err) {
+					t.Fatalf("part with a wrong CRC32C: %v", err)
+				}
+			}
+			p, err := s.UploadPart(ctx, "e", id, 1, bytes.NewReader(data), 1000, "")
+			if err != nil || p.Checksum != want {
+				t.Fatalf("part %+v (want checksum %s): %v", p, want, err)
+			}
+		})
 	}
 }
 
@@ -490,8 +529,10 @@ func TestSmallNonFinalPartRefused(t *testing.T) {
 }
 
 func TestWireFormat(t *testing.T) {
-	// What goes on the wire for a part: one signed chunk and a
-	// Content-MD5, no aws-chunked encoding and no checksum trailer.
+	// What goes on the wire for a part: one chunk with an unsigned payload
+	// and a signed x-amz-checksum-crc32c header (the upload was created
+	// with x-amz-checksum-algorithm), no aws-chunked encoding and no
+	// checksum trailer.
 	ts := server(t)
 	bucket := ts.newBucket(t)
 	ctx := ctxT(t)
@@ -524,20 +565,27 @@ func TestWireFormat(t *testing.T) {
 			t.Errorf("%s %s: streaming signature %s", r.method, r.url, h.Get("X-Amz-Content-Sha256"))
 		}
 		for k := range h {
-			if strings.HasPrefix(strings.ToLower(k), "x-amz-checksum") || strings.HasPrefix(strings.ToLower(k), "x-amz-sdk-checksum") {
+			lk := strings.ToLower(k)
+			allowed := lk == "x-amz-checksum-crc32c" || lk == "x-amz-checksum-algorithm"
+			if (strings.HasPrefix(lk, "x-amz-checksum") && !allowed) || strings.HasPrefix(lk, "x-amz-sdk-checksum") {
 				t.Errorf("%s %s: checksum header %s", r.method, r.url, k)
 			}
 		}
 		switch {
 		case r.method == http.MethodPut && strings.Contains(r.url, "partNumber=") && h.Get("X-Amz-Copy-Source") == "":
 			sawPart = true
-			sum := sha256.Sum256(data)
-			md := md5.Sum(data)
-			if h.Get("X-Amz-Content-Sha256") != hex.EncodeToString(sum[:]) {
-				t.Errorf("part payload not signed: %q", h.Get("X-Amz-Content-Sha256"))
+			if h.Get("X-Amz-Content-Sha256") != "UNSIGNED-PAYLOAD" {
+				t.Errorf("part payload: X-Amz-Content-Sha256 %q, want UNSIGNED-PAYLOAD", h.Get("X-Amz-Content-Sha256"))
 			}
-			if h.Get("Content-Md5") != base64.StdEncoding.EncodeToString(md[:]) {
-				t.Errorf("part Content-MD5 %q", h.Get("Content-Md5"))
+			if got := h.Get("X-Amz-Checksum-Crc32c"); got != crc32cBase64(data) {
+				t.Errorf("part CRC32C %q, want %q", got, crc32cBase64(data))
+			}
+			if !strings.Contains(h.Get("Authorization"), "x-amz-checksum-crc32c") {
+				t.Errorf("the part's CRC32C header is not signed: %s", h.Get("Authorization"))
+			}
+		case r.method == http.MethodPost && strings.HasSuffix(r.url, "?uploads"):
+			if h.Get("X-Amz-Checksum-Algorithm") != "CRC32C" {
+				t.Errorf("create upload: x-amz-checksum-algorithm %q", h.Get("X-Amz-Checksum-Algorithm"))
 			}
 			if r.contentLength != int64(len(data)) {
 				t.Errorf("part Content-Length %d", r.contentLength)

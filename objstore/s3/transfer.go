@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"sync"
 	"time"
@@ -114,19 +116,29 @@ func (b *uploadBody) Seek(offset int64, whence int) (int64, error) {
 	return abs, nil
 }
 
-// digests are the checksums sent with a body: Content-MD5 (which the
-// server verifies) and the SHA-256 that signs the payload.
+// digests are the checksums sent with a body. Each is verified by the
+// server: Content-MD5, x-amz-checksum-crc32c, and the SHA-256 that signs
+// the payload (empty: the payload goes unsigned, protected by the signed
+// checksum headers).
 type digests struct {
-	md5Base64 string
-	sha256Hex string
+	md5Base64    string
+	crc32cBase64 string
+	sha256Hex    string
 }
+
+// digestKinds says which digests prepareBody computes.
+type digestKinds struct {
+	md5, crc32c, sha256 bool
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // prepareBody hashes size bytes of r and returns a body that replays
 // them. A seekable r is read twice (hash, then send) so memory stays
 // flat; any other reader is buffered in memory. md5Base64, when the caller
 // already has it, is sent as given (a mismatch with the bytes then shows
-// as a BadDigest from the server) and only the SHA-256 is computed.
-func prepareBody(r io.Reader, size int64, md5Base64 string) (*uploadBody, digests, error) {
+// as a BadDigest from the server) and MD5 is not computed again.
+func prepareBody(r io.Reader, size int64, md5Base64 string, want digestKinds) (*uploadBody, digests, error) {
 	rs, ok := r.(io.ReadSeeker)
 	var base int64
 	if ok {
@@ -142,22 +154,39 @@ func prepareBody(r io.Reader, size int64, md5Base64 string) (*uploadBody, digest
 		}
 		rs, base = bytes.NewReader(buf.Bytes()), 0
 	}
-	h := sha256.New()
-	var w io.Writer = h
-	m := md5.New()
-	if md5Base64 == "" {
-		w = io.MultiWriter(m, h)
+	var ws []io.Writer
+	var m, c, h hash.Hash
+	if want.md5 && md5Base64 == "" {
+		m = md5.New()
+		ws = append(ws, m)
 	}
-	n, err := io.CopyN(w, rs, size)
+	if want.crc32c {
+		c = crc32.New(castagnoli)
+		ws = append(ws, c)
+	}
+	if want.sha256 {
+		h = sha256.New()
+		ws = append(ws, h)
+	}
+	d := digests{md5Base64: md5Base64}
+	if len(ws) == 0 {
+		return &uploadBody{r: rs, base: base, size: size}, d, nil
+	}
+	n, err := io.CopyN(io.MultiWriter(ws...), rs, size)
 	if err != nil {
 		return nil, digests{}, fmt.Errorf("read body: %d of %d bytes: %w", n, size, unexpected(err))
 	}
 	if _, err := rs.Seek(base, io.SeekStart); err != nil {
 		return nil, digests{}, fmt.Errorf("rewind body: %w", err)
 	}
-	d := digests{md5Base64: md5Base64, sha256Hex: hex.EncodeToString(h.Sum(nil))}
-	if md5Base64 == "" {
+	if m != nil {
 		d.md5Base64 = base64.StdEncoding.EncodeToString(m.Sum(nil))
+	}
+	if c != nil {
+		d.crc32cBase64 = base64.StdEncoding.EncodeToString(c.Sum(nil))
+	}
+	if h != nil {
+		d.sha256Hex = hex.EncodeToString(h.Sum(nil))
 	}
 	return &uploadBody{r: rs, base: base, size: size}, d, nil
 }

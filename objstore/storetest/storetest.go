@@ -220,7 +220,7 @@ func (s *suite) testNoOverwrite(t *testing.T) {
 		t.Fatalf("object changed to %q", got)
 	}
 	// Multipart Complete with NoOverwrite is refused too.
-	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{})
+	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{ContentMD5Parts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +330,7 @@ func (s *suite) testMultipart(t *testing.T) {
 	key := s.key(t, "multi")
 	ps := partSize(st)
 	data := randBytes(t, 2*ps+123)
-	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{ContentType: "text/x-multi", Metadata: map[string]string{"at-create": "1"}})
+	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{ContentMD5Parts: true, ContentType: "text/x-multi", Metadata: map[string]string{"at-create": "1"}})
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
@@ -360,7 +360,7 @@ func (s *suite) testMultipart(t *testing.T) {
 		}
 	}
 	// Re-uploading a part number replaces it.
-	p1, err := st.UploadPart(ctx, key, id, 1, bytes.NewReader(chunks[0]), ps, "")
+	p1, err := st.UploadPart(ctx, key, id, 1, bytes.NewReader(chunks[0]), ps, md5b64(chunks[0]))
 	if err != nil {
 		t.Fatalf("re-upload part 1: %v", err)
 	}
@@ -393,7 +393,7 @@ func (s *suite) testPartTooSmall(t *testing.T) {
 	key := s.key(t, "small")
 	small := min(objstore.MiB, partSize(st)-1)
 	a, b := randBytes(t, small), randBytes(t, 10)
-	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{})
+	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{ContentMD5Parts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +418,7 @@ func (s *suite) testBadDigest(t *testing.T) {
 	st := s.newStore(t)
 	ctx := ctxT(t)
 	key := s.key(t, "digest")
-	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{})
+	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{ContentMD5Parts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -587,7 +587,7 @@ func (s *suite) testListPaging(t *testing.T) {
 	const n = 1001
 	base := s.key(t, "")
 	key := base + "parts"
-	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{})
+	id, err := st.CreateMultipart(ctx, key, objstore.PutOptions{ContentMD5Parts: true})
 	if err != nil {
 		t.Fatal(err)
 	}
