@@ -63,7 +63,21 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 
 	wr := &dumpWriter{w: w, f: f, cur: from, out: make([]byte, 0, flushAt+flushAt/4)}
 	wr.cur.State = nil
-	cur, err := wr.run(ctx, s, pages, free, checkpoint)
+	var cur Cursor
+	if g := s.opts.Gate; g != nil && g.nice > 0 {
+		// A goroutine of its own, so that only it is pinned to the
+		// lowered thread (the caller's goroutine may be an HTTP
+		// connection's, which lives on).
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			g.lowerPriority()
+			cur, err = wr.run(ctx, s, pages, free, checkpoint)
+		}()
+		<-done
+	} else {
+		cur, err = wr.run(ctx, s, pages, free, checkpoint)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return cur, fmt.Errorf("dump: %w", ctx.Err())

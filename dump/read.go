@@ -85,6 +85,7 @@ func (s *Source) readColumn(st *sqlite.Stmt, col int, arena *[]byte) Value {
 // read is the reader goroutine: it walks the table steps from the cursor
 // and sends pages until the end, an error, or stop.
 func (s *Source) read(from Cursor, out chan<- *page, free chan *page, stop <-chan struct{}) {
+	s.opts.Gate.lowerPriority()
 	defer close(out)
 	var blobs blobHolder
 	defer blobs.close()

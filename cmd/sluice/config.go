@@ -111,6 +111,11 @@ type LimitsConfig struct {
 	// together (each dump uses two); the default, CPUs − 1 (at least 1),
 	// keeps a core for queries.
 	ExportThreads int `json:"exportThreads"`
+	// ExportNice is the nice value (0–19) of the threads that run exports,
+	// so that queries take a core from an export at once (Linux). The
+	// default, 19, is the lowest priority; 0 leaves exports at the
+	// server's priority.
+	ExportNice int `json:"exportNice"`
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string
@@ -150,6 +155,7 @@ func NewConfig() Config {
 			JobTTL:            Duration(7 * 24 * time.Hour),
 			ShutdownTimeout:   Duration(4 * time.Second),
 			ExportThreads:     dump.DefaultGateSize(),
+			ExportNice:        dump.DefaultNice,
 		},
 	}
 }
@@ -298,6 +304,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.ExportThreads < 1 {
 		return errors.New("limits.exportThreads must be at least 1")
+	}
+	if c.Limits.ExportNice < 0 || c.Limits.ExportNice > 19 {
+		return errors.New("limits.exportNice must be 0 to 19")
 	}
 	if c.Limits.TickBudget <= 0 {
 		return errors.New("limits.tickBudget must be positive")

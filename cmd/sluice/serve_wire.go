@@ -42,8 +42,9 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	proxy := &jobsProxy{defaultDB: cfg.DefaultDatabase}
 	files := &api.Files{}
 	// Every export (legacy route, table exports, jobs) shares one gate
-	// that leaves a core for queries: see dump.Gate and docs/benchmarks.md.
-	gate := dump.NewGate(cfg.Limits.ExportThreads)
+	// that leaves a core for queries and runs at a lower priority: see
+	// dump.Gate and docs/benchmarks.md.
+	gate := dump.NewGate(cfg.Limits.ExportThreads).WithNice(cfg.Limits.ExportNice)
 	engine := api.EngineDumper(log)
 	dumper := api.DumperFunc(func(ctx context.Context, w io.Writer, path string, opts dump.Options) error {
 		opts.Gate = gate

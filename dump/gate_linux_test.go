@@ -1,0 +1,66 @@
+package dump
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"testing"
+
+	"github.com/sluice-dev/sluice"
+)
+
+// threadNice is the calling thread's nice value (the raw syscall answers
+// 20 - nice).
+func threadNice(t *testing.T) int {
+	t.Helper()
+	p, err := syscall.Getpriority(syscall.PRIO_PROCESS, syscall.Gettid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 20 - p
+}
+
+// TestGateNice checks that a Gate's WithNice runs the formatting on a
+// thread at that nice value, gives the same bytes, and leaves the
+// caller's own thread alone.
+func TestGateNice(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	before := threadNice(t)
+	if before >= 19 {
+		t.Skipf("the test process already runs at nice %d", before)
+	}
+	db := copyFile(t, filepath.Join(corpusDir(t), "chinook.sqlite"), t.TempDir())
+	want := dumpAll(t, db, Options{Format: sluice.FormatSQL, ChunkSize: 50})
+
+	src, err := Open(context.Background(), db, Options{Format: sluice.FormatSQL, ChunkSize: 50, Gate: NewGate(1).WithNice(19)}, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	var out bytes.Buffer
+	var seen []int
+	cur, err := src.Dump(context.Background(), &out, Cursor{}, func(Cursor) error {
+		seen = append(seen, threadNice(t))
+		return nil
+	})
+	if err != nil || !cur.Done {
+		t.Fatalf("dump: %v (done %v)", err, cur.Done)
+	}
+	if !bytes.Equal(out.Bytes(), want) {
+		t.Errorf("niced dump differs from the plain one (%d vs %d bytes)", out.Len(), len(want))
+	}
+	if len(seen) == 0 {
+		t.Fatal("no checkpoint was offered")
+	}
+	for _, n := range seen {
+		if n != 19 {
+			t.Fatalf("formatting ran at nice %d, want 19 (all: %v)", n, seen)
+		}
+	}
+	if got := threadNice(t); got != before {
+		t.Errorf("the caller's thread is at nice %d after the dump, was %d", got, before)
+	}
+}

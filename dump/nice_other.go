@@ -1,0 +1,7 @@
+//go:build !linux
+
+package dump
+
+// setThreadNice does nothing where per-thread priorities are not
+// available through the standard library.
+func setThreadNice(int) {}
