@@ -50,6 +50,17 @@ func (g *Gate) lowerPriority() {
 	setThreadNice(g.nice)
 }
 
+// Go runs f on a new goroutine at the gate's priority (see WithNice),
+// without taking a slot: for work that serves exports but is not the
+// engine's, such as uploading their parts. With no nice value, or a nil
+// Gate, it is a plain go statement.
+func (g *Gate) Go(f func()) {
+	go func() {
+		g.lowerPriority()
+		f()
+	}()
+}
+
 // enter waits for a slot; stop abandons the wait and reports false.
 func (g *Gate) enter(stop <-chan struct{}) bool {
 	if g == nil {

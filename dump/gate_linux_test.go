@@ -64,3 +64,31 @@ func TestGateNice(t *testing.T) {
 		t.Errorf("the caller's thread is at nice %d after the dump, was %d", got, before)
 	}
 }
+
+// TestGateGo checks that Gate.Go runs its function at the gate's nice
+// value, and at the caller's own without one.
+func TestGateGo(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	base := threadNice(t)
+	if base >= 19 {
+		t.Skipf("the test process already runs at nice %d", base)
+	}
+	for _, tc := range []struct {
+		gate *Gate
+		want int
+	}{
+		{NewGate(1).WithNice(19), 19},
+		{NewGate(1), base},
+		{nil, base},
+	} {
+		got := make(chan int, 1)
+		tc.gate.Go(func() {
+			runtime.LockOSThread() // read the nice value of the thread f runs on
+			got <- threadNice(t)
+		})
+		if n := <-got; n != tc.want {
+			t.Errorf("gate %+v: Go ran at nice %d, want %d", tc.gate, n, tc.want)
+		}
+	}
+}

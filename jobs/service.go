@@ -73,6 +73,9 @@ type Config struct {
 	// Jobs checkpoint after every part, so more only helps when one page
 	// of rows spans several parts.
 	UploadConcurrency int
+	// UploadGo, if set, starts each part upload's goroutine
+	// (objstore.WriterOptions.Go); the server runs uploads niced with it.
+	UploadGo func(func())
 	// Limits override the store's multipart limits (tests shrink them).
 	Limits objstore.Limits
 

@@ -63,11 +63,11 @@ func (w *Writer) grow() error {
 			return err
 		}
 		w.wg.Add(1)
-		go func(num int) {
+		w.spawn(func() {
 			defer w.wg.Done()
 			defer func() { <-w.sem }()
-			w.record(w.copyPart(num))
-		}(i)
+			w.record(w.copyPart(i))
+		})
 	}
 	if err := w.drain(w.ctx); err != nil {
 		return err

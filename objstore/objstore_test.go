@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -189,7 +190,9 @@ func TestWriterOutgrowsStoreLimits(t *testing.T) {
 	const part = 64 << 10
 	st := newFileStore(t, objstore.Limits{MinPartSize: part, MaxParts: 4})
 	rec := storetest.NewRecorder(st)
-	w, err := objstore.NewWriter(context.Background(), rec, "grown", objstore.WriterOptions{ExpectedSize: 10},
+	var spawned atomic.Int64 // every part upload and copy goes through WriterOptions.Go
+	w, err := objstore.NewWriter(context.Background(), rec, "grown", objstore.WriterOptions{ExpectedSize: 10,
+		Go: func(f func()) { spawned.Add(1); go f() }},
 		slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -209,6 +212,9 @@ func TestWriterOutgrowsStoreLimits(t *testing.T) {
 	}
 	if w.PartSize() != 16*part || w.Info().Size != int64(len(data)) {
 		t.Errorf("part size %d, size %d; want %d, %d", w.PartSize(), w.Info().Size, 16*part, len(data))
+	}
+	if n := spawned.Load(); n != int64(w.PartsUploaded()) {
+		t.Errorf("WriterOptions.Go started %d goroutines for %d parts and copies", n, w.PartsUploaded())
 	}
 	if v := rec.Violations(); len(v) > 0 {
 		t.Error(v)

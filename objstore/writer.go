@@ -68,6 +68,11 @@ type WriterOptions struct {
 	// (op names it: "upload part", "complete", ...). Like OnPart it may be
 	// called from upload goroutines.
 	OnRetry func(op string, err error)
+	// Go, if set, starts the goroutine of each part upload (and each
+	// server-side copy) instead of a plain go statement. A server passes
+	// one that runs uploads at a lower CPU priority than its requests
+	// (dump.Gate.Go).
+	Go func(func())
 }
 
 // Writer streams bytes into a multipart upload. Every part but the last is
@@ -290,7 +295,7 @@ func (w *Writer) send() error {
 	w.hashed += int64(len(buf))
 	w.next++
 	w.wg.Add(1)
-	go func() {
+	w.spawn(func() {
 		defer w.wg.Done()
 		defer func() { <-w.sem }()
 		part, err := w.uploadPart(num, buf)
@@ -299,8 +304,17 @@ func (w *Writer) send() error {
 		default: // the pool was replaced by grow; let the buffer go
 		}
 		w.record(part, err)
-	}()
+	})
 	return nil
+}
+
+// spawn runs f on a new goroutine, through WriterOptions.Go if set.
+func (w *Writer) spawn(f func()) {
+	if w.opts.Go != nil {
+		w.opts.Go(f)
+		return
+	}
+	go f()
 }
 
 func (w *Writer) record(part Part, err error) {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	// that leaves a core for queries and runs at a lower priority: see
 	// dump.Gate and docs/benchmarks.md.
 	gate := dump.NewGate(cfg.Limits.ExportThreads).WithNice(cfg.Limits.ExportNice)
+	raiseProcsForExports(e.getenv, cfg.Limits, log)
 	engine := api.EngineDumper(log)
 	dumper := api.DumperFunc(func(ctx context.Context, w io.Writer, path string, opts dump.Options) error {
 		opts.Gate = gate
@@ -65,6 +67,7 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	}
 	jcfg := jobsConfig(cfg)
 	jcfg.Metrics = srv.Metrics()
+	jcfg.UploadGo = gate.Go
 	jcfg.Open = func(ctx context.Context, path string, opts dump.Options, logger *slog.Logger) (jobs.Source, error) {
 		opts.Gate = gate
 		return jobs.DumpOpen(ctx, path, opts, logger)
@@ -189,6 +192,23 @@ func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.File
 		return s, nil
 	}
 	return nil, fmt.Errorf("store type %q", cfg.Store.Type)
+}
+
+// raiseProcsForExports adds cfg.ExportThreads to GOMAXPROCS when exports
+// run niced and the user did not set GOMAXPROCS. A niced export thread
+// holds one of Go's Ps while the kernel runs it last; with only as many Ps
+// as CPUs, a query goroutine could wait for that P, up to Go's 10 ms
+// preemption slice, behind an export the kernel is not even running.
+// With a P to spare per export thread, queries always find a P on a
+// normal-priority thread, and the kernel, which knows the priorities,
+// shares the cores. The CPU-bound work stays bounded by the export gate.
+func raiseProcsForExports(getenv func(string) string, l LimitsConfig, log *slog.Logger) {
+	if l.ExportNice == 0 || getenv("GOMAXPROCS") != "" {
+		return
+	}
+	n := runtime.GOMAXPROCS(0) + l.ExportThreads
+	runtime.GOMAXPROCS(n)
+	log.Debug("GOMAXPROCS raised for niced export threads", "gomaxprocs", n)
 }
 
 // signingKey reads the hex key at path, creating a random one (mode
