@@ -22,16 +22,24 @@ func threadNice(t *testing.T) int {
 	return 20 - p
 }
 
+// pinnedNice pins the test to its thread until it ends and returns that
+// thread's nice value, skipping the test if it cannot be lowered further.
+func pinnedNice(t *testing.T) int {
+	t.Helper()
+	runtime.LockOSThread()
+	t.Cleanup(runtime.UnlockOSThread)
+	n := threadNice(t)
+	if n >= 19 {
+		t.Skipf("the test process already runs at nice %d", n)
+	}
+	return n
+}
+
 // TestGateNice checks that a Gate's WithNice runs the formatting on a
 // thread at that nice value, gives the same bytes, and leaves the
 // caller's own thread alone.
 func TestGateNice(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	before := threadNice(t)
-	if before >= 19 {
-		t.Skipf("the test process already runs at nice %d", before)
-	}
+	before := pinnedNice(t)
 	db := copyFile(t, filepath.Join(corpusDir(t), "chinook.sqlite"), t.TempDir())
 	want := dumpAll(t, db, Options{Format: sluice.FormatSQL, ChunkSize: 50})
 
@@ -68,12 +76,7 @@ func TestGateNice(t *testing.T) {
 // TestGateGo checks that Gate.Go runs its function at the gate's nice
 // value, and at the caller's own without one.
 func TestGateGo(t *testing.T) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	base := threadNice(t)
-	if base >= 19 {
-		t.Skipf("the test process already runs at nice %d", base)
-	}
+	base := pinnedNice(t)
 	for _, tc := range []struct {
 		gate *Gate
 		want int
