@@ -21,8 +21,8 @@ func NewGate(n int) *Gate {
 
 // WithNice makes the dump goroutines behind g run on operating-system
 // threads of their own at the given nice value (1 to 19; Linux only,
-// ignored elsewhere and for 0), so the kernel runs anything else the
-// process does first: a query that wakes up takes the core from a dump
+// ignored elsewhere and for 0; at 19 the threads also get the SCHED_IDLE
+// policy), so the kernel runs anything else the process does first: a query that wakes up takes the core from a dump
 // at once instead of waiting for its time slice. Each such thread ends
 // with its goroutine; no other goroutine ever runs on it. It returns g.
 func (g *Gate) WithNice(nice int) *Gate {
