@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/objstore"
@@ -50,6 +51,10 @@ func (s *Service) housekeep(ctx context.Context) error {
 		}
 	}
 	if err := s.removeOrphanSnapshots(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	// Leftover files a crash left unreferenced (state/leftover.go).
+	if _, err := s.st.SweepLeftovers(ctx, time.Hour); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

@@ -7,10 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/state"
 )
 
 func TestJobCompletes(t *testing.T) {
@@ -137,6 +140,47 @@ func TestResumeAfterCrash(t *testing.T) {
 			}
 			assertClean(t, e.store, done.Key)
 		})
+	}
+}
+
+// TestResumeWithLostLeftover: when the leftover file of the last
+// checkpoint is gone after a crash, the job cannot continue byte for byte;
+// it discards its upload and starts over, and still completes with the
+// right bytes.
+func TestResumeWithLostLeftover(t *testing.T) {
+	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e.store.crashAt.Store(3)
+	svc := e.start()
+	job, err := svc.Submit(context.Background(), sluice.JobSpec{Format: sluice.FormatSQL, ChunkSize: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !e.store.crashed.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("no crash")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e.crash()
+	dir := filepath.Join(e.dataDir, state.FileName+".leftovers")
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) == 0 {
+		t.Fatalf("no leftover file to lose in %s: %v", dir, err)
+	}
+	for _, en := range ents {
+		if err := os.Remove(filepath.Join(dir, en.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc = e.start()
+	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
+	if got, want := readObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
+		t.Fatalf("object after a lost leftover (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
+	}
+	assertClean(t, e.store, done.Key)
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("leftover files remain after completion: %v", ents)
 	}
 }
 

@@ -149,8 +149,12 @@ func (s *Service) runTick(ctx context.Context, t state.Task) error {
 // job reached a terminal state, or the error that stopped it.
 func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error {
 	var cp *state.Checkpoint
+	var lost error // the checkpoint's leftover bytes are gone: start over
 	if err := s.st.View(ctx, func(tx *state.Tx) (err error) {
 		cp, err = tx.GetCheckpoint(job.ID)
+		if errors.Is(err, state.ErrLeftoverLost) && cp != nil {
+			lost, err = err, nil
+		}
 		return err
 	}); err != nil {
 		return err
@@ -222,7 +226,11 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 	if ust.Key == "" {
 		w, err = objstore.NewWriter(ctx, s.store, job.Key, wopts, s.log)
 	} else {
-		w, err = objstore.Resume(ctx, s.store, ust, cp.Leftover, wopts, s.log)
+		if lost != nil {
+			err = fmt.Errorf("%w: %v", objstore.ErrResume, lost)
+		} else {
+			w, err = objstore.Resume(ctx, s.store, ust, cp.Leftover, wopts, s.log)
+		}
 		if errors.Is(err, objstore.ErrResume) {
 			if cur.Dump.Done {
 				// Complete may have succeeded just before a crash.
@@ -518,6 +526,9 @@ func (s *Service) cleanup(ctx context.Context, jobID string) error {
 	var cp *state.Checkpoint
 	if err := s.st.View(ctx, func(tx *state.Tx) (err error) {
 		cp, err = tx.GetCheckpoint(jobID)
+		if errors.Is(err, state.ErrLeftoverLost) {
+			err = nil // only the upload state is needed here
+		}
 		return err
 	}); err != nil {
 		return err

@@ -18,45 +18,80 @@ type Checkpoint struct {
 	UpdatedAt time.Time
 }
 
-// SaveCheckpoint writes (replacing) a job's checkpoint.
+// SaveCheckpoint writes (replacing) a job's checkpoint. Its leftover
+// bytes go to a new file (see leftover.go), written and fsynced here; the
+// file of the checkpoint it replaces is removed once the transaction
+// commits, the new one if it does not.
 func (tx *Tx) SaveCheckpoint(c *Checkpoint) error {
-	err := tx.exec(`INSERT INTO checkpoints (job_id, cursor, upload, leftover, snapshot, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (job_id) DO UPDATE SET cursor = excluded.cursor, upload = excluded.upload,
-			leftover = excluded.leftover, snapshot = excluded.snapshot,
-			updated_at = excluded.updated_at`, nil,
-		c.JobID, string(c.Cursor), string(c.Upload), c.Leftover, c.Snapshot, ms(c.UpdatedAt))
+	prev, err := tx.leftoverFile(c.JobID)
 	if err != nil {
 		return fmt.Errorf("state: save checkpoint %s: %w", c.JobID, err)
+	}
+	var name, sum string
+	if len(c.Leftover) > 0 {
+		if name, sum, err = tx.db.writeLeftover(c.JobID, c.Leftover); err != nil {
+			return fmt.Errorf("state: save checkpoint %s: %w", c.JobID, err)
+		}
+		tx.onRollback = append(tx.onRollback, func() { tx.db.removeLeftover(name) })
+	}
+	err = tx.exec(`INSERT INTO checkpoints (job_id, cursor, upload, leftover, leftover_file, leftover_sha256, snapshot, updated_at)
+		VALUES (?, ?, ?, NULL, ?, ?, ?, ?)
+		ON CONFLICT (job_id) DO UPDATE SET cursor = excluded.cursor, upload = excluded.upload,
+			leftover = NULL, leftover_file = excluded.leftover_file, leftover_sha256 = excluded.leftover_sha256,
+			snapshot = excluded.snapshot, updated_at = excluded.updated_at`, nil,
+		c.JobID, string(c.Cursor), string(c.Upload), name, sum, c.Snapshot, ms(c.UpdatedAt))
+	if err != nil {
+		return fmt.Errorf("state: save checkpoint %s: %w", c.JobID, err)
+	}
+	if prev != "" && prev != name {
+		tx.onCommit = append(tx.onCommit, func() { tx.db.removeLeftover(prev) })
 	}
 	return nil
 }
 
-// GetCheckpoint returns a job's checkpoint, or nil if it has none.
+// GetCheckpoint returns a job's checkpoint, or nil if it has none. When
+// its leftover file is missing or damaged it returns the checkpoint
+// without the leftover, and an error wrapping ErrLeftoverLost.
 func (tx *Tx) GetCheckpoint(jobID string) (*Checkpoint, error) {
 	var out *Checkpoint
-	err := tx.exec(`SELECT job_id, cursor, upload, leftover, snapshot, updated_at FROM checkpoints WHERE job_id = ?`,
+	var file, sum string
+	err := tx.exec(`SELECT job_id, cursor, upload, leftover, snapshot, updated_at, leftover_file, leftover_sha256
+		FROM checkpoints WHERE job_id = ?`,
 		func(s *sqlite.Stmt) error {
 			out = &Checkpoint{
 				JobID:     s.ColumnText(0),
 				Cursor:    []byte(s.ColumnText(1)),
 				Upload:    []byte(s.ColumnText(2)),
-				Leftover:  columnBytes(s, 3),
+				Leftover:  columnBytes(s, 3), // rows written before leftover files
 				Snapshot:  s.ColumnText(4),
 				UpdatedAt: fromMS(s.ColumnInt64(5)),
 			}
+			file, sum = s.ColumnText(6), s.ColumnText(7)
 			return nil
 		}, jobID)
 	if err != nil {
 		return nil, fmt.Errorf("state: get checkpoint %s: %w", jobID, err)
 	}
+	if out != nil && file != "" {
+		if out.Leftover, err = tx.db.readLeftover(file, sum); err != nil {
+			return out, fmt.Errorf("state: get checkpoint %s: %w", jobID, err)
+		}
+	}
 	return out, nil
 }
 
-// DeleteCheckpoint removes a job's checkpoint, if any.
+// DeleteCheckpoint removes a job's checkpoint, if any, and its leftover
+// file once the transaction commits.
 func (tx *Tx) DeleteCheckpoint(jobID string) error {
-	if err := tx.exec(`DELETE FROM checkpoints WHERE job_id = ?`, nil, jobID); err != nil {
+	prev, err := tx.leftoverFile(jobID)
+	if err == nil {
+		err = tx.exec(`DELETE FROM checkpoints WHERE job_id = ?`, nil, jobID)
+	}
+	if err != nil {
 		return fmt.Errorf("state: delete checkpoint %s: %w", jobID, err)
+	}
+	if prev != "" {
+		tx.onCommit = append(tx.onCommit, func() { tx.db.removeLeftover(prev) })
 	}
 	return nil
 }

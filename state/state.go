@@ -5,7 +5,8 @@
 //
 // Every multi-row change runs in one transaction through DB.Update, so a
 // checkpoint (dump cursor, upload state, leftover bytes, hash state) is
-// either wholly written or not at all. Times are stored as Unix
+// either wholly written or not at all; the leftover bytes are in a file
+// beside the database (leftover.go) that the row names with its SHA-256. Times are stored as Unix
 // milliseconds and always come from the caller, so tests can inject a
 // clock.
 package state
@@ -67,6 +68,13 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
+	// An hour: no process takes that long between writing a leftover
+	// file and committing the checkpoint that names it.
+	if n, err := db.SweepLeftovers(ctx, time.Hour); err != nil {
+		logger.Warn("state: sweep of unreferenced leftover files failed", "err", err)
+	} else if n > 0 {
+		logger.Info("state: removed unreferenced leftover files", "files", n)
+	}
 	return db, nil
 }
 
@@ -84,11 +92,14 @@ func (db *DB) Close() error {
 // Tx is an open transaction; its methods are the typed state API.
 type Tx struct {
 	conn *sqlite.Conn
+	db   *DB
+	// Files to remove once the transaction has committed, or has not.
+	onCommit, onRollback []func()
 }
 
 // Update runs fn in an immediate (write) transaction, committed if fn
 // returns nil and rolled back otherwise.
-func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) (err error) {
+func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	conn, err := db.pool.Take(ctx)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
@@ -98,8 +109,23 @@ func (db *DB) Update(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	if err != nil {
 		return fmt.Errorf("state: begin: %w", err)
 	}
+	tx := &Tx{conn: conn, db: db}
+	err = runTx(tx, end, fn)
+	hooks := tx.onCommit
+	if err != nil {
+		hooks = tx.onRollback
+	}
+	for _, h := range hooks {
+		h()
+	}
+	return err
+}
+
+// runTx runs fn and ends the transaction, committing on success; a failed
+// commit is returned like fn's error.
+func runTx(tx *Tx, end func(*error), fn func(tx *Tx) error) (err error) {
 	defer end(&err)
-	return fn(&Tx{conn: conn})
+	return fn(tx)
 }
 
 // View runs fn in a read transaction.
@@ -111,7 +137,7 @@ func (db *DB) View(ctx context.Context, fn func(tx *Tx) error) (err error) {
 	defer db.pool.Put(conn)
 	end := sqlitex.Transaction(conn)
 	defer end(&err)
-	return fn(&Tx{conn: conn})
+	return fn(&Tx{conn: conn, db: db})
 }
 
 // SchemaVersion returns the applied schema version.
