@@ -223,6 +223,13 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 		Go:           s.cfg.UploadGo,
 	}
 	var w *objstore.Writer
+	if lost != nil && ust.Key == "" {
+		// No upload yet, but the bytes dumped so far are gone with the
+		// leftover: dump again from the start.
+		s.log.Warn("jobs: checkpoint leftover lost; restarting the job from the start", "job", job.ID, "err", lost)
+		cur.Dump, cp.Leftover = dump.Cursor{}, nil
+		job.Progress = sluice.Progress{TablesTotal: len(plan.Tables), EstimatedBytes: plan.EstimatedBytes}
+	}
 	if ust.Key == "" {
 		w, err = objstore.NewWriter(ctx, s.store, job.Key, wopts, s.log)
 	} else {

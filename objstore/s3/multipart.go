@@ -129,9 +129,9 @@ func (s *Store) UploadPartCopy(ctx context.Context, key, uploadID string, number
 	if err != nil {
 		return objstore.Part{}, fmt.Errorf("s3: copy part %d of %s from %s: %w", number, key, srcKey, err)
 	}
-	// In a CRC32C upload the server computes the copied range's CRC32C
-	// and CompleteMultipart must name it.
-	return objstore.Part{Number: number, Size: length, ETag: strings.Trim(cp.ETag, `"`), Checksum: cp.ChecksumCRC32C}, nil
+	// The Writer copies only into uploads created with ContentMD5Parts,
+	// without a checksum algorithm: a copied part has no checksum.
+	return objstore.Part{Number: number, Size: length, ETag: strings.Trim(cp.ETag, `"`)}, nil
 }
 
 // ListParts returns the upload's parts in part-number order. Checksum is
