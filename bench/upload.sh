@@ -6,6 +6,9 @@
 #   go run ./bench/gen -o /tmp/bench.db -scale 1
 #   bench/upload.sh /tmp/bench.db [RUNS]
 #
+# DUMP_ARGS adds flags to both dumps, for example
+# DUMP_ARGS="--exclude attachments" to leave out the large-BLOB table.
+#
 # versitygw must be on PATH or in $(go env GOPATH)/bin (scripts/test
 # installs it). Objects are deleted after each run to save disk. Not part
 # of `go test`.
@@ -16,6 +19,7 @@ BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
 db=${1:?usage: bench/upload.sh DB [RUNS]}
 runs=${2:-3}
+dump_args=${DUMP_ARGS:-}
 [ -f "$db" ] || { log "$db does not exist (make one with: go run ./bench/gen -o $db)"; exit 1; }
 need_time
 gobin=$(go env GOBIN); [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
@@ -47,11 +51,13 @@ cat "$db" >/dev/null
 
 l_times=(); u_times=(); s_times=(); l_rss=(); u_rss=(); l_cpu=(); u_cpu=(); g_cpu=()
 for i in $(seq 1 "$runs"); do
-  read -r t r c < <(measure "$work/l.time" "$bin" dump --db "$db" --format sql -o /dev/null --progress never)
+  # shellcheck disable=SC2086 # DUMP_ARGS is split into flags on purpose
+  read -r t r c < <(measure "$work/l.time" "$bin" dump --db "$db" --format sql -o /dev/null --progress never $dump_args)
   l_times+=("$t"); l_rss+=("$r"); l_cpu+=("$c")
   printf 'run %d local (-o /dev/null): %7.2f s  %7d KiB peak RSS  %6.2f s CPU\n' "$i" "$t" "$r" "$c"
   g0=$(awk '{print $14 + $15}' "/proc/$vgw_pid/stat")
-  read -r t r c < <(measure "$work/u.time" "$bin" dump --db "$db" --format sql --to "s3://bench/run-$i.sql" --s3-path-style --progress never --log-level debug 2>"$work/u.err")
+  # shellcheck disable=SC2086
+  read -r t r c < <(measure "$work/u.time" "$bin" dump --db "$db" --format sql --to "s3://bench/run-$i.sql" --s3-path-style --progress never --log-level debug $dump_args 2>"$work/u.err")
   grep '^sluice:' "$work/u.err" >&2 || { cat "$work/u.err" >&2; exit 1; }
   u_times+=("$t"); u_rss+=("$r"); u_cpu+=("$c")
   g1=$(awk '{print $14 + $15}' "/proc/$vgw_pid/stat")
