@@ -173,7 +173,9 @@ func (s *Service) removeOrphanSnapshots(ctx context.Context) error {
 			return err
 		}
 		if !live {
-			os.Remove(filepath.Join(dir, e.Name()))
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.log.Warn("jobs: remove orphan snapshot copy", "file", e.Name(), "err", err)
+			}
 		}
 	}
 	return nil
