@@ -194,6 +194,10 @@ func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.File
 	return nil, fmt.Errorf("store type %q", cfg.Store.Type)
 }
 
+// defaultProcs is the runtime's own GOMAXPROCS (CPUs, or the container's
+// CPU limit), read before anything changes it.
+var defaultProcs = runtime.GOMAXPROCS(0)
+
 // raiseProcsForExports adds cfg.ExportThreads to GOMAXPROCS when exports
 // run niced and the user did not set GOMAXPROCS. A niced export thread
 // holds one of Go's Ps while the kernel runs it last; with only as many Ps
@@ -206,7 +210,7 @@ func raiseProcsForExports(getenv func(string) string, l LimitsConfig, log *slog.
 	if l.ExportNice == 0 || getenv("GOMAXPROCS") != "" {
 		return
 	}
-	n := runtime.GOMAXPROCS(0) + l.ExportThreads
+	n := defaultProcs + l.ExportThreads
 	runtime.GOMAXPROCS(n)
 	log.Debug("GOMAXPROCS raised for niced export threads", "gomaxprocs", n)
 }
