@@ -129,9 +129,12 @@ func (s *Store) UploadPartCopy(ctx context.Context, key, uploadID string, number
 	if err != nil {
 		return objstore.Part{}, fmt.Errorf("s3: copy part %d of %s from %s: %w", number, key, srcKey, err)
 	}
-	// The Writer copies only into uploads created with ContentMD5Parts,
-	// without a checksum algorithm: a copied part has no checksum.
-	return objstore.Part{Number: number, Size: length, ETag: strings.Trim(cp.ETag, `"`)}, nil
+	// In an upload created with CRC32C the server reports the copied
+	// range's CRC32C, which CompleteMultipart must name. (versitygw
+	// v1.8.0 reports a composite value instead when the source is itself
+	// a multipart object, which Complete refuses: the Writer therefore
+	// copies only into uploads created with ContentMD5Parts.)
+	return objstore.Part{Number: number, Size: length, ETag: strings.Trim(cp.ETag, `"`), Checksum: cp.ChecksumCRC32C}, nil
 }
 
 // ListParts returns the upload's parts in part-number order. Checksum is
