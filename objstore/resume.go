@@ -3,11 +3,14 @@ package objstore
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 )
 
@@ -29,6 +32,9 @@ type State struct {
 	Parts      []Part `json:"parts"`                // stored parts 1..n, each PartSize bytes
 	Bytes      int64  `json:"bytes"`                // bytes in Parts
 	Hash       []byte `json:"hash"`                 // SHA-256 state over those bytes (encoding.BinaryMarshaler)
+	// ContentMD5Parts: the upload was created with PutOptions.ContentMD5Parts,
+	// so every part of it carries a Content-MD5 from the Writer.
+	ContentMD5Parts bool `json:"contentMD5Parts,omitempty"`
 }
 
 // Checkpoint waits until every part cut so far is stored, then returns the
@@ -88,7 +94,14 @@ func (w *Writer) state() (State, error) {
 		return State{}, fmt.Errorf("objstore: writer %s: save hash: %w", w.key, err)
 	}
 	return State{Key: w.key, UploadID: w.uploadID, WriterID: w.writerID, PartSize: w.partSize,
-		Generation: w.gen, Parts: parts, Bytes: w.hashed, Hash: hs}, nil
+		Generation: w.gen, Parts: parts, Bytes: w.hashed, Hash: hs, ContentMD5Parts: w.md5Parts()}, nil
+}
+
+// isMD5 reports whether a part checksum is a base64 MD5 (16 bytes) rather
+// than a CRC32C (4 bytes).
+func isMD5(sum string) bool {
+	b, err := base64.StdEncoding.DecodeString(sum)
+	return err == nil && len(b) == md5.Size
 }
 
 // Resume builds a Writer that continues the upload saved in st, after
@@ -111,6 +124,9 @@ func Resume(ctx context.Context, store Store, st State, pending []byte, opts Wri
 		return nil, fmt.Errorf("objstore: resume %s: hash state: %w: %w", st.Key, ErrResume, err)
 	}
 	w.writerID, w.partSize, w.gen, w.uploadID = st.WriterID, st.PartSize, st.Generation, st.UploadID
+	// States saved before ContentMD5Parts existed say it through their
+	// parts' checksums: an MD5 means the upload took Content-MD5s.
+	w.forceMD5 = st.ContentMD5Parts || slices.ContainsFunc(st.Parts, func(p Part) bool { return isMD5(p.Checksum) })
 	if st.UploadID != "" {
 		if err := w.verifyParts(st.Parts); err != nil {
 			return nil, err

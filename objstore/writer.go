@@ -98,7 +98,8 @@ type Writer struct {
 
 	writerID string
 	partSize int64
-	gen      int // times the upload outgrew its part size
+	gen      int  // times the upload outgrew its part size
+	forceMD5 bool // resumed upload whose parts carry Content-MD5s
 	uploadID string
 	next     int       // number of the next part to cut
 	hash     hash.Hash // SHA-256 of the bytes in cut parts
@@ -388,11 +389,12 @@ func (w *Writer) metadata(sum string) map[string]string {
 
 // md5Parts reports whether the Writer computes each part's Content-MD5
 // (and creates its upload with ContentMD5Parts): when the store does not
-// checksum parts itself, and in uploads after the stream outgrew its part
-// size, whose server-side copied parts carry no client checksum.
+// checksum parts itself, in uploads after the stream outgrew its part
+// size, whose server-side copied parts carry no client checksum, and in
+// a resumed upload that was created that way (by this or an older build).
 func (w *Writer) md5Parts() bool {
 	pc, ok := w.store.(PartChecksummer)
-	return !ok || !pc.ChecksumsParts() || w.gen > 0
+	return !ok || !pc.ChecksumsParts() || w.gen > 0 || w.forceMD5
 }
 
 func (w *Writer) uploadPart(num int, buf []byte) (Part, error) {

@@ -121,3 +121,63 @@ func TestWriterThroughFaults(t *testing.T) {
 		t.Errorf("uploads left: %v %v", ups, err)
 	}
 }
+
+// plainStore hides the Store's PartChecksummer, as the Writer of a build
+// before per-part CRC32C saw it: the Writer then computes Content-MD5s
+// and creates its upload with ContentMD5Parts.
+type plainStore struct{ objstore.Store }
+
+// TestResumeUploadOfOlderBuild: a job checkpointed by a build that sent
+// Content-MD5 (its upload has no checksum algorithm) is resumed after a
+// deploy by this one. The resumed Writer must keep to Content-MD5 for
+// that upload, and the object must complete whole.
+func TestResumeUploadOfOlderBuild(t *testing.T) {
+	for _, flagged := range []bool{true, false} {
+		name := "state says ContentMD5Parts"
+		if !flagged {
+			name = "state from before the flag"
+		}
+		t.Run(name, func(t *testing.T) { testResumeMD5Upload(t, flagged) })
+	}
+}
+
+func testResumeMD5Upload(t *testing.T, flagged bool) {
+	s, _, _ := newStore(t)
+	ctx := ctxT(t)
+	const partSize = 5 << 20
+	data, err := io.ReadAll(source(7, 3*partSize+100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := objstore.NewWriter(ctx, plainStore{s}, "deploy/dump.sql", objstore.WriterOptions{PartSize: partSize, Concurrency: 1}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Write(data[:partSize+10]); err != nil {
+		t.Fatal(err)
+	}
+	st, left, err := old.Suspend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Parts) != 1 || !st.ContentMD5Parts {
+		t.Fatalf("suspended with %d parts, ContentMD5Parts %v; want 1, true", len(st.Parts), st.ContentMD5Parts)
+	}
+	// A build before the flag saved no ContentMD5Parts; its parts' MD5
+	// checksums tell.
+	st.ContentMD5Parts = flagged
+	w, err := objstore.Resume(ctx, s, st, left, objstore.WriterOptions{PartSize: partSize, Concurrency: 1}, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(data[partSize+10:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatalf("close after resuming an older build's upload: %v", err)
+	}
+	sum := sha256.Sum256(data)
+	if w.SHA256() != hex.EncodeToString(sum[:]) || w.Info().Size != int64(len(data)) {
+		t.Fatalf("object %d bytes, sha256 %s; want %d, %x", w.Info().Size, w.SHA256(), len(data), sum)
+	}
+}
