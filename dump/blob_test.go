@@ -88,16 +88,7 @@ func TestBlobReaderReadsEveryValue(t *testing.T) {
 	}{{512, false}, {4096, false}, {65536, false}, {4096, true}} {
 		t.Run(fmt.Sprintf("page%d/wal=%v", tc.pageSize, tc.wal), func(t *testing.T) {
 			path, want := blobTestDB(t, tc.pageSize, tc.wal)
-			c, err := sqlite.OpenConn(path, sqlite.OpenReadOnly)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			r := newBlobReader(c)
-			if r == nil {
-				t.Fatal("no raw blob reader: zombiezen's Conn layout changed; readLarge falls back to the slow Blob.Read")
-			}
-			defer r.close()
+			r := openBlobReader(t, path)
 			never := func() bool { return false }
 			var arena []byte
 			type got struct {
@@ -148,18 +139,26 @@ func TestBlobReaderReadsEveryValue(t *testing.T) {
 	}
 }
 
-func TestBlobReaderStopsBetweenChunks(t *testing.T) {
-	path, _ := blobTestDB(t, 4096, false)
+// openBlobReader opens path read-only and returns a raw blob reader on it;
+// both are closed when the test ends.
+func openBlobReader(t *testing.T, path string) *blobReader {
+	t.Helper()
 	c, err := sqlite.OpenConn(path, sqlite.OpenReadOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	r := newBlobReader(c)
 	if r == nil {
-		t.Fatal("no raw blob reader")
+		t.Fatal("no raw blob reader: zombiezen's Conn layout changed; readLarge falls back to the slow Blob.Read")
 	}
-	defer r.close()
+	t.Cleanup(r.close)
+	return r
+}
+
+func TestBlobReaderStopsBetweenChunks(t *testing.T) {
+	path, _ := blobTestDB(t, 4096, false)
+	r := openBlobReader(t, path)
 	var arena []byte
 	last := int64(len(blobTestSizes)) // the value of more than two chunks
 	if _, err := r.read("t", "a", last, &arena, func() bool { return true }); err == nil {
