@@ -19,8 +19,7 @@ runs=${2:-3}
 command -v sqlite3 >/dev/null || { log "the sqlite3 CLI is needed"; exit 1; }
 need_time
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+make_work
 bin="$work/sluice"
 build_sluice "$bin"
 

@@ -23,13 +23,7 @@ limit_mib=${LIMIT_MIB:-100}
 db=$(cd "$(dirname "$db")" && pwd)/$(basename "$db")
 command -v curl >/dev/null || { log "curl is needed"; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-srv_pid=""
-cleanup() {
-  if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work srv_pid
 bin="$work/sluice"
 build_sluice "$bin"
 

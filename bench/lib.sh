@@ -13,6 +13,27 @@ need_time() {
   fi
 }
 
+# make_work creates the scratch directory $work and an EXIT trap that
+# stops the processes whose pids are in the variables named as arguments
+# (empty or unset ones are skipped; they may change as the script runs),
+# then removes $work.
+make_work() {
+  work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+  bench_pid_vars="$*"
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  local v p
+  for v in $bench_pid_vars; do
+    p=${!v:-}
+    [ -n "$p" ] || continue
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+
 # build_sluice builds the sluice binary into $1.
 build_sluice() {
   log "building sluice"
@@ -53,7 +74,7 @@ free_port() {
 
 # start_serve BIN DB WORK starts `BIN serve` on DB (file store under
 # WORK) on a free loopback port, waits for /healthz and sets port, base
-# and srv_pid; the caller's EXIT trap stops srv_pid.
+# and srv_pid; the caller's EXIT trap (make_work srv_pid) stops srv_pid.
 start_serve() {
   local bin=$1 db=$2 work=$3
   port=$(free_port)

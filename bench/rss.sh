@@ -16,8 +16,7 @@ BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 db=${1:?usage: bench/rss.sh DB [INTERVAL_SECONDS]}
 interval=${2:-2}
 [ -f "$db" ] || { log "$db does not exist"; exit 1; }
-work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+make_work
 bin="$work/sluice"
 build_sluice "$bin"
 

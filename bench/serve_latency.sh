@@ -34,13 +34,7 @@ command -v curl >/dev/null || { log "curl is needed"; exit 1; }
 command -v jq >/dev/null || { log "jq is needed"; exit 1; }
 case "$mode" in legacy|async) ;; *) log "DUMP must be legacy or async"; exit 1 ;; esac
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-srv_pid=""; lg_pid=""; dump_pid=""
-cleanup() {
-  for p in $lg_pid $dump_pid $srv_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work lg_pid srv_pid
 build_sluice "$work/sluice"
 log "building bench/loadgen"
 (cd "$BENCH_ROOT" && go build -o "$work/loadgen" ./bench/loadgen)

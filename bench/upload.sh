@@ -26,13 +26,7 @@ gobin=$(go env GOBIN); [ -n "$gobin" ] || gobin="$(go env GOPATH)/bin"
 PATH="$gobin:$PATH"
 command -v versitygw >/dev/null || { log "versitygw is needed (go install github.com/versity/versitygw/cmd/versitygw@v1.8.0)"; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
-vgw_pid=""
-cleanup() {
-  if [ -n "$vgw_pid" ]; then kill "$vgw_pid" 2>/dev/null || true; wait "$vgw_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_work vgw_pid
 bin="$work/sluice"
 build_sluice "$bin"
 
