@@ -2,8 +2,7 @@ package api
 
 import (
 	"context"
-	"io"
-	"log/slog"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -139,7 +138,7 @@ func TestAuthTable(t *testing.T) {
 
 func TestAuthNoTokensLoopbackOnly(t *testing.T) {
 	dir := t.TempDir()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := testsupport.Logger(t)
 	tests := []struct {
 		listen string
 		ok     bool

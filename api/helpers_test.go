@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -168,7 +168,7 @@ type envOption func(*Config, *Deps)
 func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	logger := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	logger := testsupport.Logger(t)
 	store, err := file.New(filepath.Join(dir, "exports"), file.Options{SigningKey: []byte("k"), BaseURL: "http://placeholder"}, logger)
 	if err != nil {
 		t.Fatal(err)
@@ -278,12 +278,4 @@ func mustJSON(v any) string {
 		panic(err)
 	}
 	return string(b)
-}
-
-// tWriter sends log lines to the test log.
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(b)))
-	return len(b), nil
 }

@@ -3,6 +3,7 @@ package dump
 import (
 	"context"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"path/filepath"
 	"testing"
@@ -39,7 +40,7 @@ func TestAllocationsDoNotGrowWithRows(t *testing.T) {
 	ctx := context.Background()
 	allocs := func(path string) float64 {
 		return testing.AllocsPerRun(2, func() {
-			src, err := Open(ctx, path, Options{}, testLogger())
+			src, err := Open(ctx, path, Options{}, testsupport.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}

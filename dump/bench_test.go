@@ -3,6 +3,7 @@ package dump
 import (
 	"context"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"os"
 	"path/filepath"
@@ -90,7 +91,7 @@ func BenchmarkDumpSQL(b *testing.B) {
 	var total int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		src, err := Open(ctx, path, Options{}, testLogger())
+		src, err := Open(ctx, path, Options{}, testsupport.Logger(b))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -173,7 +174,7 @@ func TestBlobReaderStopsBetweenChunks(t *testing.T) {
 // Source with the raw reader and with the driver's Blob fallback.
 func TestReadLargeFallbackAgrees(t *testing.T) {
 	path, want := blobTestDB(t, 4096, false)
-	src, err := Open(context.Background(), path, Options{}, testLogger())
+	src, err := Open(context.Background(), path, Options{}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +22,7 @@ import (
 
 func corpusCopy(t *testing.T, name string) string {
 	t.Helper()
-	return copyFile(t, filepath.Join(corpusDir(t), name), t.TempDir())
+	return testsupport.CorpusCopy(t, name, t.TempDir())
 }
 
 // sourceTable is a table of the source database read directly, as the
@@ -247,7 +248,7 @@ func TestChinookResume(t *testing.T) {
 			// stops: the first inside a table and the first between two
 			// tables; for csv also the first, the last inside a table and
 			// the last.
-			src, err := Open(ctx, path, opts, testLogger())
+			src, err := Open(ctx, path, opts, testsupport.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -283,7 +284,7 @@ func TestChinookResume(t *testing.T) {
 					continue
 				}
 				var part bytes.Buffer
-				src, err := Open(ctx, path, opts, testLogger())
+				src, err := Open(ctx, path, opts, testsupport.Logger(t))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -312,7 +313,7 @@ func TestChinookResume(t *testing.T) {
 				if err := json.Unmarshal(enc, &from); err != nil {
 					t.Fatal(err)
 				}
-				src, err = Open(ctx, path, opts, testLogger())
+				src, err = Open(ctx, path, opts, testsupport.Logger(t))
 				if err != nil {
 					t.Fatal(err)
 				}

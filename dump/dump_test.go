@@ -5,13 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
-	"log/slog"
 	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -19,47 +18,11 @@ import (
 	"zombiezen.com/go/sqlite"
 )
 
-func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// corpusDir is <module root>/../shared/corpus; the tests fail without it.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "shared", "corpus")
-	if _, err := os.Stat(filepath.Join(dir, "chinook.sqlite")); err != nil {
-		t.Fatalf("test corpus missing (want <module root>/../shared/corpus): %v", err)
-	}
-	return dir
-}
-
-func sqlite3CLI(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("sqlite3")
-	if err != nil {
-		t.Fatalf("the sqlite3 CLI is required (scripts/test installs it): %v", err)
-	}
-	return p
-}
-
-// copyFile copies src into dir and returns the new path.
-func copyFile(t *testing.T, src, dir string) string {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(dir, filepath.Base(src))
-	if err := os.WriteFile(dst, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 // runCLI runs the sqlite3 CLI on db with stdin; any output on stderr or a
 // non-zero exit fails the test. It returns stdout.
 func runCLI(t *testing.T, db string, stdin io.Reader, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(sqlite3CLI(t), append([]string{"-batch", "-bail", db}, args...)...)
+	cmd := exec.Command(testsupport.SQLite3(t), append([]string{"-batch", "-bail", db}, args...)...)
 	cmd.Stdin = stdin
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -72,7 +35,7 @@ func runCLI(t *testing.T, db string, stdin io.Reader, args ...string) []byte {
 // northwindDB builds northwind from its SQL script with the sqlite3 CLI.
 func northwindDB(t *testing.T, dir string) string {
 	t.Helper()
-	script, err := os.Open(filepath.Join(corpusDir(t), "northwind.sql"))
+	script, err := os.Open(testsupport.Corpus(t, "northwind.sql"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +59,7 @@ func fileHash(t *testing.T, path string) [32]byte {
 func dumpAll(t *testing.T, db string, opts Options) []byte {
 	t.Helper()
 	before := fileHash(t, db)
-	src, err := Open(context.Background(), db, opts, testLogger())
+	src, err := Open(context.Background(), db, opts, testsupport.Logger(t))
 	if err != nil {
 		t.Fatalf("open %s: %v", db, err)
 	}
@@ -279,7 +242,7 @@ func normalizeSchema(s []string) []string {
 func TestRoundTripSQL(t *testing.T) {
 	dir := t.TempDir()
 	dbs := map[string]string{
-		"chinook":   copyFile(t, filepath.Join(corpusDir(t), "chinook.sqlite"), dir),
+		"chinook":   testsupport.CopyFile(t, testsupport.Corpus(t, "chinook.sqlite"), dir),
 		"northwind": northwindDB(t, dir),
 		"edge":      buildEdgeDB(t, dir),
 		"utf16":     utf16DB(t, dir),

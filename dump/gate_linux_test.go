@@ -3,7 +3,7 @@ package dump
 import (
 	"bytes"
 	"context"
-	"path/filepath"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"runtime"
 	"syscall"
 	"testing"
@@ -40,10 +40,10 @@ func pinnedNice(t *testing.T) int {
 // caller's own thread alone.
 func TestGateNice(t *testing.T) {
 	before := pinnedNice(t)
-	db := copyFile(t, filepath.Join(corpusDir(t), "chinook.sqlite"), t.TempDir())
+	db := testsupport.CopyFile(t, testsupport.Corpus(t, "chinook.sqlite"), t.TempDir())
 	want := dumpAll(t, db, Options{Format: sluice.FormatSQL, ChunkSize: 50})
 
-	src, err := Open(context.Background(), db, Options{Format: sluice.FormatSQL, ChunkSize: 50, Gate: NewGate(1).WithNice(19)}, testLogger())
+	src, err := Open(context.Background(), db, Options{Format: sluice.FormatSQL, ChunkSize: 50, Gate: NewGate(1).WithNice(19)}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

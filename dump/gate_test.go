@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"path/filepath"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +16,7 @@ import (
 // bytes of an ungated dump, in every format, even when several run at
 // once, and that a dump waiting at a full gate honours cancellation.
 func TestGate(t *testing.T) {
-	db := copyFile(t, filepath.Join(corpusDir(t), "chinook.sqlite"), t.TempDir())
+	db := testsupport.CopyFile(t, testsupport.Corpus(t, "chinook.sqlite"), t.TempDir())
 	for _, f := range []sluice.Format{sluice.FormatSQL, sluice.FormatCSV, sluice.FormatJSON, sluice.FormatNDJSON} {
 		t.Run(string(f), func(t *testing.T) {
 			want := dumpAll(t, db, Options{Format: f, ChunkSize: 50})
@@ -44,7 +44,7 @@ func TestGate(t *testing.T) {
 		gate.slots <- struct{}{} // held elsewhere
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		src, err := Open(ctx, db, Options{Gate: gate}, testLogger())
+		src, err := Open(ctx, db, Options{Gate: gate}, testsupport.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

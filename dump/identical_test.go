@@ -2,6 +2,7 @@ package dump
 
 import (
 	"bytes"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"path/filepath"
 	"testing"
 
@@ -55,7 +56,7 @@ COMMIT`)
 // text or -0.0, the sql format is byte-identical to sqlite3 .dump.
 func TestIdenticalToSQLite3Dump(t *testing.T) {
 	dir := t.TempDir()
-	chinook := withoutReals(t, copyFile(t, filepath.Join(corpusDir(t), "chinook.sqlite"), dir))
+	chinook := withoutReals(t, testsupport.CopyFile(t, testsupport.Corpus(t, "chinook.sqlite"), dir))
 	northwind := withoutReals(t, northwindDB(t, dir))
 	cases := []struct {
 		name     string

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"path/filepath"
 	"testing"
 
@@ -56,7 +57,7 @@ func TestResumeEveryBoundary(t *testing.T) {
 				opts := Options{Format: format, ChunkSize: 1, PreserveRowids: preserve}
 				full := dumpAll(t, db, opts)
 				// Count the checkpoints of an uninterrupted dump.
-				src, err := Open(ctx, db, opts, testLogger())
+				src, err := Open(ctx, db, opts, testsupport.Logger(t))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -79,7 +80,7 @@ func TestResumeEveryBoundary(t *testing.T) {
 				}
 				for k := range marks {
 					var first bytes.Buffer
-					src, err := Open(ctx, db, opts, testLogger())
+					src, err := Open(ctx, db, opts, testsupport.Logger(t))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -106,7 +107,7 @@ func TestResumeEveryBoundary(t *testing.T) {
 					if err := json.Unmarshal(js, &back); err != nil {
 						t.Fatal(err)
 					}
-					src2, err := Open(ctx, db, opts, testLogger())
+					src2, err := Open(ctx, db, opts, testsupport.Logger(t))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -133,7 +134,7 @@ func TestResumeEveryBoundary(t *testing.T) {
 // refused rather than producing garbage.
 func TestResumeRejectsForeignCursor(t *testing.T) {
 	db := smallDB(t, t.TempDir())
-	src, err := Open(context.Background(), db, Options{}, testLogger())
+	src, err := Open(context.Background(), db, Options{}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func TestResumeOnSameSource(t *testing.T) {
 	db := smallDB(t, t.TempDir())
 	ctx := context.Background()
 	full := dumpAll(t, db, Options{ChunkSize: 2})
-	src, err := Open(ctx, db, Options{ChunkSize: 2}, testLogger())
+	src, err := Open(ctx, db, Options{ChunkSize: 2}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

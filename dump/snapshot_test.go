@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,7 @@ func TestSnapshotIgnoresConcurrentWriter(t *testing.T) {
 		mustExec(t, w, "INSERT INTO t(v) VALUES('before')")
 	}
 	ctx := context.Background()
-	src, err := Open(ctx, path, Options{ChunkSize: 5}, testLogger())
+	src, err := Open(ctx, path, Options{ChunkSize: 5}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestOpenBadInput(t *testing.T) {
 	}
 	os.WriteFile(encrypted, noise, 0o644)
 	corrupt := filepath.Join(dir, "corrupt.db")
-	good, err := os.ReadFile(filepath.Join(corpusDir(t), "chinook.sqlite"))
+	good, err := os.ReadFile(testsupport.Corpus(t, "chinook.sqlite"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestOpenBadInput(t *testing.T) {
 			if fi, err := os.Stat(tc.path); err == nil && !fi.IsDir() {
 				before, _ = os.ReadFile(tc.path)
 			}
-			src, err := Open(context.Background(), tc.path, tc.opts, testLogger())
+			src, err := Open(context.Background(), tc.path, tc.opts, testsupport.Logger(t))
 			if err == nil {
 				// Corruption may only show when the pages are read.
 				_, err = src.Dump(context.Background(), &bytes.Buffer{}, Cursor{}, nil)
@@ -160,7 +161,7 @@ func TestOpenLockedDatabase(t *testing.T) {
 	mustExec(t, w, "BEGIN EXCLUSIVE")
 	mustExec(t, w, "INSERT INTO empty(x) VALUES('locked')")
 	start := time.Now()
-	_, err = Open(context.Background(), path, Options{BusyTimeout: 300 * time.Millisecond}, testLogger())
+	_, err = Open(context.Background(), path, Options{BusyTimeout: 300 * time.Millisecond}, testsupport.Logger(t))
 	if err == nil || !strings.Contains(err.Error(), "database is locked") {
 		t.Fatalf("got %v, want a 'database is locked' error", err)
 	}
@@ -168,7 +169,7 @@ func TestOpenLockedDatabase(t *testing.T) {
 		t.Errorf("failed after %v, want about the 300ms busy timeout", d)
 	}
 	mustExec(t, w, "ROLLBACK")
-	src, err := Open(context.Background(), path, Options{BusyTimeout: 300 * time.Millisecond}, testLogger())
+	src, err := Open(context.Background(), path, Options{BusyTimeout: 300 * time.Millisecond}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatalf("after the lock is released: %v", err)
 	}
@@ -179,7 +180,7 @@ func TestOpenLockedDatabase(t *testing.T) {
 func TestDumpCancel(t *testing.T) {
 	db := buildEdgeDB(t, t.TempDir())
 	ctx, cancel := context.WithCancel(context.Background())
-	src, err := Open(ctx, db, Options{ChunkSize: 1}, testLogger())
+	src, err := Open(ctx, db, Options{ChunkSize: 1}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +233,7 @@ func TestFilters(t *testing.T) {
 // same as with the plain query (checked by the round trips).
 func TestLargeValuesUseBlobIO(t *testing.T) {
 	db := buildEdgeDB(t, t.TempDir())
-	src, err := Open(context.Background(), db, Options{Tables: []string{"big"}, ChunkSize: 3}, testLogger())
+	src, err := Open(context.Background(), db, Options{Tables: []string{"big"}, ChunkSize: 3}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 )
 
 func TestSubmitBadInput(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) {
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) {
 		c.Databases["gone"] = filepath.Join(t.TempDir(), "missing.db")
 		c.CallbackAllow = nil
 	})
@@ -72,8 +73,8 @@ func TestSubmitBadInput(t *testing.T) {
 // clear message, sending its failure callback, instead of hanging.
 func TestDatabaseDeletedWhileQueued(t *testing.T) {
 	dir := t.TempDir()
-	victim := copyFile(t, corpus(t, "chinook.sqlite"), dir)
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) { c.MaxRunning = 1; c.Databases["victim"] = victim })
+	victim := testsupport.CopyFile(t, testsupport.Corpus(t, "chinook.sqlite"), dir)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.MaxRunning = 1; c.Databases["victim"] = victim })
 	rcv := newReceiver(t, e.cfg.CallbackSecret, 0)
 	release := make(chan struct{})
 	var blockerID string
@@ -129,7 +130,7 @@ func mustGet(t *testing.T, svc *Service, id string) *sluice.Job {
 // TestSchemaChangeAfterResume: a table dropped between a crash and the
 // resume fails the job with the engine's message; it is never stuck.
 func TestSchemaChangeAfterResume(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
 	e.store.crashAt.Store(3)
 	svc := e.start()
 	job, err := svc.Submit(context.Background(), sluice.JobSpec{ChunkSize: 100})
@@ -161,7 +162,7 @@ func TestSchemaChangeAfterResume(t *testing.T) {
 func bigDB(t *testing.T, dir string, rows int) string {
 	t.Helper()
 	p := filepath.Join(dir, fmt.Sprintf("big%d.db", rows))
-	cmd := exec.Command("sqlite3", p)
+	cmd := exec.Command(testsupport.SQLite3(t), p)
 	cmd.Stdin = strings.NewReader(fmt.Sprintf(`
 		PRAGMA journal_mode=WAL;
 		CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b REAL, c BLOB);
@@ -178,7 +179,7 @@ func bigDB(t *testing.T, dir string, rows int) string {
 func TestFairness(t *testing.T) {
 	dir := t.TempDir()
 	big := bigDB(t, dir, 25_000)
-	small := copyFile(t, corpus(t, "chinook.sqlite"), dir)
+	small := testsupport.CopyFile(t, testsupport.Corpus(t, "chinook.sqlite"), dir)
 	e := newEnv(t, "", func(c *Config) {
 		c.Databases = map[string]string{"big": big, "small": small}
 		c.DefaultDatabase = "big"

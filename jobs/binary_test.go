@@ -8,13 +8,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +27,6 @@ import (
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/sluice-dev/sluice"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
@@ -55,10 +54,7 @@ type binEnv struct {
 
 func newBinEnv(t *testing.T, defaultMB int) *binEnv {
 	t.Helper()
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		t.Skip("SLUICE_TEST_S3_ENDPOINT is not set (scripts/test starts versitygw and sets it)")
-	}
+	srv := testsupport.S3(t)
 	e := &binEnv{t: t, dir: t.TempDir()}
 	e.bin = filepath.Join(e.dir, "sluice")
 	build := exec.Command("go", "build", "-o", e.bin, "./cmd/sluice")
@@ -66,19 +62,10 @@ func newBinEnv(t *testing.T, defaultMB int) *binEnv {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build sluice: %v\n%s", err, out)
 	}
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ak, sk, region := os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), os.Getenv("SLUICE_TEST_S3_SECRET_KEY"), os.Getenv("SLUICE_TEST_S3_REGION")
-	e.mc, err = minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(ak, sk, ""), Region: region})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.bucket = fmt.Sprintf("crash-%d", rand.Uint32())
-	if err := e.mc.MakeBucket(context.Background(), e.bucket, minio.MakeBucketOptions{Region: region}); err != nil {
-		t.Fatal(err)
-	}
+	u := srv.URL(t)
+	ak, sk, region := srv.AccessKey, srv.SecretKey, srv.Region
+	e.mc = srv.Admin(t)
+	e.bucket = srv.NewBucket(t, "crash")
 	// A proxy in front of the server counts the part uploads it accepted.
 	rp := httputil.NewSingleHostReverseProxy(u)
 	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +150,7 @@ func makeDB(t *testing.T, path string, mb int) {
 		INSERT INTO events SELECT i, 'kind-' || (i %% 17), i * 0.25, randomblob(24), printf('%%d:%%s', i, hex(randomblob(24))) FROM n;
 		CREATE TABLE small (k TEXT PRIMARY KEY, v) WITHOUT ROWID;
 		INSERT INTO small VALUES ('a', 1), ('b', 2.5), ('c', x'00ff');`, rows)
-	cmd := exec.Command("sqlite3", path)
+	cmd := exec.Command(testsupport.SQLite3(t), path)
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("sqlite3 (scripts/test installs it): %v\n%s", err, out)

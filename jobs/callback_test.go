@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"encoding/json"
 	"errors"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -84,7 +85,7 @@ func (r *receiver) wait(t *testing.T, n int) []sluice.Job {
 }
 
 func TestCallbackDelivered(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
 	rcv := newReceiver(t, e.cfg.CallbackSecret, 0)
 	svc := e.start()
 	ctx := context.Background()
@@ -109,7 +110,7 @@ func TestCallbackDelivered(t *testing.T) {
 // TestCallbackRetriedAcrossRestart: the receiver fails three times; the
 // service restarts after the second failure; the fourth attempt lands.
 func TestCallbackRetriedAcrossRestart(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) { c.CallbackBackoff = 150 * time.Millisecond })
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.CallbackBackoff = 150 * time.Millisecond })
 	rcv := newReceiver(t, e.cfg.CallbackSecret, 3)
 	svc := e.start()
 	ctx := context.Background()
@@ -145,7 +146,7 @@ func TestCallbackRetriedAcrossRestart(t *testing.T) {
 }
 
 func TestCallbackGivesUp(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) { c.CallbackAttempts = 3 })
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.CallbackAttempts = 3 })
 	rcv := newReceiver(t, e.cfg.CallbackSecret, 1000)
 	svc := e.start()
 	job, err := svc.Submit(context.Background(), sluice.JobSpec{Tables: []string{"Genre"}, CallbackURL: rcv.srv.URL})
@@ -221,7 +222,7 @@ func TestSSRFGuard(t *testing.T) {
 
 // TestSSRFRefusedAtSubmit: no job is created and nothing is sent.
 func TestSSRFRefusedAtSubmit(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) { c.CallbackAllow = nil })
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.CallbackAllow = nil })
 	svc := e.start()
 	for _, u := range []string{"http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/hook", "http://127.0.0.1:9/x"} {
 		_, err := svc.Submit(context.Background(), sluice.JobSpec{CallbackURL: u})

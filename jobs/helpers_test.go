@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"log/slog"
 	"os"
@@ -22,33 +23,6 @@ import (
 )
 
 const testPartSize = 64 << 10
-
-// corpus returns the path of a corpus file, failing if it is missing.
-func corpus(t *testing.T, name string) string {
-	t.Helper()
-	p, err := filepath.Abs(filepath.Join("..", "..", "shared", "corpus", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("test corpus missing (expected beside the module root): %v", err)
-	}
-	return p
-}
-
-// copyFile copies src into dir and returns the copy's path.
-func copyFile(t *testing.T, src, dir string) string {
-	t.Helper()
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join(dir, filepath.Base(src))
-	if err := os.WriteFile(dst, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
 
 // testStore wraps a store with counters and a crash switch.
 type testStore struct {
@@ -106,22 +80,15 @@ type env struct {
 	hook func(jobID string, parts int) error
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 func newEnv(t *testing.T, db string, mutate func(*Config)) *env {
 	t.Helper()
 	dir := t.TempDir()
-	e := &env{t: t, dataDir: filepath.Join(dir, "data"), log: testLogger(t)}
+	e := &env{t: t, dataDir: filepath.Join(dir, "data"), log: testsupport.Logger(t)}
 	if err := os.MkdirAll(e.dataDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if db != "" {
-		e.dbPath = copyFile(t, db, dir)
+		e.dbPath = testsupport.CopyFile(t, db, dir)
 	}
 	fs, err := file.New(filepath.Join(dir, "exports"), file.Options{
 		Limits: objstore.Limits{MinPartSize: testPartSize, MaxParts: 10000}, SigningKey: []byte("k"), BaseURL: "http://127.0.0.1:1"}, e.log)
@@ -248,7 +215,7 @@ func waitJob(t *testing.T, svc *Service, id string, timeout time.Duration, want 
 func referenceDump(t *testing.T, db string, spec sluice.JobSpec) []byte {
 	t.Helper()
 	ctx := context.Background()
-	src, err := dump.Open(ctx, db, dumpOptions(spec, dump.DefaultChunkSize), testLogger(t))
+	src, err := dump.Open(ctx, db, dumpOptions(spec, dump.DefaultChunkSize), testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

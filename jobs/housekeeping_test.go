@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,7 +16,7 @@ import (
 
 func TestHousekeeping(t *testing.T) {
 	clock := &fakeClock{t: time.Now().UTC()}
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) {
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) {
 		c.Now = clock.Now
 		c.Lease = 24 * time.Hour
 		c.JobTTL = time.Hour

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
 	"testing"
@@ -17,7 +18,7 @@ import (
 )
 
 func TestJobCompletes(t *testing.T) {
-	db := corpus(t, "chinook.sqlite")
+	db := testsupport.Corpus(t, "chinook.sqlite")
 	tests := []struct {
 		name string
 		spec sluice.JobSpec
@@ -86,7 +87,7 @@ func TestJobCompletes(t *testing.T) {
 // are kept smaller than the 64 KiB test parts, as 1000-row pages are
 // smaller than real 8 MiB parts: a checkpoint follows every part.)
 func TestResumeAfterCrash(t *testing.T) {
-	db := corpus(t, "chinook.sqlite")
+	db := testsupport.Corpus(t, "chinook.sqlite")
 	tests := []struct {
 		name    string
 		spec    sluice.JobSpec
@@ -148,7 +149,7 @@ func TestResumeAfterCrash(t *testing.T) {
 // it discards its upload and starts over, and still completes with the
 // right bytes.
 func TestResumeWithLostLeftover(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
 	e.store.crashAt.Store(3)
 	svc := e.start()
 	job, err := svc.Submit(context.Background(), sluice.JobSpec{Format: sluice.FormatSQL, ChunkSize: 100})
@@ -187,7 +188,7 @@ func TestResumeWithLostLeftover(t *testing.T) {
 // TestShutdownResumes closes the service mid-dump (as on SIGTERM): Close
 // returns promptly after a checkpoint, and a new service finishes the job.
 func TestShutdownResumes(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) { c.TickBudget = time.Hour })
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.TickBudget = time.Hour })
 	svc := e.start()
 	reached := make(chan struct{})
 	var once bool
@@ -233,7 +234,7 @@ func TestCancel(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
 			if tc.parts == 0 {
 				e.cfg.MaxRunning = 1
 			}
@@ -317,7 +318,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestCancelFinishedJob(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
 	svc := e.start()
 	job, err := svc.Submit(context.Background(), sluice.JobSpec{Tables: []string{"Genre"}})
 	if err != nil {
@@ -336,7 +337,7 @@ func TestCancelFinishedJob(t *testing.T) {
 }
 
 func TestList(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
 	svc := e.start()
 	ctx := context.Background()
 	var ids []string
@@ -381,7 +382,7 @@ func TestList(t *testing.T) {
 // single Put; a crash right after it, before the job is recorded as
 // completed, must not fail the job on restart.
 func TestCrashAfterSmallPut(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
 	e.store.crashPut.Store(true)
 	svc := e.start()
 	job, err := svc.Submit(context.Background(), sluice.JobSpec{Tables: []string{"Genre"}})

@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +28,7 @@ func (m *countingMetrics) AddUploadRetry()           { m.mu.Lock(); m.retries++;
 // metrics sink and that CountByState sees the finished job.
 func TestMetrics(t *testing.T) {
 	m := &countingMetrics{}
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) {
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) {
 		c.TickBudget = 30 * time.Millisecond
 		c.Metrics = m
 	})

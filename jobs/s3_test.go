@@ -3,17 +3,13 @@ package jobs
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
-	"os"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/objstore/s3"
 )
@@ -23,31 +19,16 @@ import (
 // (scripts/test always sets one).
 func s3Env(t *testing.T) (*s3.Store, func() error) {
 	t.Helper()
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		t.Skip("SLUICE_TEST_S3_ENDPOINT is not set (scripts/test starts versitygw and sets it)")
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ak, sk, region := os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), os.Getenv("SLUICE_TEST_S3_SECRET_KEY"), os.Getenv("SLUICE_TEST_S3_REGION")
-	mc, err := minio.New(u.Host, &minio.Options{Creds: credentials.NewStaticV4(ak, sk, ""), Secure: u.Scheme == "https", Region: region})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b [4]byte
-	rand.Read(b[:])
-	bucket := "jobs-" + hex.EncodeToString(b[:])
+	srv := testsupport.S3(t)
+	mc := srv.Admin(t)
+	bucket := srv.NewBucket(t, "jobs")
 	ctx := context.Background()
-	if err := mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{Region: region}); err != nil {
-		t.Fatal(err)
-	}
+	endpoint, region, ak, sk := srv.Endpoint, srv.Region, srv.AccessKey, srv.SecretKey
 	cfg := s3.NewConfig()
 	cfg.Endpoint, cfg.Region, cfg.Bucket = endpoint, region, bucket
 	cfg.AccessKeyID, cfg.SecretAccessKey = ak, sk
 	cfg.Style = s3.StylePath
-	st, err := s3.New(ctx, cfg, testLogger(t))
+	st, err := s3.New(ctx, cfg, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +87,7 @@ func TestS3CrashResume(t *testing.T) {
 // ErrNotFound and a message naming the cause.
 func TestS3MissingBucket(t *testing.T) {
 	store, drop := s3Env(t)
-	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
 	e.store.Store = store
 	svc := e.start()
 	if err := drop(); err != nil {

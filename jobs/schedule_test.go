@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"context"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"sync"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ func waitRun(t *testing.T, svc *Service, name string, slot time.Time) *sluice.Jo
 
 func TestSchedulesAndRetention(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 3, 1, 0, 0, 30, 0, time.UTC)}
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) {
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) {
 		c.Now = clock.Now
 		c.Lease = time.Hour // the fake clock jumps; leases must not expire under a running task
 		c.Schedules = []Schedule{

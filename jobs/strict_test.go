@@ -3,6 +3,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
 	"testing"
@@ -18,8 +19,8 @@ import (
 // strict job's object still equals the database as it was at the start,
 // and its snapshot copy is gone at the end.
 func TestStrictIsOnePointInTime(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), nil)
-	before := copyFile(t, e.dbPath, t.TempDir()) // the database as the job starts
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
+	before := testsupport.CopyFile(t, e.dbPath, t.TempDir()) // the database as the job starts
 	wrote := make(chan struct{})
 	e.setHook(func(id string, parts int) error {
 		select {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -18,7 +19,7 @@ import (
 // between them tick by tick; no job ever runs in both at once, and every
 // object equals an uninterrupted dump.
 func TestTwoSchedulersOneDataDir(t *testing.T) {
-	e := newEnv(t, corpus(t, "chinook.sqlite"), func(c *Config) {
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) {
 		c.TickBudget = 20 * time.Millisecond
 		c.Workers = 2
 	})

@@ -2,8 +2,8 @@ package objstore_test
 
 import (
 	"context"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -40,7 +40,7 @@ func BenchmarkWriter(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		w, err := objstore.NewWriter(context.Background(), nullStore{}, "bench", objstore.WriterOptions{},
-			slog.New(slog.DiscardHandler))
+			testsupport.Logger(b))
 		if err != nil {
 			b.Fatal(err)
 		}

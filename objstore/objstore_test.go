@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
-	"log/slog"
 	"net"
 	"net/url"
 	"strings"
@@ -115,7 +115,7 @@ func TestIsRetryable(t *testing.T) {
 
 func newFileStore(t *testing.T, limits objstore.Limits) objstore.Store {
 	t.Helper()
-	s, err := file.New(t.TempDir(), file.Options{Limits: limits}, slog.New(slog.DiscardHandler))
+	s, err := file.New(t.TempDir(), file.Options{Limits: limits}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestWriterBufferBound(t *testing.T) {
 	rec.Delay = 5 * time.Millisecond
 	for _, conc := range []int{1, 2, 4} {
 		w, err := objstore.NewWriter(context.Background(), rec, fmt.Sprintf("bound/%d", conc),
-			objstore.WriterOptions{PartSize: part, Concurrency: conc}, slog.New(slog.DiscardHandler))
+			objstore.WriterOptions{PartSize: part, Concurrency: conc}, testsupport.Logger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +160,7 @@ func TestWriterCancelNoHang(t *testing.T) {
 	rec.Delay = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	w, err := objstore.NewWriter(ctx, rec, "stalled", objstore.WriterOptions{PartSize: part, Concurrency: 1},
-		slog.New(slog.DiscardHandler))
+		testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestWriterOutgrowsStoreLimits(t *testing.T) {
 	var spawned atomic.Int64 // every part upload and copy goes through WriterOptions.Go
 	w, err := objstore.NewWriter(context.Background(), rec, "grown", objstore.WriterOptions{ExpectedSize: 10,
 		Go: func(f func()) { spawned.Add(1); go f() }},
-		slog.New(slog.DiscardHandler))
+		testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +254,7 @@ func TestWriterGivesUp(t *testing.T) {
 	w, err := objstore.NewWriter(context.Background(), rec, "give-up", objstore.WriterOptions{
 		PartSize: part, Concurrency: 1, MaxAttempts: 3, RetryBase: time.Millisecond, RetryMax: time.Millisecond,
 		OnPart: func(objstore.Part) { parts++ },
-	}, slog.New(slog.DiscardHandler))
+	}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +276,7 @@ func TestWriterGivesUp(t *testing.T) {
 
 func TestWriterOptionsChecked(t *testing.T) {
 	st := newFileStore(t, objstore.Limits{})
-	log := slog.New(slog.DiscardHandler)
+	log := testsupport.Logger(t)
 	for _, tc := range []struct {
 		name string
 		key  string
@@ -301,7 +301,7 @@ func TestWriterOnPart(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[int]int64{}
 	w, err := objstore.NewWriter(context.Background(), st, "on-part", objstore.WriterOptions{PartSize: part,
-		OnPart: func(p objstore.Part) { mu.Lock(); seen[p.Number] = p.Size; mu.Unlock() }}, slog.New(slog.DiscardHandler))
+		OnPart: func(p objstore.Part) { mu.Lock(); seen[p.Number] = p.Size; mu.Unlock() }}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package sqlload
 import (
 	"context"
 	"errors"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"os"
 	"os/exec"
@@ -262,23 +263,9 @@ func TestLoadCancelled(t *testing.T) {
 	}
 }
 
-// corpusDir is <module root>/../shared/corpus; the tests fail if it is
-// missing, as the corpus is part of the test setup.
-func corpusDir(t *testing.T) string {
-	t.Helper()
-	dir, err := filepath.Abs(filepath.Join("..", "..", "shared", "corpus"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("test corpus missing: %v", err)
-	}
-	return dir
-}
-
 func sqlite3CLI(t *testing.T, stdin io.Reader, args ...string) string {
 	t.Helper()
-	cmd := exec.Command("sqlite3", args...)
+	cmd := exec.Command(testsupport.SQLite3(t), args...)
 	cmd.Stdin = stdin
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -305,10 +292,8 @@ func loadFile(t *testing.T, path, script string) Stats {
 // TestLoadCorpus reloads real dumps and compares the result with what the
 // sqlite3 shell makes of the same input, via the shell's own .dump.
 func TestLoadCorpus(t *testing.T) {
-	if _, err := exec.LookPath("sqlite3"); err != nil {
-		t.Fatal("sqlite3 CLI not installed (scripts/test installs it)")
-	}
-	corpus := corpusDir(t)
+	testsupport.SQLite3(t)
+	corpus := testsupport.CorpusDir(t)
 	dir := t.TempDir()
 
 	t.Run("chinook", func(t *testing.T) {

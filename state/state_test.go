@@ -5,8 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -20,7 +19,7 @@ func openTest(t *testing.T, path string) *DB {
 	if path == "" {
 		path = filepath.Join(t.TempDir(), FileName)
 	}
-	db, err := Open(context.Background(), path, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	db, err := Open(context.Background(), path, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

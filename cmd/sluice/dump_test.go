@@ -6,8 +6,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +24,7 @@ const chinookTables = 11
 
 func TestDumpFormats(t *testing.T) {
 	dir := t.TempDir()
-	db := corpusCopy(t, "chinook.sqlite", dir)
+	db := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
 	before := fileSHA(t, db)
 	wantRows := strings.TrimSpace(sqlite3(t, db, "SELECT count(*) FROM Track;"))
 
@@ -167,7 +167,7 @@ func checkCSVZip(tables int) func(t *testing.T, out []byte) {
 
 func TestDumpErrors(t *testing.T) {
 	dir := t.TempDir()
-	db := corpusCopy(t, "chinook.sqlite", dir)
+	db := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
 	before := fileSHA(t, db)
 	notSQLite := filepath.Join(dir, "notes.txt")
 	if err := os.WriteFile(notSQLite, bytes.Repeat([]byte("this is not a database\n"), 300), 0o644); err != nil {
@@ -228,7 +228,7 @@ func TestDumpErrors(t *testing.T) {
 // existing output file as it was.
 func TestDumpKeepsOldOutputOnFailure(t *testing.T) {
 	dir := t.TempDir()
-	db := corpusCopy(t, "chinook.sqlite", dir)
+	db := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
 	out := filepath.Join(dir, "keep.sql")
 	if err := os.WriteFile(out, []byte("old contents\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -246,8 +246,8 @@ func TestDumpKeepsOldOutputOnFailure(t *testing.T) {
 // the dump waits --busy-timeout, then fails with a clear message.
 func TestDumpLockedDatabase(t *testing.T) {
 	dir := t.TempDir()
-	db := corpusCopy(t, "chinook.sqlite", dir)
-	locker := exec.Command("sqlite3", db)
+	db := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
+	locker := exec.Command(testsupport.SQLite3(t), db)
 	stdin, err := locker.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -336,7 +336,7 @@ INSERT INTO t SELECT x, hex(randomblob(60)) FROM c;`)
 					t.Fatalf("%s exists after an interrupted dump", p)
 				}
 			}
-			store, err := file.New(root, file.Options{}, slog.New(slog.DiscardHandler))
+			store, err := file.New(root, file.Options{}, testsupport.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}

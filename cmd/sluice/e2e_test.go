@@ -8,7 +8,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
-	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"net/http"
 	"net/url"
@@ -30,13 +30,11 @@ import (
 // with `sluice restore` and compares every value with the source, then
 // cancels a running export and checks the bucket holds nothing of it.
 func TestServeE2E(t *testing.T) {
-	env, client := s3Env(t)
+	srv := testsupport.S3(t)
+	env, client := srv.AWSEnv(), srv.Admin(t)
 	ctx := context.Background()
-	bucket := fmt.Sprintf("sluice-e2e-%d", time.Now().UnixNano())
-	if err := client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
-		t.Fatalf("make bucket: %v", err)
-	}
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
+	bucket := srv.NewBucket(t, "sluice-e2e")
+	endpoint := srv.Endpoint
 	envMap := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")

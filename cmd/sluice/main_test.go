@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,40 +98,6 @@ func runSluice(t *testing.T, dir string, env []string, stdin []byte, args ...str
 	return r
 }
 
-// moduleRoot finds the directory holding go.mod.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-}
-
-// corpusCopy copies a file of the shared test corpus into dir.
-func corpusCopy(t *testing.T, name, dir string) string {
-	t.Helper()
-	src := filepath.Join(moduleRoot(t), "..", "shared", "corpus", name)
-	b, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatalf("test corpus missing (want it at <module root>/../shared/corpus): %v", err)
-	}
-	dst := filepath.Join(dir, name)
-	if err := os.WriteFile(dst, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dst
-}
-
 func fileSHA(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -172,10 +139,7 @@ func summary(t *testing.T, stderr string) map[string]string {
 // sqlite3 runs the sqlite3 CLI on db with input and returns stdout.
 func sqlite3(t *testing.T, db, input string) string {
 	t.Helper()
-	if _, err := exec.LookPath("sqlite3"); err != nil {
-		t.Fatal("the sqlite3 CLI is needed (scripts/test installs it)")
-	}
-	cmd := exec.Command("sqlite3", "-bail", db)
+	cmd := exec.Command(testsupport.SQLite3(t), "-bail", db)
 	cmd.Stdin = strings.NewReader(input)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +18,7 @@ func sqliteDump(t *testing.T, db string) string {
 
 func TestRestoreRoundTrip(t *testing.T) {
 	dir := t.TempDir()
-	src := corpusCopy(t, "chinook.sqlite", dir)
+	src := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
 	want := sqliteDump(t, src)
 
 	tests := []struct {
@@ -77,7 +78,7 @@ func TestRestoreRoundTrip(t *testing.T) {
 // load an LF copy.
 func TestRestoreSQLiteDump(t *testing.T) {
 	dir := t.TempDir()
-	b, err := os.ReadFile(corpusCopy(t, "northwind.sql", dir))
+	b, err := os.ReadFile(testsupport.CorpusCopy(t, "northwind.sql", dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestRestoreSQLiteDump(t *testing.T) {
 
 func TestRestoreErrors(t *testing.T) {
 	dir := t.TempDir()
-	src := corpusCopy(t, "chinook.sqlite", dir)
+	src := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
 	good := filepath.Join(dir, "good.sql")
 	if r := runSluice(t, dir, nil, nil, "dump", "--db", src, "--tables", "Artist", "-o", good); r.code != 0 {
 		t.Fatalf("dump exit %d:\n%s", r.code, r.stderr)
@@ -165,7 +166,7 @@ func TestRestoreErrors(t *testing.T) {
 // the bundled sample database and dump it with zstd.
 func TestReadmeSampleCommand(t *testing.T) {
 	dir := t.TempDir()
-	sample := filepath.Join(moduleRoot(t), "testdata", "sample.sql")
+	sample := filepath.Join(testsupport.ModuleRoot(), "testdata", "sample.sql")
 	if r := runSluice(t, dir, nil, nil, "restore", "--db", "sample.db", sample); r.code != 0 {
 		t.Fatalf("restore exit %d:\n%s", r.code, r.stderr)
 	}

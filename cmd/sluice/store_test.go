@@ -4,16 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net/url"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/minio/minio-go/v7"
-	"github.com/minio/minio-go/v7/pkg/credentials"
 
 	"github.com/sluice-dev/sluice/objstore/file"
 )
@@ -22,7 +17,7 @@ import (
 // --to file://, downloads them with get, and restores them.
 func TestDumpToFileStore(t *testing.T) {
 	dir := t.TempDir()
-	src := corpusCopy(t, "chinook.sqlite", dir)
+	src := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
 	want := sqliteDump(t, src)
 	root := filepath.Join(dir, "exports")
 	if err := os.Mkdir(root, 0o755); err != nil {
@@ -76,14 +71,14 @@ func TestDumpToFileStore(t *testing.T) {
 // failing verification), while a part from another version restarts.
 func TestGetResume(t *testing.T) {
 	dir := t.TempDir()
-	src := corpusCopy(t, "chinook.sqlite", dir)
+	src := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
 	root := filepath.Join(dir, "exports")
 	os.Mkdir(root, 0o755)
 	u := "file://" + filepath.ToSlash(root) + "/c.sql"
 	if r := runSluice(t, dir, nil, nil, "dump", "--db", src, "--to", u); r.code != 0 {
 		t.Fatalf("dump exit %d:\n%s", r.code, r.stderr)
 	}
-	store, err := file.New(root, file.Options{}, slog.New(slog.DiscardHandler))
+	store, err := file.New(root, file.Options{}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,46 +135,13 @@ func TestGetResume(t *testing.T) {
 	}
 }
 
-// s3Env returns the AWS_* variables for the test S3 server and a client
-// to create buckets, or skips when no server is configured.
-func s3Env(t *testing.T) ([]string, *minio.Client) {
-	t.Helper()
-	endpoint := os.Getenv("SLUICE_TEST_S3_ENDPOINT")
-	if endpoint == "" {
-		t.Skip("SLUICE_TEST_S3_ENDPOINT is not set (scripts/test starts versitygw and sets it)")
-	}
-	access, secret := os.Getenv("SLUICE_TEST_S3_ACCESS_KEY"), os.Getenv("SLUICE_TEST_S3_SECRET_KEY")
-	region := os.Getenv("SLUICE_TEST_S3_REGION")
-	if region == "" {
-		region = "us-east-1"
-	}
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := minio.New(u.Host, &minio.Options{
-		Creds: credentials.NewStaticV4(access, secret, ""), Secure: u.Scheme == "https", Region: region,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := []string{
-		"AWS_ACCESS_KEY_ID=" + access, "AWS_SECRET_ACCESS_KEY=" + secret, "AWS_REGION=" + region,
-		"AWS_ENDPOINT_URL_S3=" + endpoint, "AWS_ENDPOINT_URL=", "AWS_SESSION_TOKEN=",
-	}
-	return env, client
-}
-
 func TestDumpToS3(t *testing.T) {
-	env, client := s3Env(t)
+	srv := testsupport.S3(t)
+	env := srv.AWSEnv()
 	dir := t.TempDir()
-	src := corpusCopy(t, "chinook.sqlite", dir)
+	src := testsupport.CorpusCopy(t, "chinook.sqlite", dir)
 	want := sqliteDump(t, src)
-	bucket := fmt.Sprintf("sluice-cli-%d", time.Now().UnixNano())
-	ctx := context.Background()
-	if err := client.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
-		t.Fatalf("make bucket: %v", err)
-	}
+	bucket := srv.NewBucket(t, "sluice-cli")
 	u := "s3://" + bucket + "/dumps/chinook.sql.zst"
 	r := runSluice(t, dir, env, nil, "dump", "--db", src, "--to", u, "--s3-path-style")
 	if r.code != 0 {

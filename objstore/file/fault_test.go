@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -147,7 +147,7 @@ func TestWriterDiskFull(t *testing.T) {
 	fault := &faultFS{budget: 300 << 10, err: &fs.PathError{Op: "write", Path: "x", Err: syscall.ENOSPC}}
 	s := newTestStore(t, objstore.Limits{MinPartSize: 64 << 10}, fault)
 	w, err := objstore.NewWriter(context.Background(), s, "dump.sql", objstore.WriterOptions{PartSize: 64 << 10},
-		slog.New(slog.DiscardHandler))
+		testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestBadKeysTouchNothing(t *testing.T) {
 	ctx := context.Background()
 	parent := t.TempDir()
 	root := filepath.Join(parent, "store")
-	s, err := New(root, Options{SigningKey: []byte("k"), BaseURL: "http://127.0.0.1:1"}, slog.New(slog.DiscardHandler))
+	s, err := New(root, Options{SigningKey: []byte("k"), BaseURL: "http://127.0.0.1:1"}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func TestPresignVerify(t *testing.T) {
 	if _, err := s.PresignGet(ctx, "dir/a b+c.txt", 8*24*time.Hour); err == nil {
 		t.Error("presign beyond 7 days accepted")
 	}
-	unsigned, err := New(t.TempDir(), Options{}, slog.New(slog.DiscardHandler))
+	unsigned, err := New(t.TempDir(), Options{}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func TestPresignVerify(t *testing.T) {
 
 func TestSweepStaleTmp(t *testing.T) {
 	dir := t.TempDir()
-	s, err := New(dir, Options{}, slog.New(slog.DiscardHandler))
+	s, err := New(dir, Options{}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestSweepStaleTmp(t *testing.T) {
 	if err := os.Chtimes(old, past, past); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(dir, Options{}, slog.New(slog.DiscardHandler)); err != nil {
+	if _, err := New(dir, Options{}, testsupport.Logger(t)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(old); !errors.Is(err, fs.ErrNotExist) {

@@ -1,7 +1,7 @@
 package file
 
 import (
-	"log/slog"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -21,7 +21,7 @@ func newTestStore(t *testing.T, limits objstore.Limits, fsys FS) *Store {
 	}))
 	t.Cleanup(srv.Close)
 	s, err := New(t.TempDir(), Options{Limits: limits, SigningKey: []byte("test-secret"), BaseURL: srv.URL, FS: fsys},
-		slog.New(slog.DiscardHandler))
+		testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

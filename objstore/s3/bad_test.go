@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"net"
 	"net/http"
 	"strings"
@@ -47,7 +48,7 @@ func TestNewBadInput(t *testing.T) {
 			cfg := ts.config(bucket)
 			tc.mutate(&cfg)
 			start := time.Now()
-			s, err := New(context.Background(), cfg, testLogger(t))
+			s, err := New(context.Background(), cfg, testsupport.Logger(t))
 			if err == nil {
 				s.Close()
 				t.Fatal("New succeeded")
@@ -90,7 +91,7 @@ func stallingStore(t *testing.T, f faultproxy.Faults, tweak func(*Config)) (*Sto
 	t.Helper()
 	ts := server(t)
 	bucket := ts.newBucket(t)
-	p, err := faultproxy.New(ts.endpoint, 1, nil)
+	p, err := faultproxy.New(ts.Endpoint, 1, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func stallingStore(t *testing.T, f faultproxy.Faults, tweak func(*Config)) (*Sto
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	s, err := New(context.Background(), cfg, testLogger(t))
+	s, err := New(context.Background(), cfg, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package s3
 
 import (
 	"context"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"testing"
 
 	"github.com/sluice-dev/sluice/objstore"
@@ -18,12 +19,12 @@ func TestConformance(t *testing.T) {
 			bucket := ts.newBucket(t)
 			cfg := ts.config(bucket)
 			cfg.Prefix = prefix
-			s, err := New(context.Background(), cfg, testLogger(t))
+			s, err := New(context.Background(), cfg, testsupport.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = s.Close() })
-			storetest.Run(t, func(t *testing.T) objstore.Store { return s }, storetest.Options{Logger: testLogger(t)})
+			storetest.Run(t, func(t *testing.T) objstore.Store { return s }, storetest.Options{Logger: testsupport.Logger(t)})
 		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"net"
 	"net/http"
@@ -277,7 +278,7 @@ func TestPrefixIsolatesKeys(t *testing.T) {
 	ctx := ctxT(t)
 	cfg := ts.config(bucket)
 	cfg.Prefix = "/team/a/"
-	s, err := New(ctx, cfg, testLogger(t))
+	s, err := New(ctx, cfg, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +289,7 @@ func TestPrefixIsolatesKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ts.admin(t).StatObject(ctx, bucket, "team/a/x/1", minio.StatObjectOptions{}); err != nil {
+	if _, err := ts.Admin(t).StatObject(ctx, bucket, "team/a/x/1", minio.StatObjectOptions{}); err != nil {
 		t.Errorf("object not stored under the prefix: %v", err)
 	}
 	list, err := s.List(ctx, "")
@@ -465,7 +466,7 @@ func TestWrongChecksumIsBadDigest(t *testing.T) {
 			ts := server(t)
 			cfg := ts.config(ts.newBucket(t))
 			cfg.Checksum = algo
-			s, err := New(context.Background(), cfg, testLogger(t))
+			s, err := New(context.Background(), cfg, testsupport.Logger(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -536,10 +537,10 @@ func TestWireFormat(t *testing.T) {
 	ts := server(t)
 	bucket := ts.newBucket(t)
 	ctx := ctxT(t)
-	rec := newRecorder(t, ts.endpoint)
+	rec := newRecorder(t, ts.Endpoint)
 	cfg := ts.config(bucket)
 	cfg.Endpoint = rec.url
-	s, err := New(ctx, cfg, testLogger(t))
+	s, err := New(ctx, cfg, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package s3
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -45,7 +46,7 @@ func TestWriterThroughFaults(t *testing.T) {
 			parts = append(parts, p)
 			mu.Unlock()
 		},
-	}, testLogger(t))
+	}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +150,7 @@ func testResumeMD5Upload(t *testing.T, flagged bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	old, err := objstore.NewWriter(ctx, plainStore{s}, "deploy/dump.sql", objstore.WriterOptions{PartSize: partSize, Concurrency: 1}, testLogger(t))
+	old, err := objstore.NewWriter(ctx, plainStore{s}, "deploy/dump.sql", objstore.WriterOptions{PartSize: partSize, Concurrency: 1}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func testResumeMD5Upload(t *testing.T, flagged bool) {
 	// A build before the flag saved no ContentMD5Parts; its parts' MD5
 	// checksums tell.
 	st.ContentMD5Parts = flagged
-	w, err := objstore.Resume(ctx, s, st, left, objstore.WriterOptions{PartSize: partSize, Concurrency: 1}, testLogger(t))
+	w, err := objstore.Resume(ctx, s, st, left, objstore.WriterOptions{PartSize: partSize, Concurrency: 1}, testsupport.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
