@@ -24,6 +24,7 @@ type Metrics struct {
 	rowsExported  prometheus.Counter
 	partsUploaded prometheus.Counter
 	uploadRetries prometheus.Counter
+	uploadRestart prometheus.Counter
 	tickDuration  prometheus.Histogram
 	httpDuration  *prometheus.HistogramVec
 
@@ -51,6 +52,9 @@ func NewMetrics() *Metrics {
 		uploadRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sluice_upload_retries_total", Help: "Part uploads retried after an error.",
 		}),
+		uploadRestart: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_upload_restarts_total", Help: "Job uploads restarted because the multipart upload vanished from the store.",
+		}),
 		tickDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sluice_tick_duration_seconds", Help: "Duration of job ticks.",
 			Buckets: []float64{.01, .05, .1, .5, 1, 2, 5, 10, 20, 30, 60},
@@ -61,7 +65,7 @@ func NewMetrics() *Metrics {
 		}, []string{"method", "route", "code"}),
 	}
 	m.reg.MustRegister(m.bytesExported, m.rowsExported, m.partsUploaded,
-		m.uploadRetries, m.tickDuration, m.httpDuration,
+		m.uploadRetries, m.uploadRestart, m.tickDuration, m.httpDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		jobsCollector{m})
 	return m
@@ -89,6 +93,9 @@ func (m *Metrics) AddPartUploaded() { m.partsUploaded.Inc() }
 
 // AddUploadRetry counts one retried upload.
 func (m *Metrics) AddUploadRetry() { m.uploadRetries.Inc() }
+
+// AddUploadRestart counts one job upload restarted after it vanished.
+func (m *Metrics) AddUploadRestart() { m.uploadRestart.Inc() }
 
 // ObserveTick records a job tick's duration.
 func (m *Metrics) ObserveTick(d time.Duration) { m.tickDuration.Observe(d.Seconds()) }

@@ -67,14 +67,23 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 	if g := s.opts.Gate; g != nil && g.nice > 0 {
 		// A goroutine of its own, so that only it is pinned to the
 		// lowered thread (the caller's goroutine may be an HTTP
-		// connection's, which lives on).
-		done := make(chan struct{})
+		// connection's, which lives on). checkpoint runs back on the
+		// caller's goroutine: a callback that takes locks others wait on
+		// (a state database write, SQLite's allocator) must not hold them
+		// at the lowest priority.
+		calls := make(chan Cursor)
+		replies := make(chan error)
 		go func() {
-			defer close(done)
+			defer close(calls)
 			g.lowerPriority()
-			cur, err = wr.run(ctx, s, pages, free, checkpoint)
+			cur, err = wr.run(ctx, s, pages, free, func(c Cursor) error {
+				calls <- c
+				return <-replies
+			})
 		}()
-		<-done
+		for c := range calls {
+			replies <- checkpoint(c)
+		}
 	} else {
 		cur, err = wr.run(ctx, s, pages, free, checkpoint)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"log/slog"
@@ -24,6 +25,11 @@ import (
 
 const testPartSize = 64 << 10
 
+// errAbandon, returned by the test store and hooks, stops a tick dead as
+// if the process had been killed: production handles it as a lost lease
+// (no checkpoint, no cleanup, the task untouched).
+var errAbandon = fmt.Errorf("test: process killed: %w", errLeaseLost)
+
 // testStore wraps a store with counters and a crash switch.
 type testStore struct {
 	objstore.Store
@@ -32,6 +38,21 @@ type testStore struct {
 	crashed   atomic.Bool
 	failParts atomic.Int64 // fail this many UploadPart calls with a retryable error first
 	crashPut  atomic.Bool  // the next successful Put "kills the process"
+	delay     atomic.Int64 // each UploadPart takes this long (a slow store)
+
+	mu      sync.Mutex
+	perPart map[int]int // successful UploadPart calls by part number
+}
+
+// uploadsOf returns how many times each part number was stored.
+func (s *testStore) uploadsOf() map[int]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[int]int{}
+	for k, v := range s.perPart {
+		out[k] = v
+	}
+	return out
 }
 
 func (s *testStore) Put(ctx context.Context, key string, r io.Reader, size int64, opts objstore.PutOptions) (objstore.ObjectInfo, error) {
@@ -54,10 +75,19 @@ func (s *testStore) UploadPart(ctx context.Context, key, uploadID string, number
 		s.failParts.Add(-1)
 		return objstore.Part{}, &objstore.StatusError{Op: "upload part", StatusCode: 503}
 	}
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		time.Sleep(d)
+	}
 	p, err := s.Store.UploadPart(ctx, key, uploadID, number, r, size, md5)
 	if err != nil {
 		return p, err
 	}
+	s.mu.Lock()
+	if s.perPart == nil {
+		s.perPart = map[int]int{}
+	}
+	s.perPart[number]++
+	s.mu.Unlock()
 	n := s.uploads.Add(1)
 	if c := s.crashAt.Load(); c > 0 && n >= c {
 		s.crashed.Store(true)

@@ -16,6 +16,7 @@ type countingMetrics struct {
 	ticks          int
 	rows, bytes    int64
 	parts, retries int
+	restarts       int
 }
 
 func (m *countingMetrics) ObserveTick(time.Duration) { m.mu.Lock(); m.ticks++; m.mu.Unlock() }
@@ -23,6 +24,7 @@ func (m *countingMetrics) AddRowsExported(n int64)   { m.mu.Lock(); m.rows += n;
 func (m *countingMetrics) AddBytesExported(n int64)  { m.mu.Lock(); m.bytes += n; m.mu.Unlock() }
 func (m *countingMetrics) AddPartUploaded()          { m.mu.Lock(); m.parts++; m.mu.Unlock() }
 func (m *countingMetrics) AddUploadRetry()           { m.mu.Lock(); m.retries++; m.mu.Unlock() }
+func (m *countingMetrics) AddUploadRestart()         { m.mu.Lock(); m.restarts++; m.mu.Unlock() }
 
 // TestMetrics checks that a job's ticks, rows, bytes and parts reach the
 // metrics sink and that CountByState sees the finished job.

@@ -7,9 +7,10 @@
 //
 // A job advances in ticks of at most Config.TickBudget. Each tick
 // resumes from the job's last checkpoint (dump cursor, multipart upload
-// state, leftover bytes) and checkpoints again, atomically, at every
-// part boundary and when it yields; then the job's tick task goes to the
-// back of the queue, so jobs share the workers round robin.
+// state, leftover bytes) and checkpoints again, atomically, about once a
+// second while parts upload in the background (pipeline.go), and when it
+// yields; then the job's tick task goes to the back of the queue, so
+// jobs share the workers round robin.
 package jobs
 
 import (
@@ -69,10 +70,23 @@ type Config struct {
 	ChunkSize   int           // default rows per page when a spec gives none; default dump.DefaultChunkSize
 	MaxAttempts int           // consecutive failed ticks before a job fails; default 5
 
-	// UploadConcurrency is the parts a job uploads at once (default 1).
-	// Jobs checkpoint after every part, so more only helps when one page
-	// of rows spans several parts.
+	// UploadConcurrency is N, the window of parts a job has in flight
+	// (default 4): cut but not yet covered by a saved checkpoint. The
+	// dump waits for the store only when the window is full, and a crash
+	// uploads at most these parts again (docs/jobs.md, "The pipeline").
+	// A job holds at most N+1 part buffers.
 	UploadConcurrency int
+	// CheckpointInterval is the least time between two checkpoints of a
+	// job while its window has room (default 1s); a tick also
+	// checkpoints when it yields, finishes or the service stops.
+	CheckpointInterval time.Duration
+	// WALLimit: a snapshot-consistency job whose database's WAL has grown
+	// past this many bytes releases its snapshot at its next checkpoint
+	// and continues in a new one (the job is then "resumed"), so that a
+	// long job does not pin the WAL without bound. Default 1 GiB;
+	// negative disables it. Strict jobs read their own copy and are
+	// not affected.
+	WALLimit int64
 	// UploadGo, if set, starts each part upload's goroutine
 	// (objstore.WriterOptions.Go); the server runs uploads niced with it.
 	UploadGo func(func())
@@ -135,7 +149,11 @@ func (c *Config) setDefaults() {
 	defInt(&c.Workers, 4)
 	defInt(&c.ChunkSize, dump.DefaultChunkSize)
 	defInt(&c.MaxAttempts, 5)
-	defInt(&c.UploadConcurrency, 1)
+	defInt(&c.UploadConcurrency, 4)
+	def(&c.CheckpointInterval, time.Second)
+	if c.WALLimit == 0 {
+		c.WALLimit = 1 << 30
+	}
 	defInt(&c.CallbackAttempts, 8)
 	if c.Now == nil {
 		c.Now = time.Now
@@ -178,7 +196,10 @@ type Service struct {
 	running map[string]context.CancelCauseFunc // ticks running here, by job id
 	closed  bool
 
-	// hooks for tests
+	// afterCheckpoint, set by tests only, runs at every page boundary a
+	// tick sees, after any checkpoint saved there; parts is the number of
+	// parts the job's saved checkpoint covers. Its error stops the tick
+	// like any other (a test crash wraps errLeaseLost).
 	afterCheckpoint func(jobID string, parts int) error
 }
 
@@ -190,6 +211,9 @@ type Metrics interface {
 	AddBytesExported(n int64)
 	AddPartUploaded()
 	AddUploadRetry()
+	// AddUploadRestart counts a job whose multipart upload vanished from
+	// the store (objstore.ErrUploadGone) and was started again.
+	AddUploadRestart()
 }
 
 // noMetrics discards measurements when Config.Metrics is nil.
@@ -200,6 +224,7 @@ func (noMetrics) AddRowsExported(int64)     {}
 func (noMetrics) AddBytesExported(int64)    {}
 func (noMetrics) AddPartUploaded()          {}
 func (noMetrics) AddUploadRetry()           {}
+func (noMetrics) AddUploadRestart()         {}
 
 // CountByState returns how many jobs are in each state, for metrics.
 func (s *Service) CountByState(ctx context.Context) (map[sluice.State]int, error) {
@@ -337,9 +362,11 @@ func newID() string {
 // openSource is a dump snapshot kept open across a job's ticks, so that
 // within one process lifetime the job reads one snapshot.
 type openSource struct {
-	src      Source
-	instance string    // recorded in checkpoints to tell a resume from a continuation
-	lastUsed time.Time // guarded by Service.mu
+	src       Source
+	instance  string    // recorded in checkpoints to tell a resume from a continuation
+	path      string    // the database file
+	walAtOpen int64     // size of its WAL when the snapshot was opened
+	lastUsed  time.Time // guarded by Service.mu
 }
 
 func (s *Service) dropSource(jobID string) {
@@ -357,7 +384,3 @@ func (s *Service) snapshotPath(jobID string) string {
 }
 
 var errStopped = errors.New("jobs: service stopping")
-
-// errAbandon, returned by a test hook, makes a tick stop dead as if the
-// process had been killed: no checkpoint, no cleanup, the lease kept.
-var errAbandon = errors.New("jobs: tick abandoned")

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,9 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/objstore"
+	"zombiezen.com/go/sqlite"
 )
 
 // framer compresses a job's dump output into the upload writer, one gzip
@@ -100,4 +103,58 @@ func isPermanent(err error) bool {
 		return true
 	}
 	return !objstore.IsRetryable(err)
+}
+
+// storeError marks an error that came from the upload: it is tagged where
+// it crosses the boundary of the objstore.Writer (countWriter, and the
+// tick's calls of the Writer), so that the dump engine can pass it
+// through and the tick still tells it from the dump's own errors. The
+// store decides whether it is transient (objstore.IsRetryable).
+type storeError struct{ err error }
+
+func (e storeError) Error() string { return e.err.Error() }
+func (e storeError) Unwrap() error { return e.err }
+
+// storeErr tags a non-nil error from the upload.
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return storeError{err}
+}
+
+// countWriter counts the bytes written into the upload and tags its
+// errors.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, storeErr(err)
+}
+
+func dumpOptions(spec sluice.JobSpec, defChunk int) dump.Options {
+	chunk := spec.ChunkSize
+	if chunk == 0 {
+		chunk = defChunk
+	}
+	return dump.Options{Format: spec.Format, Tables: spec.Tables, Exclude: spec.Exclude, ChunkSize: chunk,
+		PreserveRowids: spec.PreserveRowids}
+}
+
+// dumpErr classifies an error from the dump engine: a busy database is
+// worth retrying, anything else (missing table, schema changed, corrupt
+// file) fails the job.
+func dumpErr(err error) error {
+	code := sqlite.ErrCode(err).ToPrimary()
+	if code == sqlite.ResultBusy || code == sqlite.ResultLocked {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return permanent(fmt.Errorf("dump: %w", err))
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math"
 	"os"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/state"
-	"zombiezen.com/go/sqlite"
 )
 
 // cpCursor is the dump side of a checkpoint.
@@ -26,38 +23,35 @@ type cpCursor struct {
 	Instance string `json:"instance,omitempty"`
 }
 
-var (
-	errCancelled = errors.New("jobs: job cancelled")
-	errDone      = errors.New("jobs: job finished")
+var errCancelled = errors.New("jobs: job cancelled")
+
+// outcome is what a tick, or one phase of it, ended with; runTick turns it
+// into what happens to the job's task.
+type outcome int
+
+const (
+	outNext      outcome = iota // the phase is done: go on to the next one
+	outYielded                  // checkpointed and yielded: back of the queue
+	outDone                     // the job completed
+	outStopped                  // the service is stopping: release the task
+	outLost                     // the lease is lost: touch nothing
+	outCancelled                // the job was cancelled: clean up
+	outRetry                    // a transient failure: retry within the attempt budget
+	outFailed                   // a permanent failure: fail the job
 )
+
+type result struct {
+	out outcome
+	err error
+}
+
+var next = result{out: outNext}
 
 // runTick advances one job by one tick and decides what happens to its
 // task: yield to the back of the queue, retry later, or finish.
 func (s *Service) runTick(ctx context.Context, t state.Task) error {
 	jobID := t.Key[len("tick:"):]
-	var job *sluice.Job
-	started := false
-	err := s.st.Update(ctx, func(tx *state.Tx) error {
-		j, err := tx.GetJob(jobID)
-		if errors.Is(err, sluice.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		job = j
-		if j.State != sluice.StateQueued {
-			return nil
-		}
-		n, err := tx.CountJobs(sluice.StateRunning)
-		if err != nil || n >= s.cfg.MaxRunning {
-			return err
-		}
-		now := s.now()
-		j.State, j.StartedAt, j.UpdatedAt = sluice.StateRunning, &now, now
-		started = true
-		return tx.UpdateJob(j)
-	})
+	job, started, err := s.startJob(ctx, jobID)
 	switch {
 	case err != nil:
 		s.reschedule(t, s.now().Add(s.cfg.Poll), t.Attempts)
@@ -66,13 +60,7 @@ func (s *Service) runTick(ctx context.Context, t state.Task) error {
 		s.finish(t)
 		return nil
 	case job.State == sluice.StateCancelled || job.State == sluice.StateFailed:
-		err := s.cleanup(ctx, job.ID)
-		if err != nil {
-			s.reschedule(t, s.now().Add(s.cfg.Poll), t.Attempts+1)
-			return err
-		}
-		s.finish(t)
-		return nil
+		return s.settle(t, job, result{out: outCancelled})
 	case job.State == sluice.StateQueued:
 		// Every running slot is taken: wait our turn. Queued tasks all
 		// move by the same step, so they keep their order.
@@ -95,546 +83,372 @@ func (s *Service) runTick(ctx context.Context, t state.Task) error {
 	}()
 
 	tickStart := time.Now()
-	err = s.tick(tickCtx, t, job)
+	k := &tick{s: s, ctx: tickCtx, t: t, job: job, start: tickStart}
+	r := k.run()
 	s.cfg.Metrics.ObserveTick(time.Since(tickStart))
-	if errors.Is(err, errAbandon) {
-		return err
-	}
-	if cause := context.Cause(tickCtx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
-		err = cause
-	}
-	switch {
-	case err == nil:
-		s.reschedule(t, s.now(), 0) // round robin: back of the queue
-		return nil
-	case errors.Is(err, errDone):
-		s.finish(t)
-		return nil
-	case errors.Is(err, errStopped):
-		s.release(t)
-		return errStopped
-	case errors.Is(err, errLeaseLost):
-		return err
-	case errors.Is(err, errCancelled):
-		if err := s.cleanup(s.hardCtx, job.ID); err != nil {
-			s.reschedule(t, s.now().Add(s.cfg.Poll), t.Attempts+1)
+	return s.settle(t, job, r)
+}
+
+// startJob loads the job and, if it is queued and a running slot is free,
+// marks it running.
+func (s *Service) startJob(ctx context.Context, jobID string) (job *sluice.Job, started bool, err error) {
+	err = s.st.Update(ctx, func(tx *state.Tx) error {
+		j, err := tx.GetJob(jobID)
+		if errors.Is(err, sluice.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
-		s.log.Info("jobs: job cancelled", "job", job.ID)
+		job = j
+		if j.State != sluice.StateQueued {
+			return nil
+		}
+		n, err := tx.CountJobs(sluice.StateRunning)
+		if err != nil || n >= s.cfg.MaxRunning {
+			return err
+		}
+		now := s.now()
+		j.State, j.StartedAt, j.UpdatedAt = sluice.StateRunning, &now, now
+		started = true
+		return tx.UpdateJob(j)
+	})
+	return job, started, err
+}
+
+// settle applies a tick's outcome to its task.
+func (s *Service) settle(t state.Task, job *sluice.Job, r result) error {
+	switch r.out {
+	case outYielded:
+		s.reschedule(t, s.now(), 0) // round robin: back of the queue
+		return nil
+	case outDone:
 		s.finish(t)
 		return nil
-	}
-	if s.hardCtx.Err() != nil || errors.Is(err, context.Canceled) {
-		// Stopping (or stopped hard): never blame the job for it.
+	case outStopped:
 		s.release(t)
 		return errStopped
+	case outLost:
+		return r.err
+	case outCancelled:
+		err := s.cleanup(s.hardCtx, job.ID)
+		if err == nil && job.State != sluice.StateFailed {
+			s.log.Info("jobs: job cancelled", "job", job.ID)
+		}
+		return s.endTask(t, job, err)
 	}
 	attempts := t.Attempts + 1
-	if !isPermanent(err) && attempts < s.cfg.MaxAttempts {
+	if r.out == outRetry && attempts < s.cfg.MaxAttempts {
 		delay := min(time.Second<<attempts, time.Minute)
-		s.log.Warn("jobs: tick failed, will retry", "job", job.ID, "attempt", attempts, "in", delay, "err", err)
+		if errors.Is(r.err, objstore.ErrUploadGone) {
+			s.cfg.Metrics.AddUploadRestart()
+			s.log.Error("jobs: the job's multipart upload vanished from the store (aborted out of band, e.g. by a lifecycle rule); restarting the upload",
+				"job", job.ID, "key", job.Key, "attempt", attempts, "of", s.cfg.MaxAttempts, "in", delay, "err", r.err)
+		} else {
+			s.log.Warn("jobs: tick failed, will retry", "job", job.ID, "attempt", attempts, "in", delay, "err", r.err)
+		}
 		s.reschedule(t, s.now().Add(delay), attempts)
 		return nil
 	}
-	if ferr := s.failJob(s.hardCtx, job.ID, err); ferr != nil {
+	cerr := s.cleanup(s.hardCtx, job.ID)
+	if err := s.markFailed(s.hardCtx, job.ID, r.err); err != nil {
 		s.reschedule(t, s.now().Add(s.cfg.Poll), attempts)
-		return ferr
+		return err
+	}
+	return s.endTask(t, job, cerr)
+}
+
+// endTask finishes the task of a job that was cancelled or failed once
+// cleanup succeeded. A failed cleanup is retried within the attempt
+// budget; past it, the task ends anyway (housekeeping aborts what is
+// left, as orphans), so that no task of a finished job runs forever.
+func (s *Service) endTask(t state.Task, job *sluice.Job, cleanupErr error) error {
+	attempts := t.Attempts + 1
+	if cleanupErr != nil && attempts < s.cfg.MaxAttempts && objstore.IsRetryable(cleanupErr) {
+		s.reschedule(t, s.now().Add(min(time.Second<<attempts, time.Minute)), attempts)
+		return cleanupErr
+	}
+	if cleanupErr != nil {
+		s.log.Error("jobs: giving up cleaning up after the job; housekeeping removes what is left",
+			"job", job.ID, "attempts", attempts, "err", cleanupErr)
 	}
 	s.finish(t)
 	return nil
 }
 
-// tick runs the job from its checkpoint for at most the tick budget.
-// It returns nil when it yielded with a fresh checkpoint, errDone when the
-// job reached a terminal state, or the error that stopped it.
-func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error {
-	var cp *state.Checkpoint
-	var lost error // the checkpoint's leftover bytes are gone: start over
-	if err := s.st.View(ctx, func(tx *state.Tx) (err error) {
-		cp, err = tx.GetCheckpoint(job.ID)
-		if errors.Is(err, state.ErrLeftoverLost) && cp != nil {
-			lost, err = err, nil
+// classify turns the error that ended a tick into its outcome. ctx is the
+// tick's context: its cause (lease lost, job cancelled) explains an error
+// that its cancellation provoked.
+func (s *Service) classify(ctx context.Context, err error) result {
+	if err == nil {
+		return result{out: outYielded}
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
+	var se storeError
+	switch {
+	case errors.Is(err, errLeaseLost):
+		return result{outLost, err}
+	case errors.Is(err, errCancelled):
+		return result{outCancelled, err}
+	case errors.Is(err, errStopped), s.hardCtx.Err() != nil, errors.Is(err, context.Canceled):
+		// Stopping (or stopped hard): never blame the job for it.
+		return result{outStopped, err}
+	case errors.Is(err, objstore.ErrUploadGone):
+		return result{outRetry, err}
+	case errors.As(err, &se):
+		if objstore.IsRetryable(se.err) {
+			return result{outRetry, err}
+		}
+		return result{outFailed, err}
+	case isPermanent(err):
+		return result{outFailed, err}
+	}
+	return result{outRetry, err}
+}
+
+// tick is one run of a job, from its checkpoint for at most the tick
+// budget. run calls its phases in order; each returns next or the
+// outcome that ends the tick.
+type tick struct {
+	s     *Service
+	ctx   context.Context
+	t     state.Task
+	job   *sluice.Job
+	start time.Time
+
+	cp   *state.Checkpoint
+	cur  cpCursor
+	ust  objstore.State
+	lost error // the checkpoint's leftover bytes are gone: start over
+
+	src  *openSource
+	plan dump.Plan
+
+	w      *objstore.Writer
+	closed bool // w was closed (completed); nothing to suspend
+	pipe   *pipeline
+}
+
+func (k *tick) run() result {
+	defer k.suspend()
+	for _, phase := range []func() result{
+		k.loadCheckpoint, k.openSnapshot, k.openUpload, k.dump, k.complete,
+	} {
+		if r := phase(); r.out != outNext {
+			return r
+		}
+	}
+	return result{out: outDone}
+}
+
+// fail classifies err as the tick's outcome.
+func (k *tick) fail(err error) result { return k.s.classify(k.ctx, err) }
+
+// loadCheckpoint reads the job's checkpoint, if any.
+func (k *tick) loadCheckpoint() result {
+	if err := k.s.st.View(k.ctx, func(tx *state.Tx) (err error) {
+		k.cp, err = tx.GetCheckpoint(k.job.ID)
+		if errors.Is(err, state.ErrLeftoverLost) && k.cp != nil {
+			k.lost, err = err, nil
 		}
 		return err
 	}); err != nil {
-		return err
+		return k.fail(err)
 	}
-	if cp == nil {
-		cp = &state.Checkpoint{JobID: job.ID}
+	if k.cp == nil {
+		k.cp = &state.Checkpoint{JobID: k.job.ID}
 	}
-	var cur cpCursor
-	var ust objstore.State
-	if len(cp.Cursor) > 0 {
-		if err := json.Unmarshal(cp.Cursor, &cur); err != nil {
-			return permanent(fmt.Errorf("checkpoint cursor: %w", err))
+	if len(k.cp.Cursor) > 0 {
+		if err := json.Unmarshal(k.cp.Cursor, &k.cur); err != nil {
+			return k.fail(permanent(fmt.Errorf("checkpoint cursor: %w", err)))
 		}
 	}
-	if len(cp.Upload) > 0 {
-		if err := json.Unmarshal(cp.Upload, &ust); err != nil {
-			return permanent(fmt.Errorf("checkpoint upload state: %w", err))
+	if len(k.cp.Upload) > 0 {
+		if err := json.Unmarshal(k.cp.Upload, &k.ust); err != nil {
+			return k.fail(permanent(fmt.Errorf("checkpoint upload state: %w", err)))
 		}
 	}
+	return next
+}
 
-	path, err := s.sourcePath(ctx, t, job, cp, cur)
+// openSnapshot opens the job's snapshot, or keeps the one this process
+// has open for it. A new snapshot for a job that had started is a resume.
+func (k *tick) openSnapshot() result {
+	s, job := k.s, k.job
+	path, err := s.sourcePath(k.ctx, k.t, job, k.cp, k.cur)
 	if err != nil {
-		return err
+		return k.fail(err)
 	}
-
-	// The snapshot: kept open across this process's ticks.
 	s.mu.Lock()
 	src := s.sources[job.ID]
 	s.mu.Unlock()
-	if src == nil || src.instance != cur.Instance {
+	if src == nil || src.instance != k.cur.Instance {
 		if src != nil {
 			s.dropSource(job.ID)
 		}
-		opened, err := s.cfg.Open(ctx, path, dumpOptions(job.Spec, s.cfg.ChunkSize), s.log)
+		opened, err := s.cfg.Open(k.ctx, path, dumpOptions(job.Spec, s.cfg.ChunkSize), s.log)
 		if err != nil {
-			return dumpErr(fmt.Errorf("open %s: %w", path, err))
+			return k.fail(dumpErr(fmt.Errorf("open %s: %w", path, err)))
 		}
-		src = &openSource{src: opened, instance: newID()}
+		src = &openSource{src: opened, instance: newID(), path: path}
+		if fi, err := os.Stat(path + "-wal"); err == nil {
+			src.walAtOpen = fi.Size()
+		}
 		s.mu.Lock()
 		s.sources[job.ID] = src
 		s.mu.Unlock()
-		if cur.Dump.Step > 0 || cur.Dump.Bytes > 0 {
+		if k.cur.Dump.Step > 0 || k.cur.Dump.Bytes > 0 {
 			job.Resumed++
 			if job.Consistency != sluice.ConsistencyStrict {
 				job.Consistency = sluice.ConsistencyResumed
 			}
 			s.log.Info("jobs: job resumed in a new snapshot", "job", job.ID, "resumed", job.Resumed,
-				"bytes", cur.Dump.Bytes, "parts", len(ust.Parts))
+				"bytes", k.cur.Dump.Bytes, "parts", len(k.ust.Parts))
 		}
 	}
 	s.mu.Lock()
 	src.lastUsed = time.Now()
 	s.mu.Unlock()
-	plan := src.src.Plan()
-	job.Progress.TablesTotal = len(plan.Tables)
-	job.Progress.EstimatedBytes = plan.EstimatedBytes
+	k.src = src
+	k.plan = src.src.Plan()
+	job.Progress.TablesTotal = len(k.plan.Tables)
+	job.Progress.EstimatedBytes = k.plan.EstimatedBytes
+	return next
+}
 
-	wopts := objstore.WriterOptions{
+// openUpload continues the checkpoint's upload, or starts one. An upload
+// that cannot be resumed is discarded and the job starts over, unless a
+// crash came right after the object was completed.
+func (k *tick) openUpload() result {
+	s, job := k.s, k.job
+	opts := objstore.WriterOptions{
 		ContentType:  sluice.ContentType(job.Spec.Format, job.Spec.Compression),
 		Metadata:     map[string]string{"sluice-job": job.ID},
-		ExpectedSize: plan.EstimatedBytes,
+		ExpectedSize: k.plan.EstimatedBytes,
 		Concurrency:  s.cfg.UploadConcurrency,
 		Limits:       s.cfg.Limits,
 		OnPart:       func(objstore.Part) { s.cfg.Metrics.AddPartUploaded() },
 		OnRetry:      func(string, error) { s.cfg.Metrics.AddUploadRetry() },
 		Go:           s.cfg.UploadGo,
 	}
-	var w *objstore.Writer
-	if lost != nil && ust.Key == "" {
+	if k.lost != nil && k.ust.Key == "" {
 		// No upload yet, but the bytes dumped so far are gone with the
 		// leftover: dump again from the start.
-		s.log.Warn("jobs: checkpoint leftover lost; restarting the job from the start", "job", job.ID, "err", lost)
-		cur.Dump, cp.Leftover = dump.Cursor{}, nil
-		job.Progress = sluice.Progress{TablesTotal: len(plan.Tables), EstimatedBytes: plan.EstimatedBytes}
+		s.log.Warn("jobs: checkpoint leftover lost; restarting the job from the start", "job", job.ID, "err", k.lost)
+		k.restart()
 	}
-	if ust.Key == "" {
-		w, err = objstore.NewWriter(ctx, s.store, job.Key, wopts, s.log)
-	} else {
-		if lost != nil {
-			err = fmt.Errorf("%w: %v", objstore.ErrResume, lost)
+	var err error
+	if k.ust.Key != "" {
+		if k.lost != nil {
+			err = fmt.Errorf("%w: %v", objstore.ErrResume, k.lost)
 		} else {
-			w, err = objstore.Resume(ctx, s.store, ust, cp.Leftover, wopts, s.log)
+			k.w, err = objstore.Resume(k.ctx, s.store, k.ust, k.cp.Leftover, opts, s.log)
 		}
 		if errors.Is(err, objstore.ErrResume) {
-			if cur.Dump.Done {
+			if k.cur.Dump.Done {
 				// Complete may have succeeded just before a crash.
-				if info, ok := s.ownObject(ctx, job.Key, ust.WriterID); ok {
-					return s.completeJob(ctx, t, job, info.Size, info.Metadata[objstore.MetaSHA256], len(ust.Parts)+1)
+				if info, ok := s.ownObject(k.ctx, job.Key, k.ust.WriterID); ok {
+					return k.completed(info.Size, info.Metadata[objstore.MetaSHA256], len(k.ust.Parts)+1)
 				}
 			}
 			s.log.Warn("jobs: upload cannot be resumed; restarting the job from the start", "job", job.ID, "err", err)
-			if derr := objstore.Discard(ctx, s.store, ust); derr != nil {
-				return derr
+			if derr := objstore.Discard(k.ctx, s.store, k.ust); derr != nil {
+				return k.fail(storeErr(derr))
 			}
-			cur.Dump, ust, cp.Leftover = dump.Cursor{}, objstore.State{}, nil
-			job.Progress = sluice.Progress{TablesTotal: len(plan.Tables), EstimatedBytes: plan.EstimatedBytes}
-			w, err = objstore.NewWriter(ctx, s.store, job.Key, wopts, s.log)
+			k.restart()
 		}
+	}
+	if k.ust.Key == "" {
+		k.w, err = objstore.NewWriter(k.ctx, s.store, job.Key, opts, s.log)
 	}
 	if err != nil {
-		return fmt.Errorf("upload %s: %w", job.Key, err)
+		return k.fail(storeErr(fmt.Errorf("upload %s: %w", job.Key, err)))
 	}
-	abandon := true
-	defer func() {
-		if abandon {
-			w.Suspend(ctx) // release buffers; the upload stays for the next tick
-		}
-	}()
+	return next
+}
 
-	cw := &countWriter{w: w, n: ust.Bytes + int64(len(cp.Leftover))}
-	rowsAtStart := cur.Dump.Rows
-	defer func() {
-		// Rows this tick produced; after a crash the rows past the last
-		// checkpoint are produced (and counted) again.
-		s.cfg.Metrics.AddRowsExported(max(0, job.Progress.Rows-rowsAtStart))
-	}()
-	fr := newFramer(cw, job.Spec.Compression)
-	partsBase := len(ust.Parts)
-	start := time.Now()
-	// A checkpoint follows the first page boundary after each part is
-	// cut, and waits for that part: then at most the one part cut after
-	// the last checkpoint can be uploaded twice after a crash. The price
-	// is that dumping and uploading do not overlap across parts.
-	cutAtCP := w.PartsCut()
-	lastProgress := time.Now()
+// restart forgets the checkpoint's position: the job dumps from the start
+// into a new upload.
+func (k *tick) restart() {
+	k.cur.Dump, k.ust, k.cp.Leftover = dump.Cursor{}, objstore.State{}, nil
+	k.job.Progress = sluice.Progress{TablesTotal: len(k.plan.Tables), EstimatedBytes: k.plan.EstimatedBytes}
+}
 
-	progress := func(c dump.Cursor) {
-		p := &job.Progress
-		p.Rows, p.TablesDone, p.CurrentTable = c.Rows, c.TablesDone, c.Table
-		p.Bytes = cw.n
-		p.PartsUploaded = partsBase + w.PartsUploaded()
-		ratio := 1.0
-		if c.Bytes > 0 {
-			ratio = float64(cw.n) / float64(c.Bytes)
-		}
-		est := int(math.Ceil(float64(plan.EstimatedBytes) * ratio / float64(w.PartSize())))
-		p.PartsTotal = max(p.PartsUploaded, est)
+// dump runs the dump from the cursor into the upload through the
+// checkpoint pipeline, until the dump ends (next), the tick yields, or
+// something fails.
+func (k *tick) dump() result {
+	if k.cur.Dump.Done {
+		return next
 	}
-	save := func(c dump.Cursor) error {
-		if err := fr.endFrame(); err != nil {
-			return err
+	k.pipe = newPipeline(k)
+	rowsAtStart := k.cur.Dump.Rows
+	final, err := k.src.src.Dump(k.ctx, k.pipe.fr, k.cur.Dump, k.pipe.boundary)
+	// Rows this tick produced; after a crash the rows past the last
+	// checkpoint are produced (and counted) again.
+	k.s.cfg.Metrics.AddRowsExported(max(0, k.job.Progress.Rows-rowsAtStart))
+	if err != nil {
+		var se storeError
+		if !errors.As(err, &se) {
+			err = dumpErr(err)
 		}
-		wst, left, err := w.Checkpoint(ctx)
-		if err != nil {
-			return err
-		}
-		progress(c)
-		cur.Dump = c
-		cur.Instance = src.instance
-		cp.Cursor, _ = json.Marshal(cur)
-		cp.Upload, _ = json.Marshal(wst)
-		cp.Leftover = left
-		if err := s.saveCheckpoint(ctx, t, job, cp); err != nil {
-			return err
-		}
-		cutAtCP = w.PartsCut()
-		if s.afterCheckpoint != nil {
-			return s.afterCheckpoint(job.ID, len(wst.Parts))
-		}
-		return nil
+		return k.fail(err)
 	}
-	checkpoint := func(c dump.Cursor) error {
-		yield := time.Since(start) >= s.cfg.TickBudget || s.stopCtx.Err() != nil || ctx.Err() != nil
-		if yield || w.PartsCut() > cutAtCP {
-			if err := save(c); err != nil {
-				return err
-			}
-		} else if time.Since(lastProgress) >= time.Second {
-			progress(c)
-			if err := s.saveProgress(ctx, t, job); err != nil {
-				return err
-			}
-			lastProgress = time.Now()
+	if !final.Done {
+		if k.s.stopCtx.Err() != nil {
+			return k.fail(errStopped)
 		}
-		if yield {
-			return dump.ErrStop
+		if c := context.Cause(k.ctx); c != nil {
+			return k.fail(c)
 		}
-		return nil
+		if k.pipe.release {
+			k.s.dropSource(k.job.ID)
+		}
+		return result{out: outYielded}
 	}
+	// Everything is written: checkpoint before completing, so a crash
+	// during Complete resumes here rather than dumping again.
+	if err := k.pipe.saveAll(final); err != nil {
+		return k.fail(err)
+	}
+	return next
+}
 
-	if !cur.Dump.Done {
-		final, err := src.src.Dump(ctx, fr, cur.Dump, checkpoint)
-		if err != nil {
-			if isTickControl(err) || isStoreErr(err) || errors.Is(err, errAbandon) {
-				return err
-			}
-			return dumpErr(err)
-		}
-		if !final.Done {
-			if s.stopCtx.Err() != nil {
-				return errStopped
-			}
-			if c := context.Cause(ctx); c != nil {
-				return c
-			}
-			return nil // yielded after a checkpoint
-		}
-		// Everything is written: checkpoint before completing, so a crash
-		// during Complete resumes here rather than dumping again.
-		if err := save(final); err != nil {
-			return err
-		}
-	}
-	abandon = false
-	if err := w.Close(); err != nil {
-		if errors.Is(err, errAbandon) {
-			return err
-		}
-		if errors.Is(err, objstore.ErrExist) && ust.WriterID != "" {
+// complete completes the upload: the object is stored.
+func (k *tick) complete() result {
+	k.closed = true
+	if err := k.w.Close(); err != nil {
+		if errors.Is(err, objstore.ErrExist) && k.ust.WriterID != "" {
 			// A small object is stored with one Put; a crash after it and
 			// before our record leaves it in place: accept it if ours.
-			if info, ok := s.ownObject(ctx, job.Key, ust.WriterID); ok {
-				return s.completeJob(ctx, t, job, info.Size, info.Metadata[objstore.MetaSHA256], max(len(ust.Parts), 1))
+			if info, ok := k.s.ownObject(k.ctx, k.job.Key, k.ust.WriterID); ok {
+				return k.completed(info.Size, info.Metadata[objstore.MetaSHA256], max(len(k.ust.Parts), 1))
 			}
 		}
-		return fmt.Errorf("complete upload %s: %w", job.Key, err)
+		return k.fail(storeErr(fmt.Errorf("complete upload %s: %w", k.job.Key, err)))
 	}
-	progress(cur.Dump)
-	return s.completeJob(ctx, t, job, w.Info().Size, w.SHA256(), partsBase+w.PartsUploaded())
+	if k.pipe != nil {
+		k.pipe.progress(k.cur.Dump)
+	}
+	return k.completed(k.w.Info().Size, k.w.SHA256(), len(k.ust.Parts)+k.w.PartsUploaded())
 }
 
-// ownObject reports whether the object at key was completed by the upload
-// writerID, i.e. a crash came between storing it and recording the job.
-func (s *Service) ownObject(ctx context.Context, key, writerID string) (objstore.ObjectInfo, bool) {
-	info, err := s.store.Head(ctx, key)
-	if err != nil || info.Metadata[objstore.MetaWriter] != writerID || info.Metadata[objstore.MetaSHA256] == "" {
-		return info, false
+// completed is the one place where a job's object is known to be
+// complete in the store (size bytes, SHA-256 sum, in parts parts): it
+// records the job as completed.
+func (k *tick) completed(size int64, sum string, parts int) result {
+	if err := k.s.completeJob(k.ctx, k.t, k.job, size, sum, parts); err != nil {
+		return k.fail(err)
 	}
-	return info, true
+	return result{out: outDone}
 }
 
-// saveCheckpoint writes the checkpoint and the job's progress in one
-// transaction, fenced on the task lease. A job cancelled meanwhile stops
-// the tick.
-func (s *Service) saveCheckpoint(ctx context.Context, t state.Task, job *sluice.Job, cp *state.Checkpoint) error {
-	now := s.now()
-	cp.UpdatedAt = now
-	return s.update(ctx, func(tx *state.Tx) error {
-		if err := s.fence(tx, t, job.ID); err != nil {
-			return err
-		}
-		if err := tx.SaveCheckpoint(cp); err != nil {
-			return err
-		}
-		job.UpdatedAt = now
-		return tx.UpdateJob(job)
-	})
-}
-
-// saveProgress persists the job's progress only (between checkpoints, so
-// status stays current), fenced like a checkpoint.
-func (s *Service) saveProgress(ctx context.Context, t state.Task, job *sluice.Job) error {
-	return s.update(ctx, func(tx *state.Tx) error {
-		if err := s.fence(tx, t, job.ID); err != nil {
-			return err
-		}
-		job.UpdatedAt = s.now()
-		return tx.UpdateJob(job)
-	})
-}
-
-// update runs a state transaction from the dump's checkpoint callback on
-// a goroutine of its own. The callback runs on the engine's thread, which
-// a server lowers to nice 19 (dump.Gate.WithNice), and SQLite's memory
-// allocator (modernc libc) takes a process-wide lock: a checkpoint
-// writing megabytes of leftover bytes while holding that lock at the
-// lowest priority stalled every query of the server (p99 from 4 to 40
-// ms). A new goroutine is never run by that locked thread.
-func (s *Service) update(ctx context.Context, fn func(tx *state.Tx) error) error {
-	ch := make(chan error, 1)
-	go func() { ch <- s.st.Update(ctx, fn) }()
-	return <-ch
-}
-
-// fence checks inside a write transaction that this process still holds
-// the task's lease and that the job was not cancelled.
-func (s *Service) fence(tx *state.Tx, t state.Task, jobID string) error {
-	held, err := tx.HoldsLease(t.ID, s.owner, s.now())
-	if err != nil {
-		return err
+// suspend releases the upload Writer of a tick that did not complete it;
+// the upload stays in the store for the next tick.
+func (k *tick) suspend() {
+	if k.w != nil && !k.closed {
+		k.w.Suspend(k.ctx)
 	}
-	if !held {
-		return errLeaseLost
-	}
-	j, err := tx.GetJob(jobID)
-	if err != nil {
-		return err
-	}
-	if j.State != sluice.StateRunning {
-		return errCancelled
-	}
-	return nil
-}
-
-// completeJob records a finished upload: completed state, size, SHA-256,
-// no checkpoint, and the callback queued, all in one transaction.
-func (s *Service) completeJob(ctx context.Context, t state.Task, job *sluice.Job, size int64, sum string, parts int) error {
-	now := s.now()
-	err := s.st.Update(ctx, func(tx *state.Tx) error {
-		if err := s.fence(tx, t, job.ID); err != nil {
-			return err
-		}
-		job.State, job.Size, job.SHA256 = sluice.StateCompleted, size, sum
-		job.FinishedAt, job.UpdatedAt, job.Error = &now, now, ""
-		job.Progress.PartsUploaded, job.Progress.PartsTotal = parts, parts
-		job.Progress.CurrentTable = ""
-		if err := tx.UpdateJob(job); err != nil {
-			return err
-		}
-		if err := tx.DeleteCheckpoint(job.ID); err != nil {
-			return err
-		}
-		return s.queueCallback(tx, job)
-	})
-	if errors.Is(err, errCancelled) {
-		// Cancelled while completing: the object is ours and unwanted.
-		if derr := s.store.Delete(s.hardCtx, job.Key); derr != nil {
-			return errors.Join(err, derr)
-		}
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	s.dropSource(job.ID)
-	s.removeSnapshot(job.ID)
-	// Uploads a crash left behind before their first checkpoint.
-	if err := s.abortUploadsOf(ctx, job.ID, ""); err != nil {
-		s.log.Warn("jobs: abort stale uploads", "job", job.ID, "err", err)
-	}
-	s.cfg.Metrics.AddBytesExported(size)
-	s.log.Info("jobs: job completed", "job", job.ID, "key", job.Key, "size", size, "sha256", sum, "resumed", job.Resumed)
-	if job.Spec.ScheduleID != "" {
-		if err := s.applyRetention(ctx, job.Spec.ScheduleID); err != nil {
-			s.log.Error("jobs: retention", "schedule", job.Spec.ScheduleID, "err", err)
-		}
-	}
-	s.poke()
-	return errDone
-}
-
-// failJob removes what the job's upload created, then marks it failed
-// with cause's message and queues its callback; so a failed job never
-// shows its leftovers. A cleanup error is returned after the job is
-// marked, and the task retries the cleanup.
-func (s *Service) failJob(ctx context.Context, jobID string, cause error) error {
-	cerr := s.cleanup(ctx, jobID)
-	now := s.now()
-	var failed bool
-	err := s.st.Update(ctx, func(tx *state.Tx) error {
-		job, err := tx.GetJob(jobID)
-		if err != nil || job.State.Terminal() {
-			return err
-		}
-		job.State, job.Error, job.FinishedAt, job.UpdatedAt = sluice.StateFailed, cause.Error(), &now, now
-		failed = true
-		if err := tx.UpdateJob(job); err != nil {
-			return err
-		}
-		return s.queueCallback(tx, job)
-	})
-	if err != nil {
-		return err
-	}
-	if failed {
-		s.log.Error("jobs: job failed", "job", jobID, "err", cause)
-	}
-	return cerr
-}
-
-// cleanup removes what a cancelled or failed job left behind: its
-// incomplete upload (and any partial object), its snapshot copy and its
-// checkpoint. It is idempotent.
-func (s *Service) cleanup(ctx context.Context, jobID string) error {
-	s.dropSource(jobID)
-	var cp *state.Checkpoint
-	if err := s.st.View(ctx, func(tx *state.Tx) (err error) {
-		cp, err = tx.GetCheckpoint(jobID)
-		if errors.Is(err, state.ErrLeftoverLost) {
-			err = nil // only the upload state is needed here
-		}
-		return err
-	}); err != nil {
-		return err
-	}
-	if cp != nil && len(cp.Upload) > 0 {
-		var ust objstore.State
-		if err := json.Unmarshal(cp.Upload, &ust); err == nil && ust.Key != "" {
-			if err := objstore.Discard(ctx, s.store, ust); err != nil {
-				return fmt.Errorf("discard upload of job %s: %w", jobID, err)
-			}
-		}
-	}
-	// Uploads created after the last checkpoint are not in it.
-	if err := s.abortUploadsOf(ctx, jobID, ""); err != nil {
-		return err
-	}
-	s.removeSnapshot(jobID)
-	return s.st.Update(ctx, func(tx *state.Tx) error { return tx.DeleteCheckpoint(jobID) })
-}
-
-// abortUploadsOf aborts every incomplete upload of the job's key except
-// keep.
-func (s *Service) abortUploadsOf(ctx context.Context, jobID, keep string) error {
-	var key string
-	if err := s.st.View(ctx, func(tx *state.Tx) error {
-		j, err := tx.GetJob(jobID)
-		if err == nil {
-			key = j.Key
-		}
-		return err
-	}); err != nil {
-		return err
-	}
-	ups, err := s.store.ListUploads(ctx, key)
-	if err != nil {
-		return fmt.Errorf("list uploads of %s: %w", key, err)
-	}
-	for _, u := range ups {
-		if u.Key != key || u.UploadID == keep {
-			continue
-		}
-		if err := s.store.AbortMultipart(ctx, u.Key, u.UploadID); err != nil && !errors.Is(err, objstore.ErrNotExist) {
-			return fmt.Errorf("abort upload %s: %w", u.Key, err)
-		}
-	}
-	return nil
-}
-
-func (s *Service) removeSnapshot(jobID string) {
-	p := s.snapshotPath(jobID)
-	for _, f := range []string{p, p + ".tmp", p + "-journal", p + "-wal", p + "-shm"} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.log.Warn("jobs: remove snapshot copy", "path", f, "err", err)
-		}
-	}
-}
-
-func dumpOptions(spec sluice.JobSpec, defChunk int) dump.Options {
-	chunk := spec.ChunkSize
-	if chunk == 0 {
-		chunk = defChunk
-	}
-	return dump.Options{Format: spec.Format, Tables: spec.Tables, Exclude: spec.Exclude, ChunkSize: chunk,
-		PreserveRowids: spec.PreserveRowids}
-}
-
-// dumpErr classifies an error from the dump engine: a busy database is
-// worth retrying, anything else (missing table, schema changed, corrupt
-// file) fails the job.
-func dumpErr(err error) error {
-	code := sqlite.ErrCode(err).ToPrimary()
-	if code == sqlite.ResultBusy || code == sqlite.ResultLocked {
-		return err
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return permanent(fmt.Errorf("dump: %w", err))
-}
-
-func isTickControl(err error) bool {
-	return errors.Is(err, errCancelled) || errors.Is(err, errLeaseLost) || errors.Is(err, errStopped) ||
-		errors.Is(err, context.Canceled)
-}
-
-// isStoreErr reports errors that came from the upload, which the dump
-// engine passes through from its writer.
-func isStoreErr(err error) bool {
-	return objstore.IsRetryable(err) || errors.Is(err, objstore.ErrExist) || errors.Is(err, objstore.ErrInvalidKey) ||
-		errors.Is(err, objstore.ErrAccessDenied) || errors.Is(err, objstore.ErrClosed)
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }

@@ -2,6 +2,7 @@ package objstore
 
 import (
 	"context"
+	"encoding"
 	"fmt"
 )
 
@@ -40,16 +41,22 @@ func (w *Writer) grow() error {
 		return fmt.Errorf("objstore: writer %s: outgrow: %w", w.key, err)
 	}
 	oldSize := w.partSize
+	copies := w.limits.MaxParts / m
+	hs, err := w.hash.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("objstore: writer %s: save hash: %w", w.key, err)
+	}
+	w.mu.Lock()
 	w.partSize = oldSize * int64(m)
 	w.gen++
 	w.uploadID = ""
-	w.mu.Lock()
 	w.done = map[int]Part{}
+	w.stored = 0
+	w.cutHash = map[int][]byte{copies: hs} // the copies hold every byte so far
 	w.mu.Unlock()
 	if err := w.create(); err != nil {
 		return err
 	}
-	copies := w.limits.MaxParts / m
 	w.log.Info("stream outgrew its part size; continuing with larger parts",
 		"old_part_size", oldSize, "new_part_size", w.partSize, "copied_parts", copies, "generation", w.gen)
 	for i := 1; i <= copies; i++ {

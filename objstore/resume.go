@@ -137,6 +137,8 @@ func Resume(ctx context.Context, store Store, st State, pending []byte, opts Wri
 	}
 	w.next = len(st.Parts) + 1
 	w.hash, w.hashed = h, st.Bytes
+	w.stored = len(st.Parts)
+	w.cutHash[len(st.Parts)] = st.Hash
 	w.start()
 	if _, err := w.Write(pending); err != nil {
 		return nil, err

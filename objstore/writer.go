@@ -31,6 +31,12 @@ const (
 // ErrClosed is returned by a Writer used after Close, Suspend or Abort.
 var ErrClosed = errors.New("objstore: writer closed")
 
+// ErrUploadGone is returned by a Writer whose multipart upload no longer
+// exists in the store: aborted out of band, for example by a bucket
+// lifecycle rule that aborts incomplete uploads. It wraps ErrNotExist.
+// The bytes of the stored parts are gone with it.
+var ErrUploadGone = fmt.Errorf("objstore: multipart upload vanished: %w", ErrNotExist)
+
 // errAborted is the cancel cause of an aborted Writer.
 var errAborted = errors.New("objstore: writer aborted")
 
@@ -118,6 +124,9 @@ type Writer struct {
 	done     map[int]Part
 	uploaded int // parts stored by this Writer (copies included)
 	err      error
+	stored   int            // parts 1..stored of this generation are all stored
+	cutHash  map[int][]byte // SHA-256 state after part k, for marks (see Mark)
+	progress chan struct{}  // closed and replaced whenever a part is stored or fails
 }
 
 // NewWriter starts a Writer for key. ctx governs the whole upload: when it
@@ -138,6 +147,7 @@ func NewWriter(ctx context.Context, store Store, key string, opts WriterOptions,
 	}
 	w.next = 1
 	w.hash = sha256.New()
+	w.saveCutHash(0)
 	w.start()
 	return w, nil
 }
@@ -172,7 +182,7 @@ func newWriter(ctx context.Context, store Store, key string, opts WriterOptions,
 		opts.RetryMax = 20 * time.Second
 	}
 	w := &Writer{store: store, key: key, opts: opts, limits: l, done: map[int]Part{},
-		log: logger.With("key", key)}
+		cutHash: map[int][]byte{}, progress: make(chan struct{}), log: logger.With("key", key)}
 	w.ctx, w.cancel = context.WithCancelCause(ctx)
 	return w, nil
 }
@@ -295,6 +305,7 @@ func (w *Writer) send() error {
 	w.hash.Write(buf)
 	w.hashed += int64(len(buf))
 	w.next++
+	w.saveCutHash(num)
 	w.wg.Add(1)
 	w.spawn(func() {
 		defer w.wg.Done()
@@ -320,6 +331,7 @@ func (w *Writer) spawn(f func()) {
 
 func (w *Writer) record(part Part, err error) {
 	w.mu.Lock()
+	defer w.signal()
 	if err != nil {
 		if w.err == nil {
 			w.err = err
@@ -330,6 +342,9 @@ func (w *Writer) record(part Part, err error) {
 	}
 	w.done[part.Number] = part
 	w.uploaded++
+	for w.done[w.stored+1].Number != 0 {
+		w.stored++
+	}
 	w.mu.Unlock()
 	if w.opts.OnPart != nil {
 		w.opts.OnPart(part)
@@ -410,6 +425,9 @@ func (w *Writer) uploadPart(num int, buf []byte) (Part, error) {
 		part = p
 		return err
 	})
+	if errors.Is(err, ErrNotExist) {
+		return Part{}, fmt.Errorf("%w: %w", ErrUploadGone, err)
+	}
 	if err != nil {
 		return Part{}, err
 	}
@@ -549,6 +567,9 @@ func (w *Writer) complete(meta map[string]string) (ObjectInfo, error) {
 		info = i
 		return err
 	})
+	if errors.Is(err, ErrNotExist) {
+		err = fmt.Errorf("%w: %w", ErrUploadGone, err)
+	}
 	return info, err
 }
 
