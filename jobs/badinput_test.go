@@ -130,8 +130,8 @@ func mustGet(t *testing.T, svc *Service, id string) *sluice.Job {
 // TestSchemaChangeAfterResume: a table dropped between a crash and the
 // resume fails the job with the engine's message; it is never stuck.
 func TestSchemaChangeAfterResume(t *testing.T) {
-	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
-	e.store.crashAt.Store(3)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.UploadConcurrency = 2 })
+	e.store.crashAt.Store(6) // past a full window: a checkpoint mid-dump was saved
 	svc := e.start()
 	job, err := svc.Submit(context.Background(), sluice.JobSpec{ChunkSize: 100})
 	if err != nil {

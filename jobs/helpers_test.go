@@ -39,9 +39,29 @@ type testStore struct {
 	failParts atomic.Int64 // fail this many UploadPart calls with a retryable error first
 	crashPut  atomic.Bool  // the next successful Put "kills the process"
 	delay     atomic.Int64 // each UploadPart takes this long (a slow store)
+	waiting   atomic.Int64 // UploadPart calls waiting at the gate
 
 	mu      sync.Mutex
-	perPart map[int]int // successful UploadPart calls by part number
+	perPart map[int]int   // successful UploadPart calls by part number
+	gate    chan struct{} // when set, every UploadPart waits for it to close
+	listErr error         // when set, ListUploads fails with it
+	partErr error         // when set, UploadPart fails with it
+}
+
+func (s *testStore) setGate(g chan struct{}) {
+	s.mu.Lock()
+	s.gate = g
+	s.mu.Unlock()
+}
+
+func (s *testStore) ListUploads(ctx context.Context, prefix string) ([]objstore.Upload, error) {
+	s.mu.Lock()
+	err := s.listErr
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return s.Store.ListUploads(ctx, prefix)
 }
 
 // uploadsOf returns how many times each part number was stored.
@@ -78,6 +98,22 @@ func (s *testStore) UploadPart(ctx context.Context, key, uploadID string, number
 	if d := time.Duration(s.delay.Load()); d > 0 {
 		time.Sleep(d)
 	}
+	s.mu.Lock()
+	gate, perr := s.gate, s.partErr
+	s.mu.Unlock()
+	if perr != nil {
+		return objstore.Part{}, perr
+	}
+	if gate != nil {
+		s.waiting.Add(1)
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			s.waiting.Add(-1)
+			return objstore.Part{}, ctx.Err()
+		}
+		s.waiting.Add(-1)
+	}
 	p, err := s.Store.UploadPart(ctx, key, uploadID, number, r, size, md5)
 	if err != nil {
 		return p, err
@@ -99,6 +135,7 @@ func (s *testStore) UploadPart(ctx context.Context, key, uploadID string, number
 type env struct {
 	t       *testing.T
 	dataDir string
+	exports string // the file store's root
 	dbPath  string
 	store   *testStore
 	cfg     Config
@@ -120,7 +157,8 @@ func newEnv(t *testing.T, db string, mutate func(*Config)) *env {
 	if db != "" {
 		e.dbPath = testsupport.CopyFile(t, db, dir)
 	}
-	fs, err := file.New(filepath.Join(dir, "exports"), file.Options{
+	e.exports = filepath.Join(dir, "exports")
+	fs, err := file.New(e.exports, file.Options{
 		Limits: objstore.Limits{MinPartSize: testPartSize, MaxParts: 10000}, SigningKey: []byte("k"), BaseURL: "http://127.0.0.1:1"}, e.log)
 	if err != nil {
 		t.Fatal(err)

@@ -154,7 +154,7 @@ func (p *pipeline) newestStored() int {
 // save checkpoints at mark i, then forgets it and the marks before it.
 func (p *pipeline) save(i int, c dump.Cursor) error {
 	pm := p.marks[i]
-	st, err := p.w.StateAt(pm.m)
+	st, err := p.w.StateAt(p.k.ctx, pm.m)
 	if err != nil {
 		return storeErr(err)
 	}

@@ -3,11 +3,17 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/internal/testsupport"
+	"github.com/sluice-dev/sluice/objstore"
+	"github.com/sluice-dev/sluice/state"
 )
 
 // TestCrashRedoesAtMostWindow kills the service while parts upload in
@@ -69,6 +75,140 @@ func TestCrashRedoesAtMostWindow(t *testing.T) {
 				t.Errorf("%d parts stored twice after one crash, window %d", twice, tc.window)
 			}
 			assertClean(t, e.store, done.Key)
+		})
+	}
+}
+
+// TestCancelWithPartsInFlight cancels a job while its parts are still
+// uploading (the store holds them), directly or after a crash left them
+// in flight, and checks that no upload, no object and no file of the
+// file store remain.
+func TestCancelWithPartsInFlight(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		name := "cancel"
+		if crash {
+			name = "crash then cancel"
+		}
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.TickBudget = time.Hour })
+			gate := make(chan struct{})
+			e.store.setGate(gate)
+			svc := e.start()
+			ctx := context.Background()
+			job, err := svc.Submit(ctx, sluice.JobSpec{ChunkSize: 50})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Wait until the dump blocks on a full window of parts.
+			deadline := time.Now().Add(time.Minute)
+			for {
+				if e.store.waiting.Load() >= 4 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("no parts in flight")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if crash {
+				e.crash()
+				svc = e.start()
+			}
+			go func() {
+				for mustGet(t, svc, job.ID).State != sluice.StateCancelled {
+					time.Sleep(5 * time.Millisecond)
+				}
+				close(gate) // the parts in flight reach the store after the cancel
+			}()
+			if _, err := svc.Cancel(ctx, job.ID); err != nil {
+				t.Fatal(err)
+			}
+			deadline = time.Now().Add(20 * time.Second)
+			for {
+				files := regularFiles(t, e.exports)
+				ups, _ := e.store.ListUploads(ctx, "")
+				if len(files) == 0 && len(ups) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("left behind: uploads %v, files %v", ups, files)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			assertClean(t, e.store)
+		})
+	}
+}
+
+// regularFiles lists the regular files under dir.
+func regularFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestFailedJobTaskEnds: a job whose cleanup keeps failing with an error
+// retrying cannot fix (here ListUploads refuses the key, as the file store
+// did for a reserved key) fails, and its task ends instead of retrying
+// forever; the same holds for a cancelled job.
+func TestFailedJobTaskEnds(t *testing.T) {
+	for _, cancel := range []bool{false, true} {
+		t.Run(map[bool]string{false: "failed", true: "cancelled"}[cancel], func(t *testing.T) {
+			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.TickBudget = time.Hour })
+			e.store.mu.Lock()
+			e.store.listErr = fmt.Errorf("list uploads: %w", objstore.ErrInvalidKey)
+			e.store.mu.Unlock()
+			e.store.mu.Lock()
+			if !cancel {
+				e.store.partErr = fmt.Errorf("upload part: %w", objstore.ErrAccessDenied)
+			} else {
+				e.store.gate = make(chan struct{})
+			}
+			e.store.mu.Unlock()
+			svc := e.start()
+			ctx := context.Background()
+			job, err := svc.Submit(ctx, sluice.JobSpec{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := sluice.StateFailed
+			if cancel {
+				waitJob(t, svc, job.ID, time.Minute, sluice.StateRunning)
+				if _, err := svc.Cancel(ctx, job.ID); err != nil {
+					t.Fatal(err)
+				}
+				want = sluice.StateCancelled
+			}
+			waitJob(t, svc, job.ID, time.Minute, want)
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				var task *state.Task
+				if err := e.st.View(ctx, func(tx *state.Tx) (err error) {
+					task, err = tx.GetTask(state.TickKey(job.ID))
+					return err
+				}); err != nil {
+					t.Fatal(err)
+				}
+				if task == nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the task of the %s job still runs: %+v", want, task)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
 		})
 	}
 }

@@ -150,3 +150,63 @@ func TestS3Cancel(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestS3UploadVanishes aborts a job's multipart upload out of band on the
+// S3 test server mid-job (as a lifecycle rule that aborts incomplete
+// uploads would): the job logs it, restarts its upload from the start
+// within its attempt budget, counts the restart, and completes with the
+// right bytes.
+func TestS3UploadVanishes(t *testing.T) {
+	store, _ := s3Env(t)
+	db := bigDB(t, t.TempDir(), 200_000) // about 27 MB of SQL: four 8 MiB parts
+	m := &countingMetrics{}
+	e := newEnv(t, "", func(c *Config) {
+		c.Databases = map[string]string{"big": db}
+		c.DefaultDatabase = "big"
+		c.TickBudget = time.Hour
+		c.UploadConcurrency = 2
+		c.Metrics = m
+	})
+	e.store.Store = store
+	var once sync.Once
+	aborted := make(chan struct{})
+	e.setHook(func(id string, parts int) error {
+		if parts < 1 {
+			return nil
+		}
+		once.Do(func() {
+			defer close(aborted)
+			ctx := context.Background()
+			ups, err := store.ListUploads(ctx, "")
+			if err != nil || len(ups) != 1 {
+				t.Errorf("uploads before the abort: %v %v", ups, err)
+				return
+			}
+			if err := store.AbortMultipart(ctx, ups[0].Key, ups[0].UploadID); err != nil {
+				t.Errorf("abort out of band: %v", err)
+			}
+		})
+		return nil
+	})
+	svc := e.start()
+	job, err := svc.Submit(context.Background(), sluice.JobSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := waitJob(t, svc, job.ID, 3*time.Minute, sluice.StateCompleted)
+	select {
+	case <-aborted:
+	default:
+		t.Fatal("the job completed before its upload was aborted")
+	}
+	if got, want := readObject(t, store, done.Key), referenceDump(t, db, done.Spec); !bytes.Equal(got, want) {
+		t.Fatalf("object (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
+	}
+	m.mu.Lock()
+	restarts := m.restarts
+	m.mu.Unlock()
+	if restarts != 1 {
+		t.Errorf("upload restarts counted: %d, want 1", restarts)
+	}
+	assertClean(t, store, done.Key)
+}

@@ -86,12 +86,15 @@ func (w *Writer) WaitStored(ctx context.Context, m Mark) error {
 // StateAt returns the State covering parts 1..m.Part, which must all be
 // stored: persisted with m.Leftover, it resumes the stream at m. Hash
 // states of marks before m are dropped, so take marks in order.
-func (w *Writer) StateAt(m Mark) (State, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if m.gen != w.gen || m.Part > w.stored {
+func (w *Writer) StateAt(ctx context.Context, m Mark) (State, error) {
+	if ok, _ := w.Stored(m); !ok {
 		return State{}, fmt.Errorf("objstore: writer %s: mark at part %d is not stored", w.key, m.Part)
 	}
+	if err := w.sync(ctx); err != nil {
+		return State{}, err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	hs, ok := w.cutHash[m.Part]
 	if !ok {
 		return State{}, fmt.Errorf("objstore: writer %s: no hash state at part %d", w.key, m.Part)

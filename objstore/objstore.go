@@ -85,6 +85,11 @@ type PutOptions struct {
 	// for uploads that take server-side copies (after outgrowing its
 	// part size), whose copied parts get no client checksum.
 	ContentMD5Parts bool
+	// PartSize, for CreateMultipart, is the size of every part but the
+	// last, when the caller fixed it (the Writer does). A store may lay
+	// the parts out by it (the file store writes part k at (k−1)×PartSize
+	// of one file); others ignore it.
+	PartSize int64
 }
 
 // Store is an S3-like object store. Every call takes a context first and
@@ -151,6 +156,15 @@ type Store interface {
 // with ContentMD5Parts.
 type PartChecksummer interface {
 	ChecksumsParts() bool
+}
+
+// Syncer is implemented by a Store whose UploadPart does not make a part
+// durable by itself (the file store writes parts in place and syncs them
+// in one go). SyncUpload makes every part of the upload stored so far
+// durable; the Writer calls it before it hands out a State (Checkpoint,
+// StateAt), so a saved State never names a part a power loss could take.
+type Syncer interface {
+	SyncUpload(ctx context.Context, key, uploadID string) error
 }
 
 // Limits are the multipart limits a backend enforces. A Store may

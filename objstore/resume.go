@@ -53,6 +53,9 @@ func (w *Writer) Checkpoint(ctx context.Context) (State, []byte, error) {
 	if err := w.drain(ctx); err != nil {
 		return State{}, nil, err
 	}
+	if err := w.sync(ctx); err != nil {
+		return State{}, nil, err
+	}
 	if w.ctx.Err() != nil {
 		// A stopped Writer cannot continue; resume from the last checkpoint.
 		return State{}, nil, w.ctxErr()

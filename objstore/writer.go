@@ -380,7 +380,8 @@ func (w *Writer) getBuf() ([]byte, error) {
 }
 
 func (w *Writer) create() error {
-	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: w.metadata(""), ContentMD5Parts: w.md5Parts()}
+	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: w.metadata(""), ContentMD5Parts: w.md5Parts(),
+		PartSize: w.partSize}
 	return w.retry(w.ctx, "create upload", w.attemptTimeout(), func(ctx context.Context) error {
 		id, err := w.store.CreateMultipart(ctx, w.key, opts)
 		w.uploadID = id
@@ -446,6 +447,18 @@ func (w *Writer) attemptTimeout() time.Duration {
 }
 
 func (w *Writer) longTimeout() time.Duration { return max(w.attemptTimeout(), 15*time.Minute) }
+
+// sync makes the stored parts durable where the store defers that
+// (Syncer), before a State that names them is handed out.
+func (w *Writer) sync(ctx context.Context) error {
+	sy, ok := w.store.(Syncer)
+	if !ok || w.uploadID == "" {
+		return nil
+	}
+	return w.retry(ctx, "sync upload", w.attemptTimeout(), func(ctx context.Context) error {
+		return sy.SyncUpload(ctx, w.key, w.uploadID)
+	})
+}
 
 // drain waits for every in-flight part and returns the first failure.
 func (w *Writer) drain(ctx context.Context) error {

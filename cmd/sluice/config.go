@@ -116,6 +116,18 @@ type LimitsConfig struct {
 	// default, 19, is the lowest priority; 0 leaves exports at the
 	// server's priority.
 	ExportNice int `json:"exportNice"`
+	// UploadConcurrency is the window of parts a job has in flight: cut
+	// and not yet covered by a checkpoint (docs/jobs.md, "The pipeline").
+	// A crash redoes at most these parts; a job holds at most N+1 part
+	// buffers.
+	UploadConcurrency int `json:"uploadConcurrency"`
+	// CheckpointInterval is the least time between a job's checkpoints
+	// while its window has room.
+	CheckpointInterval Duration `json:"checkpointInterval"`
+	// WALLimit: a snapshot job whose database's WAL grew by more than this
+	// many bytes while the job held its snapshot continues in a new one;
+	// -1 disables it.
+	WALLimit int64 `json:"walLimit"`
 }
 
 // Duration is a time.Duration written in JSON as a Go duration string
@@ -149,13 +161,16 @@ func NewConfig() Config {
 		DefaultDatabase: "default",
 		Store:           StoreConfig{Type: "file", Dir: "exports"},
 		Limits: LimitsConfig{
-			MaxConcurrentJobs: 4,
-			TickBudget:        Duration(20 * time.Second),
-			MaxBodyBytes:      1 << 30,
-			JobTTL:            Duration(7 * 24 * time.Hour),
-			ShutdownTimeout:   Duration(4 * time.Second),
-			ExportThreads:     dump.DefaultGateSize(),
-			ExportNice:        dump.DefaultNice,
+			MaxConcurrentJobs:  4,
+			TickBudget:         Duration(20 * time.Second),
+			MaxBodyBytes:       1 << 30,
+			JobTTL:             Duration(7 * 24 * time.Hour),
+			ShutdownTimeout:    Duration(4 * time.Second),
+			ExportThreads:      dump.DefaultGateSize(),
+			ExportNice:         dump.DefaultNice,
+			UploadConcurrency:  4,
+			CheckpointInterval: Duration(time.Second),
+			WALLimit:           1 << 30,
 		},
 	}
 }
@@ -310,6 +325,15 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.TickBudget <= 0 {
 		return errors.New("limits.tickBudget must be positive")
+	}
+	if c.Limits.UploadConcurrency < 1 || c.Limits.UploadConcurrency > 64 {
+		return errors.New("limits.uploadConcurrency must be 1 to 64")
+	}
+	if c.Limits.CheckpointInterval <= 0 {
+		return errors.New("limits.checkpointInterval must be positive")
+	}
+	if c.Limits.WALLimit == 0 || c.Limits.WALLimit < -1 {
+		return errors.New("limits.walLimit must be a positive number of bytes, or -1 to disable")
 	}
 	if c.Limits.ShutdownTimeout <= 0 {
 		return errors.New("limits.shutdownTimeout must be positive")

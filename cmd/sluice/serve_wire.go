@@ -135,9 +135,13 @@ func jobsConfig(cfg Config) jobs.Config {
 		DefaultDatabase: cfg.DefaultDatabase,
 		TickBudget:      time.Duration(cfg.Limits.TickBudget),
 		MaxRunning:      cfg.Limits.MaxConcurrentJobs,
-		CallbackSecret:  cfg.Callbacks.Secret,
-		CallbackAllow:   cfg.Callbacks.Allow,
-		JobTTL:          time.Duration(cfg.Limits.JobTTL),
+
+		UploadConcurrency:  cfg.Limits.UploadConcurrency,
+		CheckpointInterval: time.Duration(cfg.Limits.CheckpointInterval),
+		WALLimit:           cfg.Limits.WALLimit,
+		CallbackSecret:     cfg.Callbacks.Secret,
+		CallbackAllow:      cfg.Callbacks.Allow,
+		JobTTL:             time.Duration(cfg.Limits.JobTTL),
 	}
 	for _, s := range cfg.Schedules {
 		c.Schedules = append(c.Schedules, jobs.Schedule{

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io/fs"
 	"net/http"
@@ -38,6 +39,54 @@ func (f *faultFS) CreateTemp(dir, pattern string) (File, error) {
 		return nil, err
 	}
 	return &faultFile{File: file, fs: f}, nil
+}
+
+func (f *faultFS) OpenData(name string) (DataFile, error) {
+	d, err := f.OS.OpenData(name)
+	if err != nil {
+		return nil, err
+	}
+	return &faultData{DataFile: d, fs: f}, nil
+}
+
+func (f *faultFS) DataSync(name string) error {
+	if f.syncFail {
+		return &fs.PathError{Op: "sync", Path: name, Err: syscall.EIO}
+	}
+	return f.OS.DataSync(name)
+}
+
+// faultData is an upload's data file on a faultFS: in-place writes spend
+// the same budget.
+type faultData struct {
+	DataFile
+	fs *faultFS
+}
+
+func (f *faultData) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if int64(len(p)) <= f.fs.budget {
+		f.fs.budget -= int64(len(p))
+		return f.DataFile.WriteAt(p, off)
+	}
+	n := int(f.fs.budget)
+	f.fs.budget = 0
+	if _, err := f.DataFile.WriteAt(p[:n], off); err != nil {
+		return 0, err
+	}
+	err := f.fs.err
+	if err == nil {
+		err = io.ErrShortWrite
+	}
+	return n, err
+}
+
+func (f *faultData) Sync() error {
+	if f.fs.syncFail {
+		return &fs.PathError{Op: "sync", Path: "data", Err: syscall.EIO}
+	}
+	return f.DataFile.Sync()
 }
 
 type faultFile struct {

@@ -64,7 +64,11 @@ type Store struct {
 
 	// mu serialises commits (object + metadata) against reads of the pair.
 	mu sync.RWMutex
+	// layouts caches each upload's in-place layout (*layout by upload id).
+	layouts sync.Map
 }
+
+var _ objstore.Syncer = (*Store)(nil)
 
 var _ objstore.Store = (*Store)(nil)
 var _ objstore.Limiter = (*Store)(nil)

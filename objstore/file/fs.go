@@ -21,6 +21,14 @@ type FS interface {
 	MkdirAll(path string, perm fs.FileMode) error
 	// SyncDir fsyncs a directory, making renames in it durable.
 	SyncDir(dir string) error
+	// OpenAppend opens a file for appending, creating it if needed (an
+	// upload's sidecar).
+	OpenAppend(name string) (File, error)
+	// OpenData opens an upload's data file for writing in place,
+	// creating it if needed.
+	OpenData(name string) (DataFile, error)
+	// DataSync fdatasyncs the file at name.
+	DataSync(name string) error
 }
 
 // File is a file being written.
@@ -66,3 +74,45 @@ func (OS) SyncDir(dir string) error {
 	}
 	return err
 }
+
+// DataFile is an upload's data file, written in place (see inplace.go).
+type DataFile interface {
+	io.WriterAt
+	// Allocate reserves the byte range [off, off+n), so in-place writes
+	// do not fragment the file or fail half-way for lack of space.
+	Allocate(off, n int64) error
+	Truncate(size int64) error
+	Sync() error
+	Close() error
+}
+
+// OpenAppend implements FS.
+func (OS) OpenAppend(name string) (File, error) {
+	return os.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+}
+
+// OpenData implements FS.
+func (OS) OpenData(name string) (DataFile, error) {
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return osData{f}, nil
+}
+
+// DataSync implements FS.
+func (OS) DataSync(name string) error {
+	f, err := os.OpenFile(name, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = datasync(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+type osData struct{ *os.File }
+
+func (f osData) Allocate(off, n int64) error { return allocate(f.File, off, n) }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/rand"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +27,9 @@ type upload struct {
 	Initiated   time.Time         `json:"initiated"`
 	ContentType string            `json:"contentType,omitempty"`
 	Metadata    map[string]string `json:"metadata,omitempty"`
+	// PartSize is the size of every part but the last, when the client
+	// gave it (objstore.PutOptions.PartSize): the in-place layout's P.
+	PartSize int64 `json:"partSize,omitempty"`
 }
 
 func (s *Store) uploadDir(id string) string { return filepath.Join(s.uploadsDir(), id) }
@@ -59,6 +60,9 @@ func (s *Store) CreateMultipart(ctx context.Context, key string, opts objstore.P
 	}
 	id := hex.EncodeToString(b[:])
 	u := upload{Key: key, Initiated: s.now().UTC(), ContentType: opts.ContentType, Metadata: lowerKeys(opts.Metadata)}
+	if opts.PartSize >= s.limits.MinPartSize && opts.PartSize <= s.limits.MaxPartSize {
+		u.PartSize = opts.PartSize
+	}
 	ub, err := json.Marshal(u)
 	if err != nil {
 		return "", err
@@ -111,62 +115,24 @@ func (s *Store) checkPartNumber(number int) error {
 }
 
 // UploadPart implements objstore.Store. The part is verified against
-// contentMD5 when given (ErrBadDigest) and stored as <n>.<md5 hex>.
+// contentMD5 when given (ErrBadDigest) and stored in place or as a file of
+// its own (inplace.go).
 func (s *Store) UploadPart(ctx context.Context, key, uploadID string, number int, r io.Reader, size int64, contentMD5 string) (objstore.Part, error) {
 	op := fmt.Sprintf("upload part %d of", number)
 	if err := checkKey(key); err != nil {
 		return objstore.Part{}, err
 	}
-	if _, err := s.loadUpload(key, uploadID); err != nil {
+	u, err := s.loadUpload(key, uploadID)
+	if err != nil {
 		return objstore.Part{}, err
 	}
 	if err := s.checkPartNumber(number); err != nil {
 		return objstore.Part{}, s.wrap(op, key, err)
 	}
-	if size > s.limits.MaxPartSize {
-		return objstore.Part{}, s.wrap(op, key, fmt.Errorf("%d bytes exceed the part limit %d", size, s.limits.MaxPartSize))
+	if size < 0 || size > s.limits.MaxPartSize {
+		return objstore.Part{}, s.wrap(op, key, fmt.Errorf("%d bytes outside the part limit %d", size, s.limits.MaxPartSize))
 	}
-	h := md5.New()
-	tmp, n, err := s.writeTemp(ctx, r, size, h)
-	if err != nil {
-		return objstore.Part{}, s.wrap(op, key, err)
-	}
-	sum := h.Sum(nil)
-	if contentMD5 != "" {
-		want, err := base64.StdEncoding.DecodeString(contentMD5)
-		if err != nil || !bytes.Equal(want, sum) {
-			_ = s.fs.Remove(tmp)
-			return objstore.Part{}, fmt.Errorf("file: %s %s: %w", op, key, objstore.ErrBadDigest)
-		}
-	}
-	return s.placePart(op, key, uploadID, number, tmp, n, sum)
-}
-
-// placePart renames a written part into its upload, replacing any earlier
-// part with the same number.
-func (s *Store) placePart(op, key, uploadID string, number int, tmp string, n int64, sum []byte) (objstore.Part, error) {
-	etag := hex.EncodeToString(sum)
-	dir := s.uploadDir(uploadID)
-	name := fmt.Sprintf("%05d.%s", number, etag)
-	if err := s.fs.Rename(tmp, filepath.Join(dir, name)); err != nil {
-		_ = s.fs.Remove(tmp)
-		if errors.Is(err, fs.ErrNotExist) {
-			return objstore.Part{}, fmt.Errorf("file: %s %s: upload aborted: %w", op, key, objstore.ErrNotExist)
-		}
-		return objstore.Part{}, s.wrap(op, key, err)
-	}
-	if err := s.fs.SyncDir(dir); err != nil {
-		return objstore.Part{}, s.wrap(op, key, err)
-	}
-	prefix := fmt.Sprintf("%05d.", number)
-	if ents, err := os.ReadDir(dir); err == nil {
-		for _, e := range ents {
-			if strings.HasPrefix(e.Name(), prefix) && e.Name() != name {
-				_ = s.fs.Remove(filepath.Join(dir, e.Name()))
-			}
-		}
-	}
-	return objstore.Part{Number: number, Size: n, ETag: etag, Checksum: base64.StdEncoding.EncodeToString(sum)}, nil
+	return s.storePart(ctx, op, key, uploadID, u, number, r, size, contentMD5)
 }
 
 // UploadPartCopy implements objstore.Store.
@@ -178,7 +144,8 @@ func (s *Store) UploadPartCopy(ctx context.Context, key, uploadID string, number
 	if err := checkKey(srcKey); err != nil {
 		return objstore.Part{}, err
 	}
-	if _, err := s.loadUpload(key, uploadID); err != nil {
+	u, err := s.loadUpload(key, uploadID)
+	if err != nil {
 		return objstore.Part{}, err
 	}
 	if err := s.checkPartNumber(number); err != nil {
@@ -192,12 +159,7 @@ func (s *Store) UploadPartCopy(ctx context.Context, key, uploadID string, number
 	if offset < 0 || length <= 0 || offset+length > info.Size || length > s.limits.MaxPartSize {
 		return objstore.Part{}, s.wrap(op, key, fmt.Errorf("range %d+%d outside %s (%d bytes)", offset, length, srcKey, info.Size))
 	}
-	h := md5.New()
-	tmp, n, err := s.writeTemp(ctx, io.NewSectionReader(f, offset, length), length, h)
-	if err != nil {
-		return objstore.Part{}, s.wrap(op, key, err)
-	}
-	return s.placePart(op, key, uploadID, number, tmp, n, h.Sum(nil))
+	return s.storePart(ctx, op, key, uploadID, u, number, io.NewSectionReader(f, offset, length), length, "")
 }
 
 // ListParts implements objstore.Store.
@@ -205,51 +167,24 @@ func (s *Store) ListParts(ctx context.Context, key, uploadID string) ([]objstore
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
-	if _, err := s.loadUpload(key, uploadID); err != nil {
+	u, err := s.loadUpload(key, uploadID)
+	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.parts(key, uploadID)
+	parts, _, err := s.partList(key, uploadID, u)
+	return parts, err
 }
 
-func (s *Store) parts(key, uploadID string) ([]objstore.Part, error) {
-	ents, err := os.ReadDir(s.uploadDir(uploadID))
-	if err != nil {
-		return nil, s.wrap("list parts", key, err)
-	}
-	latest := map[int]time.Time{}
-	byNum := map[int]objstore.Part{}
-	for _, e := range ents {
-		num, etag, ok := strings.Cut(e.Name(), ".")
-		n, err := strconv.Atoi(num)
-		if !ok || err != nil || len(etag) != 32 {
-			continue
-		}
-		fi, err := e.Info()
-		if err != nil {
-			continue // replaced meanwhile
-		}
-		if t, seen := latest[n]; seen && !fi.ModTime().After(t) {
-			continue
-		}
-		latest[n] = fi.ModTime()
-		byNum[n] = objstore.Part{Number: n, Size: fi.Size(), ETag: etag, Checksum: md5Base64(etag)}
-	}
-	out := make([]objstore.Part, 0, len(byNum))
-	for _, p := range byNum {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
-	return out, nil
-}
-
-// CompleteMultipart implements objstore.Store: the listed parts, in
-// ascending order and with matching ETags, are concatenated into a
-// temporary file that is fsynced and committed (NoOverwrite: atomically
-// refusing an existing key). Every non-final part must be at least
-// MinPartSize (ErrPartTooSmall), as in S3.
+// CompleteMultipart implements objstore.Store: the listed parts must be
+// in ascending order with matching ETags, and every non-final part at
+// least MinPartSize (ErrPartTooSmall), as in S3. When they are the
+// in-place layout's parts 1..n, the data file becomes the object with no
+// copy (truncated, fdatasynced, committed); otherwise they are
+// concatenated into a temporary file. The commit is atomic, and with
+// NoOverwrite refuses an existing key.
 func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, parts []objstore.Part, opts objstore.PutOptions) (objstore.ObjectInfo, error) {
 	var zero objstore.ObjectInfo
 	if err := checkKey(key); err != nil {
@@ -262,7 +197,7 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 	if len(parts) == 0 {
 		return zero, s.wrap("complete", key, errors.New("no parts"))
 	}
-	stored, err := s.parts(key, uploadID)
+	stored, l, err := s.partList(key, uploadID, u)
 	if err != nil {
 		return zero, err
 	}
@@ -270,6 +205,7 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 	for _, p := range stored {
 		have[p.Number] = p
 	}
+	all := md5.New()
 	for i, p := range parts {
 		got, ok := have[p.Number]
 		switch {
@@ -281,22 +217,16 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 			return zero, fmt.Errorf("file: complete %s: part %d has %d bytes, minimum %d: %w",
 				key, p.Number, got.Size, s.limits.MinPartSize, objstore.ErrPartTooSmall)
 		}
+		sum, _ := hex.DecodeString(got.ETag)
+		all.Write(sum)
 	}
-	f, err := s.fs.CreateTemp(s.tmpDir(), "c-*")
-	if err != nil {
-		return zero, s.wrap("complete", key, err)
-	}
-	tmp := f.Name()
-	etag, err := s.assemble(ctx, f, uploadID, parts)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(all.Sum(nil)), len(parts))
+	path, inPlace, err := s.completeInPlace(ctx, uploadID, l, parts)
+	if err == nil && !inPlace {
+		path, err = s.assemble(ctx, uploadID, l, parts)
 	}
 	if err != nil {
-		_ = s.fs.Remove(tmp)
-		return zero, s.wrap("complete", key, err)
+		return zero, s.gone("complete", key, err)
 	}
 	m := meta{ETag: etag, ContentType: u.ContentType, Metadata: u.Metadata}
 	if opts.ContentType != "" {
@@ -308,43 +238,92 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 		}
 		maps.Copy(m.Metadata, lowerKeys(opts.Metadata))
 	}
-	if err := s.commit(key, tmp, m, opts.NoOverwrite); err != nil {
+	if err := s.commit(key, path, m, opts.NoOverwrite); err != nil {
 		return zero, s.wrap("complete", key, err)
 	}
-	if err := s.fs.RemoveAll(s.uploadDir(uploadID)); err != nil {
-		s.log.Warn("remove completed upload", "key", key, "upload", uploadID, "err", err)
-	}
+	s.dropUpload(key, uploadID)
 	return s.Head(ctx, key)
 }
 
-// assemble appends the parts to f and returns the S3-style multipart ETag
-// (MD5 of the parts' MD5s, "-" part count).
-func (s *Store) assemble(ctx context.Context, f File, uploadID string, parts []objstore.Part) (string, error) {
-	all := md5.New()
-	for _, p := range parts {
-		etag := strings.Trim(strings.ToLower(p.ETag), `"`)
-		sum, err := hex.DecodeString(etag)
-		if err != nil {
-			return "", fmt.Errorf("part %d: bad ETag %q", p.Number, p.ETag)
-		}
-		all.Write(sum)
-		src, err := os.Open(filepath.Join(s.uploadDir(uploadID), fmt.Sprintf("%05d.%s", p.Number, etag)))
-		if err != nil {
-			return "", fmt.Errorf("part %d: %w", p.Number, err)
-		}
-		// Copying file to file lets the kernel do it (copy_file_range,
-		// a reflink on filesystems that have them); ctx is checked per part.
+// assemble concatenates the parts, wherever each lives, into a temporary
+// file, fsynced, and returns its path.
+func (s *Store) assemble(ctx context.Context, uploadID string, l *layout, parts []objstore.Part) (string, error) {
+	f, err := s.fs.CreateTemp(s.tmpDir(), "c-*")
+	if err != nil {
+		return "", err
+	}
+	tmp := f.Name()
+	err = s.copyParts(ctx, f, uploadID, l, parts)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = s.fs.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+func (s *Store) copyParts(ctx context.Context, f File, uploadID string, l *layout, parts []objstore.Part) error {
+	dir := s.uploadDir(uploadID)
+	data, err := os.Open(filepath.Join(dir, dataFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if data != nil {
+		defer data.Close()
+	}
+	l.mu.Lock()
+	p := l.partSize
+	recs := make([]partRecord, len(parts))
+	for i, part := range parts {
+		recs[i] = l.parts[part.Number]
+	}
+	l.mu.Unlock()
+	for _, r := range recs {
 		if err := ctx.Err(); err != nil {
-			src.Close()
-			return "", err
+			return err
 		}
-		_, err = io.Copy(f, src)
-		src.Close()
-		if err != nil {
-			return "", fmt.Errorf("part %d: %w", p.Number, err)
+		if err := s.copyPart(f, dir, data, p, r); err != nil {
+			return err
 		}
 	}
-	return fmt.Sprintf("%s-%d", hex.EncodeToString(all.Sum(nil)), len(parts)), nil
+	return nil
+}
+
+// copyPart appends one part to f, from its own file or the data file.
+func (s *Store) copyPart(f File, dir string, data *os.File, p int64, r partRecord) error {
+	var src io.Reader
+	if r.InFile {
+		pf, err := os.Open(filepath.Join(dir, fmt.Sprintf("%05d.%s", r.Number, r.MD5)))
+		if err != nil {
+			return fmt.Errorf("part %d: %w", r.Number, err)
+		}
+		defer pf.Close()
+		src = pf
+	} else {
+		if data == nil {
+			return fmt.Errorf("part %d: data file missing", r.Number)
+		}
+		src = io.NewSectionReader(data, int64(r.Number-1)*p, r.Size)
+	}
+	// Copying file to file lets the kernel do it (copy_file_range, a
+	// reflink on filesystems that have them).
+	if n, err := io.Copy(f, src); err != nil || n != r.Size {
+		return fmt.Errorf("part %d: copied %d of %d bytes: %v", r.Number, n, r.Size, err)
+	}
+	return nil
+}
+
+// dropUpload removes a finished upload's directory and its cached layout.
+func (s *Store) dropUpload(key, uploadID string) {
+	if err := s.fs.RemoveAll(s.uploadDir(uploadID)); err != nil {
+		s.log.Warn("remove upload", "key", key, "upload", uploadID, "err", err)
+	}
+	s.layouts.Delete(uploadID)
 }
 
 // AbortMultipart implements objstore.Store.
@@ -358,6 +337,7 @@ func (s *Store) AbortMultipart(ctx context.Context, key, uploadID string) error 
 	if err := s.fs.RemoveAll(s.uploadDir(uploadID)); err != nil {
 		return s.wrap("abort upload", key, err)
 	}
+	s.layouts.Delete(uploadID)
 	return nil
 }
 
