@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/state"
+	"zombiezen.com/go/sqlite"
+	"zombiezen.com/go/sqlite/sqlitex"
 )
 
 // TestCrashRedoesAtMostWindow kills the service while parts upload in
@@ -208,6 +211,59 @@ func TestFailedJobTaskEnds(t *testing.T) {
 					t.Fatalf("the task of the %s job still runs: %+v", want, task)
 				}
 				time.Sleep(50 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestWALLimitReleasesSnapshot: writes during a snapshot job grow the
+// database's WAL past Config.WALLimit; the job releases its snapshot,
+// continues in a new one (resumed, consistency "resumed") and completes.
+// A strict job reads its own copy and is not affected.
+func TestWALLimitReleasesSnapshot(t *testing.T) {
+	for _, strict := range []bool{false, true} {
+		t.Run(map[bool]string{false: "snapshot", true: "strict"}[strict], func(t *testing.T) {
+			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) {
+				c.TickBudget = time.Hour
+				c.WALLimit = 64 << 10
+			})
+			conn, err := sqlite.OpenConn(e.dbPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if err := sqlitex.ExecuteTransient(conn, "PRAGMA journal_mode=WAL", nil); err != nil {
+				t.Fatal(err)
+			}
+			var writes atomic.Int64
+			e.setHook(func(string, int) error {
+				// A writer keeps changing the database while the job runs.
+				if writes.Add(1)%20 == 0 {
+					if err := sqlitex.ExecuteTransient(conn, "UPDATE Track SET Composer = coalesce(Composer, '') || '.' WHERE TrackId % 7 = ?", &sqlitex.ExecOptions{Args: []any{writes.Load() % 7}}); err != nil {
+						return err
+					}
+				}
+				time.Sleep(3 * time.Millisecond)
+				return nil
+			})
+			svc := e.start()
+			spec := sluice.JobSpec{ChunkSize: 20}
+			if strict {
+				spec.Consistency = sluice.ConsistencyStrict
+			}
+			job, err := svc.Submit(context.Background(), spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := waitJob(t, svc, job.ID, 2*time.Minute, sluice.StateCompleted)
+			if strict {
+				if done.Resumed != 0 || done.Consistency != sluice.ConsistencyStrict {
+					t.Errorf("strict job: resumed %d consistency %s", done.Resumed, done.Consistency)
+				}
+				return
+			}
+			if done.Resumed < 1 || done.Consistency != sluice.ConsistencyResumed {
+				t.Errorf("job whose snapshot pinned a growing WAL: resumed %d consistency %s, want a new snapshot", done.Resumed, done.Consistency)
 			}
 		})
 	}
