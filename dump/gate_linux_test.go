@@ -35,9 +35,10 @@ func pinnedNice(t *testing.T) int {
 	return n
 }
 
-// TestGateNice checks that a Gate's WithNice runs the formatting on a
-// thread at that nice value, gives the same bytes, and leaves the
-// caller's own thread alone.
+// TestGateNice checks that a Gate's WithNice runs the formatting (and
+// the writes) on a thread at that nice value, gives the same bytes,
+// runs the checkpoint callback on the caller's own thread, and leaves
+// that thread alone.
 func TestGateNice(t *testing.T) {
 	before := pinnedNice(t)
 	db := testsupport.CopyFile(t, testsupport.Corpus(t, "chinook.sqlite"), t.TempDir())
@@ -49,9 +50,13 @@ func TestGateNice(t *testing.T) {
 	}
 	defer src.Close()
 	var out bytes.Buffer
-	var seen []int
-	cur, err := src.Dump(context.Background(), &out, Cursor{}, func(Cursor) error {
+	var seen, calls []int
+	w := writerFunc(func(p []byte) (int, error) {
 		seen = append(seen, threadNice(t))
+		return out.Write(p)
+	})
+	cur, err := src.Dump(context.Background(), w, Cursor{}, func(Cursor) error {
+		calls = append(calls, threadNice(t))
 		return nil
 	})
 	if err != nil || !cur.Done {
@@ -60,12 +65,17 @@ func TestGateNice(t *testing.T) {
 	if !bytes.Equal(out.Bytes(), want) {
 		t.Errorf("niced dump differs from the plain one (%d vs %d bytes)", out.Len(), len(want))
 	}
-	if len(seen) == 0 {
-		t.Fatal("no checkpoint was offered")
+	if len(seen) == 0 || len(calls) == 0 {
+		t.Fatalf("%d writes, %d checkpoints offered", len(seen), len(calls))
 	}
 	for _, n := range seen {
 		if n != 19 {
 			t.Fatalf("formatting ran at nice %d, want 19 (all: %v)", n, seen)
+		}
+	}
+	for _, n := range calls {
+		if n != before {
+			t.Fatalf("a checkpoint callback ran at nice %d, want the caller's %d", n, before)
 		}
 	}
 	if got := threadNice(t); got != before {
@@ -95,3 +105,7 @@ func TestGateGo(t *testing.T) {
 		}
 	}
 }
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
