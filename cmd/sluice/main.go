@@ -214,12 +214,17 @@ func runVersion(_ context.Context, e *env, args []string) error {
 	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(e.stdout, "sluice %s\n", v)
+	fmt.Fprintf(e.stdout, "sluice %s\n", versionString())
 	return nil
+}
+
+// versionString is the link-time version, or the module version for a
+// binary built by `go install module@version`.
+func versionString() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
 }
 
 // startCPUProfile writes a CPU profile to $SLUICE_CPUPROFILE, if set, for

@@ -116,15 +116,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopWithGoRun()
 	cfg, err := loadServeConfig(e, f)
 	if err != nil {
 		return err
 	}
 	if err := prepareDataDir(cfg, log); err != nil {
 		return err
-	}
-	if len(cfg.Tokens.Admin)+len(cfg.Tokens.Client) == 0 {
-		log.Warn("no tokens configured: the API is open to anyone on this machine; listening on loopback only", "listen", cfg.Listen)
 	}
 	return serve(ctx, e, cfg, log)
 }
