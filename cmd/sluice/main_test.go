@@ -271,3 +271,29 @@ func TestParseStoreURL(t *testing.T) {
 		})
 	}
 }
+
+// TestREADMEListsEveryFlag keeps the README's CLI reference complete: each
+// flag a command's -h prints must appear in the README as `--name` (or
+// `-name` for one-letter flags).
+func TestREADMEListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(testsupport.ModuleRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commands() {
+		out := string(runSluice(t, t.TempDir(), nil, nil, c.name, "-h").stdout)
+		for _, line := range strings.Split(out, "\n") {
+			if !strings.HasPrefix(line, "  -") {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimPrefix(line, "  -"), " ")
+			want := "`--" + name
+			if len(name) == 1 {
+				want = "`-" + name
+			}
+			if !strings.Contains(string(readme), want) {
+				t.Errorf("README does not list %s's flag %s", c.name, want+"`")
+			}
+		}
+	}
+}
