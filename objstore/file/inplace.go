@@ -289,7 +289,7 @@ func (s *Store) SyncUpload(ctx context.Context, key, uploadID string) error {
 // exactly 1..n, parts 1..n−1 in place with size P and the last one no
 // larger: the last part is copied into place if it is a file of its own,
 // the data file is truncated to the object's size and fdatasynced, and
-// its path is returned for commit. ok is false when the parts do not fit
+// a second name of it is returned for commit. ok is false when the parts do not fit
 // (the caller assembles a copy).
 func (s *Store) completeInPlace(ctx context.Context, id string, l *layout, parts []objstore.Part) (path string, ok bool, err error) {
 	l.mu.Lock()
@@ -341,5 +341,15 @@ func (s *Store) completeInPlace(ctx context.Context, id string, l *layout, parts
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	return path, err == nil, err
+	if err != nil {
+		return "", false, err
+	}
+	// commit consumes the name it is given; a second link keeps the
+	// upload whole if the commit fails (an existing key, a full disk).
+	tmp := filepath.Join(s.tmpDir(), "c-"+filepath.Base(dir))
+	_ = s.fs.Remove(tmp)
+	if err := s.fs.Link(path, tmp); err != nil {
+		return "", false, err
+	}
+	return tmp, true, nil
 }
