@@ -163,6 +163,9 @@ func (s *Service) settle(t state.Task, job *sluice.Job, r result) error {
 // budget; past it, the task ends anyway (housekeeping aborts what is
 // left, as orphans), so that no task of a finished job runs forever.
 func (s *Service) endTask(t state.Task, job *sluice.Job, cleanupErr error) error {
+	if cleanupErr != nil && s.hardCtx.Err() != nil {
+		return errStopped // stopped hard mid-cleanup: the next process runs it again
+	}
 	attempts := t.Attempts + 1
 	if cleanupErr != nil && attempts < s.cfg.MaxAttempts && objstore.IsRetryable(cleanupErr) {
 		s.reschedule(t, s.now().Add(min(time.Second<<attempts, time.Minute)), attempts)
