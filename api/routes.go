@@ -50,10 +50,25 @@ func (s *Server) routes() []route {
 // routes, under /db/{db}.
 func (s *Server) register(rt route) {
 	h := s.guard(rt)
-	s.mux.Handle(rt.Method+" "+rt.Path, h)
+	patterns := []string{rt.Method + " " + rt.Path}
 	if rt.PerDB {
-		s.mux.Handle(rt.Method+" /db/{db}"+rt.Path, h)
+		patterns = append(patterns, rt.Method+" /db/{db}"+rt.Path)
 	}
+	for _, p := range patterns {
+		s.mux.Handle(p, h)
+		s.patterns[p] = true
+	}
+}
+
+// routeLabel is the metrics label of the pattern the mux chose: a
+// pattern of the route table, or "unmatched". The mux also names paths
+// of its own (a CONNECT redirect names the request's path), which must
+// never become a label.
+func (s *Server) routeLabel(pattern string) string {
+	if s.patterns[pattern] {
+		return pattern
+	}
+	return "unmatched"
 }
 
 // guard applies auth and turns a handler's error into a JSON response.
@@ -135,7 +150,7 @@ func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 		defer func() {
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
-					s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
+					s.metrics.observeHTTP(r.Method, s.routeLabel(pattern), sw.status, time.Since(start))
 					panic(v)
 				}
 				s.logger.Error("panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
@@ -145,7 +160,7 @@ func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 					panic(http.ErrAbortHandler)
 				}
 			}
-			s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
+			s.metrics.observeHTTP(r.Method, s.routeLabel(pattern), sw.status, time.Since(start))
 		}()
 		if pattern == "" {
 			s.noRoute(sw, r, h)

@@ -155,6 +155,8 @@ type Server struct {
 	handler http.Handler
 	mux     *http.ServeMux
 	openapi []byte
+	// patterns are the mux patterns registered from the route table.
+	patterns map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -238,6 +240,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	}
 	s.openapi = doc
 	s.mux = http.NewServeMux()
+	s.patterns = map[string]bool{}
 	for _, rt := range s.routes() {
 		s.register(rt)
 	}
