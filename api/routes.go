@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -75,6 +76,7 @@ func (s *Server) routeLabel(pattern string) string {
 func (s *Server) guard(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.auth.check(r, rt.Role); err != nil {
+			refuseBody(w, r)
 			var ae *Error
 			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
@@ -87,9 +89,13 @@ func (s *Server) guard(rt route) http.Handler {
 				// Headers are out: all we can do is cut the response
 				// short, so the client sees a broken transfer rather
 				// than a truncated file that looks complete.
-				if r.Context().Err() != nil {
+				switch {
+				case r.Context().Err() != nil:
 					s.logger.Debug("client went away", "path", r.URL.Path, "err", err)
-				} else {
+				case errors.Is(err, os.ErrDeadlineExceeded):
+					s.logger.Warn("response cut off: the client read slower than the minimum rate",
+						"path", r.URL.Path, "remote", r.RemoteAddr, "min_rate", s.cfg.MinResponseRate, "stall", s.cfg.StallTimeout)
+				default:
 					s.logger.Error("response aborted", "path", r.URL.Path, "err", err)
 				}
 				panic(http.ErrAbortHandler)
@@ -106,6 +112,7 @@ type statusWriter struct {
 	status int
 	wrote  bool
 	bytes  int64
+	out    *rateBudget // the minimum rate at which the client must read
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -121,7 +128,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 		w.wrote = true
 	}
-	n, err := w.ResponseWriter.Write(b)
+	n, err := w.out.do(func() (int, error) { return w.ResponseWriter.Write(b) })
 	w.bytes += int64(n)
 	return n, err
 }
@@ -136,7 +143,7 @@ func (w *statusWriter) Flush() {
 			w.status = http.StatusOK
 			w.wrote = true
 		}
-		f.Flush()
+		w.out.do(func() (int, error) { f.Flush(); return 0, nil })
 	}
 }
 
@@ -145,9 +152,21 @@ func (w *statusWriter) Flush() {
 func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		rc := http.NewResponseController(w)
+		sw := &statusWriter{ResponseWriter: w, out: newRateBudget(s.cfg.MinResponseRate, s.cfg.StallTimeout, rc.SetWriteDeadline)}
+		sw.out.arm() // a keep-alive connection keeps the last request's deadline
+		if r.Body != nil && r.Body != http.NoBody {
+			r2 := *r
+			r2.Body = &slowBody{ReadCloser: r.Body, budget: newRateBudget(s.cfg.MinBodyRate, s.cfg.StallTimeout, rc.SetReadDeadline)}
+			// Until the handler reads, the whole budget counts down:
+			// a body nobody reads is drained after the response, and
+			// that drain must end too.
+			_ = rc.SetReadDeadline(start.Add(s.cfg.StallTimeout))
+			r = &r2
+		}
 		h, pattern := mux.Handler(r)
 		defer func() {
+			sw.out.arm() // for the flush after the handler
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
 					s.metrics.observeHTTP(r.Method, s.routeLabel(pattern), sw.status, time.Since(start))

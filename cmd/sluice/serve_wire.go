@@ -122,6 +122,12 @@ func apiConfig(cfg Config) api.Config {
 	c.AdminTokens = cfg.Tokens.Admin
 	c.ClientTokens = cfg.Tokens.Client
 	c.MaxImportBytes = cfg.Limits.MaxBodyBytes
+	c.MaxConnections = cfg.Limits.MaxConnections
+	c.ReadHeaderTimeout = time.Duration(cfg.Limits.ReadHeaderTimeout)
+	c.IdleTimeout = time.Duration(cfg.Limits.IdleTimeout)
+	c.StallTimeout = time.Duration(cfg.Limits.StallTimeout)
+	c.MinBodyRate = cfg.Limits.MinBodyRate
+	c.MinResponseRate = cfg.Limits.MinResponseRate
 	// The API gets 2/5 of the shutdown budget; jobs get the rest.
 	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
 	return c
@@ -135,6 +141,7 @@ func jobsConfig(cfg Config) jobs.Config {
 		DefaultDatabase: cfg.DefaultDatabase,
 		TickBudget:      time.Duration(cfg.Limits.TickBudget),
 		MaxRunning:      cfg.Limits.MaxConcurrentJobs,
+		MaxQueued:       cfg.Limits.MaxQueuedJobs,
 		CallbackSecret:  cfg.Callbacks.Secret,
 		CallbackAllow:   cfg.Callbacks.Allow,
 		JobTTL:          time.Duration(cfg.Limits.JobTTL),
@@ -157,7 +164,7 @@ func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.File
 		if err != nil {
 			return nil, err
 		}
-		fst, err := file.New(cfg.Store.Dir, file.Options{SigningKey: key, BaseURL: baseURL}, log)
+		fst, err := file.New(cfg.Store.Dir, file.Options{SigningKey: key, BaseURL: baseURL, MinFreeBytes: cfg.Limits.MinFreeBytes}, log)
 		if err != nil {
 			return nil, err
 		}
