@@ -81,8 +81,12 @@ func (f DumperFunc) Dump(ctx context.Context, w io.Writer, dbPath string, opts d
 // Files serves the file store's presigned URLs (GET /files/{key...}).
 type Files struct {
 	Store objstore.Store
-	// Verify checks the presigned URL's query (expires, sig) for key.
-	Verify func(key string, query url.Values) error
+	// Verify checks the presigned URL's query for key and returns the
+	// version of the object it was signed for.
+	Verify func(key string, query url.Values) (version string, err error)
+	// Version names the version of a stored object, as Verify does; a
+	// URL serves only the version it was signed for.
+	Version func(objstore.ObjectInfo) string
 }
 
 // Deps are the services the server uses. Jobs and Files may be nil

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -169,9 +168,8 @@ func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.File
 			return nil, err
 		}
 		files.Store = fst
-		files.Verify = func(k string, q url.Values) error {
-			return fst.Verify(k, q.Get("expires"), q.Get("sig"), time.Now())
-		}
+		files.Verify = fst.VerifyQuery
+		files.Version = file.Version
 		return fst, nil
 	case "s3":
 		sc := s3.ConfigFromEnv()
