@@ -225,11 +225,18 @@ func TestHealthzUnderSlowClients(t *testing.T) {
 // is cut off after the stall timeout, and the export's read snapshot is
 // released, so the WAL can be checkpointed and truncated again.
 func TestSlowReaderCutOff(t *testing.T) {
-	e := newEnv(t, fastLimits(64))
-	e.query("/query", `{"sql":"CREATE TABLE big(id INTEGER PRIMARY KEY, v TEXT)"}`)
-	e.query("/query", `{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 8000) INSERT INTO big SELECT i, hex(randomblob(1000)) FROM n"}`)
-	e.query("/query", `{"sql":"CREATE TABLE w(x)"}`)
+	// A stall timeout long enough for the test to see the snapshot
+	// pinned first, even under the race detector.
+	e := newEnv(t, fastLimits(64), func(c *Config, _ *Deps) { c.StallTimeout = 3 * time.Second })
 	path := e.srv.dbs["main"].path
+	// More than the socket buffers hold, so that a client that stops
+	// reading blocks the server's writes.
+	err := sqlitex.ExecuteScript(openTestDB(t, path), `CREATE TABLE big(id INTEGER PRIMARY KEY, v BLOB);
+		WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 6000) INSERT INTO big SELECT i, zeroblob(2000) FROM n;
+		CREATE TABLE w(x);`, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.jobs.Submit(context.Background(), sluice.JobSpec{Database: "main"})
 	e.jobs.complete("job001", make([]byte, 16<<20), true)
 
@@ -264,14 +271,14 @@ func TestSlowReaderCutOff(t *testing.T) {
 				if busy, _ := checkpoint(t, conn); busy == 0 {
 					t.Fatal("checkpoint(TRUNCATE) succeeded while the export held its snapshot: the test proves nothing")
 				}
-				deadline := time.Now().Add(5 * time.Second)
+				deadline := time.Now().Add(15 * time.Second)
 				for {
 					busy, _ := checkpoint(t, conn)
 					if busy == 0 {
 						break
 					}
 					if time.Now().After(deadline) {
-						t.Fatal("the stalled reader still pins the WAL after 5s (stall timeout 1s)")
+						t.Fatal("the stalled reader still pins the WAL after 15s (stall timeout 3s)")
 					}
 					time.Sleep(100 * time.Millisecond)
 				}
@@ -279,10 +286,10 @@ func TestSlowReaderCutOff(t *testing.T) {
 					t.Fatalf("WAL after the cut-off: %v, %v; want truncated", fi.Size(), err)
 				}
 			} else {
-				time.Sleep(2500 * time.Millisecond) // well past the stall timeout
+				time.Sleep(4500 * time.Millisecond) // past the stall timeout
 			}
-			if !closedWithin(c, 5*time.Second) {
-				t.Fatal("the server kept a client that stopped reading for 5s (stall timeout 1s)")
+			if !closedWithin(c, 15*time.Second) {
+				t.Fatal("the server kept a client that stopped reading for 15s (stall timeout 3s)")
 			}
 		})
 	}
