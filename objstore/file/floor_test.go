@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"github.com/sluice-dev/sluice/objstore"
@@ -85,5 +87,37 @@ func TestDiskFloor(t *testing.T) {
 				t.Errorf("%d temporary files left behind", len(ents))
 			}
 		})
+	}
+}
+
+// TestPresignedURLBindsVersion: the store's own handler serves a signed
+// URL only while the object it was signed for is at the key.
+func TestPresignedURLBindsVersion(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t, objstore.Limits{}, nil)
+	mustPutFile(t, s, "k")
+	u, err := s.PresignGet(ctx, "k", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() int {
+		t.Helper()
+		resp, err := http.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("fresh URL: %d", code)
+	}
+	if err := s.Delete(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	mustPutFile(t, s, "k") // the same bytes, written again
+	if code := get(); code != http.StatusNotFound {
+		t.Fatalf("URL of a replaced object: %d, want 404", code)
 	}
 }
