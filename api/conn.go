@@ -53,13 +53,31 @@ func (b *rateBudget) do(op func() (int, error)) (int, error) {
 	return n, err
 }
 
+// limitTransfer puts a request's body and its response under the
+// minimum rates: it returns the response writer the handlers use and
+// the request with its body wrapped.
+func (s *Server) limitTransfer(w http.ResponseWriter, r *http.Request) (*statusWriter, *http.Request) {
+	rc := http.NewResponseController(w)
+	sw := &statusWriter{ResponseWriter: w, out: newRateBudget(s.cfg.MinResponseRate, s.cfg.StallTimeout, rc.SetWriteDeadline)}
+	sw.out.arm() // a keep-alive connection keeps the last request's deadline
+	if r.Body == nil || r.Body == http.NoBody {
+		return sw, r
+	}
+	r2 := *r
+	r2.Body = &slowBody{ReadCloser: r.Body, budget: newRateBudget(s.cfg.MinBodyRate, s.cfg.StallTimeout, rc.SetReadDeadline)}
+	// Until the handler reads, the whole budget counts down: a body
+	// nobody reads is drained after the response, and that drain must
+	// end too.
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.StallTimeout))
+	return sw, &r2
+}
+
 // slowBody reads a request body under a rateBudget. When the budget
 // runs out the read fails with a 408, and the connection is closed after
 // the response (its read timed out).
 type slowBody struct {
 	io.ReadCloser
 	budget *rateBudget
-	eof    bool
 }
 
 func (b *slowBody) Read(p []byte) (int, error) {
@@ -68,7 +86,6 @@ func (b *slowBody) Read(p []byte) (int, error) {
 	case errors.Is(err, io.EOF):
 		// The server now watches the idle connection for the client
 		// going away; that read must not inherit the body's deadline.
-		b.eof = true
 		_ = b.budget.set(time.Time{})
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		return n, apiErr(http.StatusRequestTimeout, "body_too_slow",

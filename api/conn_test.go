@@ -330,3 +330,39 @@ func checkpoint(t *testing.T, conn *sqlite.Conn) (busy, frames int) {
 	}
 	return busy, frames
 }
+
+// TestRateBudget checks the token bucket on a fake clock: each case
+// makes transfers of n bytes that block for d, and wants the deadline
+// set before the last one.
+func TestRateBudget(t *testing.T) {
+	const stall = 10 * time.Second
+	type op struct {
+		n int
+		d time.Duration
+	}
+	tests := []struct {
+		name string
+		ops  []op
+		want time.Duration // last deadline, from the start of the last op
+	}{
+		{"fresh", []op{{0, 0}}, stall},
+		{"slowloris drains the credit", []op{{1, 3 * time.Second}, {1, 3 * time.Second}, {1, 3 * time.Second}, {0, 0}}, stall - 9*time.Second + 3*time.Millisecond},
+		{"a fast burst earns at most the stall", []op{{1 << 30, time.Millisecond}, {0, 0}}, stall},
+		{"at the minimum rate the credit holds", []op{{1000, time.Second}, {1000, time.Second}, {0, 0}}, stall},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Unix(0, 0)
+			var deadline time.Time
+			b := newRateBudget(1000, stall, func(d time.Time) error { deadline = d; return nil })
+			b.now = func() time.Time { return now }
+			for _, o := range tc.ops {
+				b.do(func() (int, error) { now = now.Add(o.d); return o.n, nil })
+			}
+			last := tc.ops[len(tc.ops)-1]
+			if got := deadline.Sub(now.Add(-last.d)); got != tc.want {
+				t.Fatalf("deadline %s after the last op's start, want %s", got, tc.want)
+			}
+		})
+	}
+}

@@ -153,18 +153,7 @@ func (w *statusWriter) Flush() {
 func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rc := http.NewResponseController(w)
-		sw := &statusWriter{ResponseWriter: w, out: newRateBudget(s.cfg.MinResponseRate, s.cfg.StallTimeout, rc.SetWriteDeadline)}
-		sw.out.arm() // a keep-alive connection keeps the last request's deadline
-		if r.Body != nil && r.Body != http.NoBody {
-			r2 := *r
-			r2.Body = &slowBody{ReadCloser: r.Body, budget: newRateBudget(s.cfg.MinBodyRate, s.cfg.StallTimeout, rc.SetReadDeadline)}
-			// Until the handler reads, the whole budget counts down:
-			// a body nobody reads is drained after the response, and
-			// that drain must end too.
-			_ = rc.SetReadDeadline(start.Add(s.cfg.StallTimeout))
-			r = &r2
-		}
+		sw, r := s.limitTransfer(w, r)
 		h, pattern := mux.Handler(r)
 		defer func() {
 			sw.out.arm() // for the flush after the handler
