@@ -7,6 +7,7 @@ package sluice
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -43,10 +44,13 @@ const (
 	CompressZstd Compression = "zstd"
 )
 
-// ParseCompression parses a compression name; the empty string means none.
+// ParseCompression parses a compression name; the empty string means
+// none. "true" and "false" (a boolean compress option) mean gzip and none.
 func ParseCompression(s string) (Compression, error) {
 	switch c := Compression(strings.ToLower(strings.TrimSpace(s))); c {
-	case "", CompressNone:
+	case "true":
+		return CompressGzip, nil
+	case "", CompressNone, "false":
 		return CompressNone, nil
 	case CompressGzip, CompressZstd:
 		return c, nil
@@ -159,12 +163,15 @@ type JobSpec struct {
 	ScheduleID     string      `json:"scheduleId,omitempty"`  // set on jobs started by a schedule
 }
 
-// Progress is a job's persisted progress, readable at any time.
+// Progress is a job's persisted progress, readable at any time. Tables is
+// filled at submit, so a queued job already lists what it will dump.
 type Progress struct {
-	TablesDone     int    `json:"tablesDone"`
-	TablesTotal    int    `json:"tablesTotal"`
-	CurrentTable   string `json:"currentTable,omitempty"`
-	Rows           int64  `json:"rows"`
+	Tables         []string `json:"tables,omitempty"` // selected tables, in dump order
+	TablesDone     int      `json:"tablesDone"`
+	TablesTotal    int      `json:"tablesTotal"`
+	CurrentTable   string   `json:"currentTable,omitempty"`
+	RowOffset      int64    `json:"rowOffset,omitempty"` // rows of CurrentTable done
+	Rows           int64    `json:"rows"`
 	Bytes          int64  `json:"bytes"` // bytes written to the store so far (after compression)
 	PartsUploaded  int    `json:"partsUploaded"`
 	PartsTotal     int    `json:"partsTotal,omitempty"` // estimate until the job completes
@@ -187,5 +194,63 @@ type Job struct {
 	StartedAt   *time.Time  `json:"startedAt,omitempty"`
 	UpdatedAt   time.Time   `json:"updatedAt"`
 	FinishedAt  *time.Time  `json:"finishedAt,omitempty"`
-	DownloadURL string      `json:"downloadUrl,omitempty"` // filled in by the HTTP layer once completed
+}
+
+// JobQuery selects and pages jobs, newest first.
+type JobQuery struct {
+	Database string  // only jobs of this database; "" means every database
+	States   []State // any of these; empty means every state
+	After    string  // page token: the last id of the previous page
+	Limit    int     // page size; 0 means DefaultPageSize
+}
+
+// Job listing page sizes.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// MaxChunkSize is the largest number of rows a dump reads per page.
+const MaxChunkSize = 100_000
+
+// Normalize checks everything a spec says on its own, without the
+// database or the store, and fills in the defaults: the format (sql),
+// compression (none) and consistency (snapshot). It is the one place
+// for these rules; the HTTP layer only turns a request into a spec, and
+// the job service checks only what needs the database or the store (the
+// database, its tables, the key against the store's rules, the callback
+// URL's addresses). Errors wrap ErrInvalid.
+func (s JobSpec) Normalize() (JobSpec, error) {
+	var err error
+	if s.Format, err = ParseFormat(string(s.Format)); err != nil {
+		return s, err
+	}
+	if s.Compression, err = ParseCompression(string(s.Compression)); err != nil {
+		return s, err
+	}
+	switch c := Consistency(strings.ToLower(string(s.Consistency))); c {
+	case "", ConsistencySnapshot:
+		s.Consistency = ConsistencySnapshot
+	case ConsistencyStrict:
+		s.Consistency = c
+	default:
+		return s, fmt.Errorf("%w: unknown consistency %q (want snapshot or strict)", ErrInvalid, s.Consistency)
+	}
+	if s.ChunkSize < 0 || s.ChunkSize > MaxChunkSize {
+		return s, fmt.Errorf("%w: chunkSize must be an integer from 1 to %d", ErrInvalid, MaxChunkSize)
+	}
+	for _, list := range [][]string{s.Tables, s.Exclude} {
+		for _, t := range list {
+			if t == "" || strings.ContainsRune(t, 0) {
+				return s, fmt.Errorf("%w: table name %q is empty or holds a NUL", ErrInvalid, t)
+			}
+		}
+	}
+	if cb := s.CallbackURL; cb != "" {
+		u, err := url.Parse(cb)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return s, fmt.Errorf("%w: callbackUrl %q is not an http(s) URL", ErrInvalid, cb)
+		}
+	}
+	return s, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,10 +30,6 @@ func fileExt(f sluice.Format, c sluice.Compression) string {
 		ext = ".ndjson"
 	}
 	return ext + c.Ext()
-}
-
-func attachment(name string) string {
-	return mime.FormatMediaType("attachment", map[string]string{"filename": name})
 }
 
 // lazyHeader sends the response headers with the first byte, so that an
@@ -67,7 +62,11 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 	if s.deps.Dumper == nil {
 		return apiErr(http.StatusServiceUnavailable, "unavailable", "the dump engine is not configured")
 	}
-	spec, err := s.specFromRequest(r, d, nil)
+	p := newSpecParams()
+	if err := p.addValues(r.URL.Query(), false); err != nil {
+		return err
+	}
+	spec, err := p.spec(d.name)
 	if err != nil {
 		return err
 	}

@@ -124,10 +124,10 @@ func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error 
 		if err != nil {
 			return sqlErr(err)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
+		writeJSON(w, http.StatusOK, importResult{
 			Message:    fmt.Sprintf("imported %d statements", st.Statements),
 			Statements: st.Statements, Bytes: st.Bytes,
-		}})
+		})
 		return nil
 	})
 }
@@ -248,9 +248,9 @@ func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(i
 		if err := tw.commit(); err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
+		writeJSON(w, http.StatusOK, importResult{
 			Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
-		}})
+		})
 		return nil
 	})
 }

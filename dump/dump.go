@@ -40,7 +40,7 @@ import (
 const DefaultChunkSize = 1000
 
 // MaxChunkSize is the largest accepted Options.ChunkSize.
-const MaxChunkSize = 100_000
+const MaxChunkSize = sluice.MaxChunkSize
 
 // ErrStop is returned by a checkpoint callback to stop a dump cleanly at
 // the current boundary.
@@ -69,6 +69,7 @@ type Cursor struct {
 	After      Key    `json:"after,omitempty"` // last key written in Table; nil means the table's start
 	Bytes      int64  `json:"bytes"`           // uncompressed bytes written before this position
 	Rows       int64  `json:"rows"`            // rows written before this position
+	TableRows  int64  `json:"tableRows"`       // rows of Table written before this position
 	TablesDone int    `json:"tablesDone"`      // tables finished before this position
 	Done       bool   `json:"done"`            // the dump is complete
 	State      []byte `json:"state,omitempty"` // format-specific state (for example the zip directory so far)
