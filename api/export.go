@@ -70,6 +70,9 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if err := s.checkTables(r, d, append(append([]string(nil), spec.Tables...), spec.Exclude...)); err != nil {
+		return err
+	}
 	name := fmt.Sprintf("%s-%s%s", d.name, time.Now().UTC().Format("20060102T150405Z"), fileExt(spec.Format, spec.Compression))
 	if d.name == s.defDB && spec.Format == sluice.FormatSQL && spec.Compression == sluice.CompressNone {
 		name = "database_dump.sql" // StarbaseDB's name
@@ -250,4 +253,23 @@ func writeJSONRows(bw *bufio.Writer, stmt *sqlite.Stmt) error {
 	}
 	_, err := bw.WriteString("\n]\n")
 	return err
+}
+
+// checkTables answers 404 for a table that d does not have, before a
+// streamed dump starts.
+func (s *Server) checkTables(r *http.Request, d *db, tables []string) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	conn, err := d.take(r.Context())
+	if err != nil {
+		return err
+	}
+	defer d.put(conn)
+	for _, t := range tables {
+		if _, err := tableKind(conn, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
