@@ -172,10 +172,10 @@ type Progress struct {
 	CurrentTable   string   `json:"currentTable,omitempty"`
 	RowOffset      int64    `json:"rowOffset,omitempty"` // rows of CurrentTable done
 	Rows           int64    `json:"rows"`
-	Bytes          int64  `json:"bytes"` // bytes written to the store so far (after compression)
-	PartsUploaded  int    `json:"partsUploaded"`
-	PartsTotal     int    `json:"partsTotal,omitempty"` // estimate until the job completes
-	EstimatedBytes int64  `json:"estimatedBytes,omitempty"`
+	Bytes          int64    `json:"bytes"` // bytes written to the store so far (after compression)
+	PartsUploaded  int      `json:"partsUploaded"`
+	PartsTotal     int      `json:"partsTotal,omitempty"` // estimate until the job completes
+	EstimatedBytes int64    `json:"estimatedBytes,omitempty"`
 }
 
 // Job is an export job's full, JSON-visible status.
