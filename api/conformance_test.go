@@ -239,7 +239,7 @@ func TestStarbaseDBConformance(t *testing.T) {
 			big := `{"sql":"` + strings.Repeat("x", 70<<10) + `"}`
 			for _, c := range []struct {
 				method, path, token, ctype, body string
-				status                          int
+				status                           int
 			}{
 				{"POST", "/query", admin, "application/json", `{`, 400},
 				{"POST", "/query", "", "application/json", `{"sql":"SELECT 1"}`, 401},
