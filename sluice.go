@@ -21,6 +21,10 @@ const (
 	FormatCSV    Format = "csv"
 	FormatJSON   Format = "json"
 	FormatNDJSON Format = "ndjson"
+	// FormatJSONTyped is the typed JSON document: {"tables": [{"name",
+	// "columns", "rows"}, …]}, which keeps the column list of empty
+	// tables. FormatJSON is StarbaseDB's {"<table>": [rows…], …}.
+	FormatJSONTyped Format = "json-typed"
 )
 
 // ParseFormat parses a format name; the empty string means FormatSQL.
@@ -28,10 +32,10 @@ func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
 	case "":
 		return FormatSQL, nil
-	case FormatSQL, FormatCSV, FormatJSON, FormatNDJSON:
+	case FormatSQL, FormatCSV, FormatJSON, FormatNDJSON, FormatJSONTyped:
 		return f, nil
 	}
-	return "", fmt.Errorf("%w: unknown format %q (want sql, csv, json or ndjson)", ErrInvalid, s)
+	return "", fmt.Errorf("%w: unknown format %q (want sql, csv, json, json-typed or ndjson)", ErrInvalid, s)
 }
 
 // Compression is the compression applied to a dump's bytes.
@@ -84,12 +88,41 @@ func ContentType(f Format, c Compression) string {
 	switch f {
 	case FormatCSV:
 		return "application/zip" // one CSV per table
-	case FormatJSON:
+	case FormatJSON, FormatJSONTyped:
 		return "application/json"
 	case FormatNDJSON:
 		return "application/x-ndjson"
 	}
 	return "application/sql"
+}
+
+// PlainCSV reports whether the spec's csv dump is one plain RFC 4180
+// document (exactly one table selected by name) rather than a zip with
+// one CSV per table.
+func (s JobSpec) PlainCSV() bool { return s.Format == FormatCSV && len(s.Tables) == 1 }
+
+// ContentType is the media type of the spec's dump.
+func (s JobSpec) ContentType() string {
+	if s.PlainCSV() && (s.Compression == "" || s.Compression == CompressNone) {
+		return "text/csv"
+	}
+	return ContentType(s.Format, s.Compression)
+}
+
+// Ext is the file-name suffix of the spec's dump, compression included.
+func (s JobSpec) Ext() string {
+	ext := ".sql"
+	switch {
+	case s.PlainCSV():
+		ext = ".csv"
+	case s.Format == FormatCSV:
+		ext = ".zip" // one CSV document per table
+	case s.Format == FormatJSON, s.Format == FormatJSONTyped:
+		ext = ".json"
+	case s.Format == FormatNDJSON:
+		ext = ".ndjson"
+	}
+	return ext + s.Compression.Ext()
 }
 
 // State is the lifecycle state of an export job.

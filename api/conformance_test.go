@@ -371,6 +371,38 @@ func TestStarbaseDBConformance(t *testing.T) {
 				t.Errorf("%d %s", resp.StatusCode, b)
 			}
 		}},
+		{"8 json: tables-keyed object, exact integers, dump order", func(t *testing.T) {
+			s.mustQuery(`CREATE TABLE big(n INTEGER); INSERT INTO big VALUES (9223372036854775807)`)
+			id, _ := s.submit("", "application/json", `{"format":"json","tables":["users","big"]}`)
+			s.wait(id)
+			_, b := s.req("GET", "/export/dump/download/"+id, admin, "", nil)
+			want := "{\n\"users\":[\n{\"id\":1,\"name\":\"ann\"},\n{\"id\":2,\"name\":\"bob\"}"
+			if !strings.HasPrefix(string(b), want) || !strings.Contains(string(b), `"big":[`+"\n"+`{"n":9223372036854775807}`) {
+				t.Errorf("json dump:\n%s", b)
+			}
+		}},
+		{"8 csv: one table is plain text/csv, several a zip", func(t *testing.T) {
+			id, _ := s.submit("?format=csv&table=orders", "", "")
+			s.wait(id)
+			resp, b := s.req("GET", "/export/dump/download/"+id, admin, "", nil)
+			if resp.Header.Get("Content-Type") != "text/csv" || string(b) != "\"id\",\"user_id\",\"total\"\r\n1,1,9.5\r\n" {
+				t.Errorf("%v %q", resp.Header, b)
+			}
+			id, _ = s.submit("", "application/json", `{"format":"csv","tables":["orders","users"]}`)
+			s.wait(id)
+			resp, b = s.req("GET", "/export/dump/download/"+id, admin, "", nil)
+			if resp.Header.Get("Content-Type") != "application/zip" || !bytes.HasPrefix(b, []byte("PK")) {
+				t.Errorf("%v %.20q", resp.Header, b)
+			}
+		}},
+		{"8 table: an array selects names with commas", func(t *testing.T) {
+			s.mustQuery(`CREATE TABLE "a,b"(x); INSERT INTO "a,b" VALUES (1)`)
+			_, res := s.submit("", "application/json", `{"format":"json","table":["a,b"]}`)
+			p := res["progress"].(map[string]any)
+			if tables := p["tables"].([]any); len(tables) != 1 || tables[0] != "a,b" {
+				t.Errorf("tables %v", tables)
+			}
+		}},
 		{"9 legacy GET /export/dump: attachment, source= ignored", func(t *testing.T) {
 			resp, b := s.req("GET", "/export/dump?source=internal", admin, "", nil)
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Disposition") != `attachment; filename="database_dump.sql"` ||

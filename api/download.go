@@ -178,11 +178,11 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := path.Base(job.Key)
 	if name == "." || name == "/" || name == "" {
-		name = job.ID + fileExt(job.Spec.Format, job.Spec.Compression)
+		name = job.ID + job.Spec.Ext()
 	}
 	return s.serveObject(w, r, object{
 		size: size, etag: etag, name: name, modified: modified,
-		ctype: sluice.ContentType(job.Spec.Format, job.Spec.Compression),
+		ctype: job.Spec.ContentType(),
 		open: func(off, n int64) (io.ReadCloser, error) {
 			rc, _, err := js.Open(r.Context(), job.ID, off, n)
 			return rc, err

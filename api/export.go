@@ -18,20 +18,6 @@ import (
 	"zombiezen.com/go/sqlite"
 )
 
-// fileExt is a dump file's suffix, compression included.
-func fileExt(f sluice.Format, c sluice.Compression) string {
-	ext := ".sql"
-	switch f {
-	case sluice.FormatCSV:
-		ext = ".zip"
-	case sluice.FormatJSON:
-		ext = ".json"
-	case sluice.FormatNDJSON:
-		ext = ".ndjson"
-	}
-	return ext + c.Ext()
-}
-
 // lazyHeader sends the response headers with the first byte, so that an
 // error before any output (an unknown table, say) can still be a JSON
 // error. With no Content-Length set, the response is chunked.
@@ -73,12 +59,12 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 	if err := s.checkTables(r, d, append(append([]string(nil), spec.Tables...), spec.Exclude...)); err != nil {
 		return err
 	}
-	name := fmt.Sprintf("%s-%s%s", d.name, time.Now().UTC().Format("20060102T150405Z"), fileExt(spec.Format, spec.Compression))
+	name := fmt.Sprintf("%s-%s%s", d.name, time.Now().UTC().Format("20060102T150405Z"), spec.Ext())
 	if d.name == s.defDB && spec.Format == sluice.FormatSQL && spec.Compression == sluice.CompressNone {
 		name = "database_dump.sql" // StarbaseDB's name
 	}
 	lh := &lazyHeader{w: w, before: func() {
-		w.Header().Set("Content-Type", sluice.ContentType(spec.Format, spec.Compression))
+		w.Header().Set("Content-Type", spec.ContentType())
 		w.Header().Set("Content-Disposition", attachment(name))
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 	}}
@@ -103,6 +89,7 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 		ChunkSize: spec.ChunkSize,
 
 		PreserveRowids: spec.PreserveRowids,
+		PlainCSV:       spec.PlainCSV(),
 	}
 	if err := s.deps.Dumper.Dump(r.Context(), bw, d.path, opts); err != nil {
 		return fmt.Errorf("dump %s: %w", d.name, err)

@@ -45,7 +45,7 @@ func (f *fakeJobs) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job
 	defer f.mu.Unlock()
 	f.n++
 	j := &sluice.Job{ID: fmt.Sprintf("job%03d", f.n), State: sluice.StateQueued, Spec: spec, CreatedAt: time.Now(), UpdatedAt: time.Now(),
-		Key: fmt.Sprintf("%s/job%03d%s", spec.Database, f.n, fileExt(spec.Format, spec.Compression))}
+		Key: fmt.Sprintf("%s/job%03d%s", spec.Database, f.n, spec.Ext())}
 	f.jobs[j.ID] = j
 	f.specs = append(f.specs, spec)
 	cp := *j

@@ -123,7 +123,7 @@ func (s *Service) checkDestination(ctx context.Context, key string) error {
 // defaultKey names the database, the UTC time, the job and the format.
 func (s *Service) defaultKey(spec sluice.JobSpec, now time.Time, id string) string {
 	return fmt.Sprintf("%s%s-%s-%s%s%s", s.cfg.KeyPrefix, safeName(spec.Database), now.UTC().Format("20060102T150405Z"),
-		id[len(id)-8:], formatExt(spec.Format), spec.Compression.Ext())
+		id[len(id)-8:], spec.Ext())
 }
 
 func safeName(s string) string {
@@ -138,18 +138,6 @@ func safeName(s string) string {
 		return "db"
 	}
 	return string(out)
-}
-
-func formatExt(f sluice.Format) string {
-	switch f {
-	case sluice.FormatCSV:
-		return ".zip" // one CSV document per table, in a zip stream
-	case sluice.FormatJSON:
-		return ".json"
-	case sluice.FormatNDJSON:
-		return ".ndjson"
-	}
-	return ".sql"
 }
 
 // Get returns a job's status; an unknown id is sluice.ErrNotFound.

@@ -214,7 +214,7 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 	job.Progress.EstimatedBytes = plan.EstimatedBytes
 
 	wopts := objstore.WriterOptions{
-		ContentType:  sluice.ContentType(job.Spec.Format, job.Spec.Compression),
+		ContentType:  job.Spec.ContentType(),
 		Metadata:     map[string]string{"sluice-job": job.ID},
 		ExpectedSize: plan.EstimatedBytes,
 		Concurrency:  s.cfg.UploadConcurrency,
@@ -609,7 +609,7 @@ func dumpOptions(spec sluice.JobSpec, defChunk int) dump.Options {
 		chunk = defChunk
 	}
 	return dump.Options{Format: spec.Format, Tables: spec.Tables, Exclude: spec.Exclude, ChunkSize: chunk,
-		PreserveRowids: spec.PreserveRowids}
+		PreserveRowids: spec.PreserveRowids, PlainCSV: spec.PlainCSV()}
 }
 
 // dumpErr classifies an error from the dump engine: a busy database is
