@@ -122,7 +122,7 @@ func (s *Service) checkDestination(ctx context.Context, key string) error {
 
 // defaultKey names the database, the UTC time, the job and the format.
 func (s *Service) defaultKey(spec sluice.JobSpec, now time.Time, id string) string {
-	return fmt.Sprintf("%s%s-%s-%s%s%s", s.cfg.KeyPrefix, safeName(spec.Database), now.UTC().Format("20060102T150405Z"),
+	return fmt.Sprintf("%s%s-%s-%s%s", s.cfg.KeyPrefix, safeName(spec.Database), now.UTC().Format("20060102T150405Z"),
 		id[len(id)-8:], spec.Ext())
 }
 

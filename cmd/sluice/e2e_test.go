@@ -190,7 +190,7 @@ func TestServeE2E(t *testing.T) {
 		}
 		j := s.waitJob(id, 30*time.Second, func(j e2eJob) bool { return j.Status == "cancelled" })
 		t.Logf("cancelled after %d rows, %d bytes, %d parts", running.Progress.Rows, running.Progress.Bytes, running.Progress.PartsUploaded)
-		if resp, body := s.do("GET", "/export/dump/download/"+id, nil, nil); resp.StatusCode != http.StatusConflict || !strings.Contains(string(body), "cancelled") {
+		if resp, body := s.do("GET", "/export/dump/download/"+id, nil, nil); resp.StatusCode != http.StatusNotFound || !strings.Contains(string(body), "cancelled") {
 			t.Fatalf("download of a cancelled job: %d %s", resp.StatusCode, body)
 		}
 		// The job's multipart upload is aborted and nothing is left under
