@@ -182,7 +182,7 @@ const (
 // JobSpec is what a caller asks for when submitting an export job.
 type JobSpec struct {
 	Database    string      `json:"database"`              // configured database name ("" is the default one)
-	Format      Format      `json:"format"`                // sql, csv, json, ndjson
+	Format      Format      `json:"format"`                // sql, csv, json, json-typed, ndjson
 	Compression Compression `json:"compression,omitempty"` // none, gzip, zstd
 	Tables      []string    `json:"tables,omitempty"`      // only these tables
 	Exclude     []string    `json:"exclude,omitempty"`     // leave these out

@@ -48,7 +48,7 @@ var ErrStop = errors.New("dump: stop requested")
 
 // Options selects what a dump contains and how it is read.
 type Options struct {
-	Format sluice.Format // sql (default), csv, json, ndjson
+	Format sluice.Format // sql (default), csv, json, json-typed, ndjson
 	Tables []string      // only these tables (exact names); empty means all
 	// PlainCSV writes a csv dump of one table as a plain CSV document
 	// instead of a zip (see sluice.JobSpec.PlainCSV).
