@@ -335,18 +335,14 @@ func checkE2ECSV(t *testing.T, b []byte, bulkRows int) {
 
 func checkE2EJSON(t *testing.T, b []byte, bulkRows int) {
 	t.Helper()
-	var doc struct {
-		Tables []struct {
-			Name string            `json:"name"`
-			Rows []json.RawMessage `json:"rows"`
-		} `json:"tables"`
-	}
+	// StarbaseDB's shape: {"<table>": [rows], …}.
+	var doc map[string][]json.RawMessage
 	if err := json.Unmarshal(b, &doc); err != nil {
 		t.Fatalf("json export: %v", err)
 	}
 	got := map[string]int{}
-	for _, tb := range doc.Tables {
-		got[tb.Name] = len(tb.Rows)
+	for name, rows := range doc {
+		got[name] = len(rows)
 	}
 	for tbl, n := range e2eRowCounts(bulkRows) {
 		if got[tbl] != n {
