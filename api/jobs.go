@@ -228,8 +228,15 @@ func (s *Server) job(r *http.Request, notFound func(id string) error) (*sluice.J
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
+	wait, err := parseWait(r)
+	if err != nil {
+		return err
+	}
 	job, js, err := s.job(r, jobNotFound)
 	if err != nil {
+		return err
+	}
+	if job, err = waitForEnd(r.Context(), js, job, wait); err != nil {
 		return err
 	}
 	v := statusView(job, s.jobsBase(r))

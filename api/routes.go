@@ -27,6 +27,7 @@ func (s *Server) routes() []route {
 		exporter = RoleClient
 	}
 	return []route{
+		{"GET", "/{$}", RolePublic, false, s.handleIndex},
 		{"GET", "/healthz", RolePublic, false, s.handleHealth},
 		{"GET", "/metrics", RoleAdmin, false, s.handleMetrics},
 		{"GET", "/openapi.json", RolePublic, false, s.handleOpenAPI},

@@ -107,6 +107,7 @@ type Config struct {
 	// CORSAllowOrigins is Access-Control-Allow-Origin's source when
 	// tokens are configured: "*" or a list of origins.
 	CORSAllowOrigins []string
+	Version          string // sluice's version, shown by GET /
 
 	MaxBodyBytes      int64         // JSON request bodies
 	MaxImportBytes    int64         // import bodies, after decompression
