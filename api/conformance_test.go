@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/url"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -290,6 +291,15 @@ func TestStarbaseDBConformance(t *testing.T) {
 				t.Errorf("statusUrl %v downloadUrl %v", res["statusUrl"], res["downloadUrl"])
 			}
 		}},
+		{"issue 10.9: a reserved key is refused at submit", func(t *testing.T) {
+			for _, key := range []string{".sluice/x", ".sluice", ".sluice/uploads/y.sql"} {
+				b, _ := json.Marshal(map[string]string{"key": key})
+				resp, out := s.req("POST", "/export/dump", admin, "application/json", b)
+				if resp.StatusCode != 400 || !strings.Contains(errorMessage(t, out), "reserved") {
+					t.Errorf("key %q: %d %s", key, resp.StatusCode, out)
+				}
+			}
+		}},
 		{"2 submit: format from the query string, no body", func(t *testing.T) {
 			_, res := s.submit("?format=csv&table=users&chunkSize=500", "", "")
 			if res["format"] != "csv" {
@@ -401,6 +411,25 @@ func TestStarbaseDBConformance(t *testing.T) {
 			p := res["progress"].(map[string]any)
 			if tables := p["tables"].([]any); len(tables) != 1 || tables[0] != "a,b" {
 				t.Errorf("tables %v", tables)
+			}
+		}},
+		{"12 a table-filtered dump carries only its tables' sqlite_sequence rows", func(t *testing.T) {
+			for table, want := range map[string]string{"orders": "", "users": "users"} {
+				resp, b := s.req("GET", "/export/dump?table="+table, admin, "", nil)
+				if resp.StatusCode != 200 {
+					t.Fatalf("%d %s", resp.StatusCode, b)
+				}
+				fresh := filepath.Join(t.TempDir(), "fresh.db")
+				cmd := exec.Command(testsupport.SQLite3(t), "-bail", fresh)
+				cmd.Stdin = bytes.NewReader(b)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("table %s: sqlite3 -bail: %v %s\n%s", table, err, out, b)
+				}
+				out, _ := exec.Command(testsupport.SQLite3(t), fresh,
+					"SELECT coalesce((SELECT group_concat(name) FROM sqlite_sequence), '') WHERE EXISTS (SELECT 1 FROM sqlite_schema WHERE name='sqlite_sequence') UNION ALL SELECT '' LIMIT 1").Output()
+				if got := strings.TrimSpace(string(out)); got != want {
+					t.Errorf("table %s: sqlite_sequence %q, want %q", table, got, want)
+				}
 			}
 		}},
 		{"9 legacy GET /export/dump: attachment, source= ignored", func(t *testing.T) {
