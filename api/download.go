@@ -147,13 +147,14 @@ func parseRange(h string, size int64) (start, length int64, ok, satisfiable bool
 
 // handleDownload streams a completed job's object from the store.
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
-	job, js, err := s.job(r)
+	job, js, err := s.job(r, dumpNotAvailable)
 	if err != nil {
 		return err
 	}
 	if job.State != sluice.StateCompleted {
-		return &Error{Status: http.StatusConflict, Code: "not_completed", State: job.State,
-			Message: fmt.Sprintf("job %s is %s, not completed", job.ID, job.State)}
+		e := dumpNotAvailable(job.ID).(*Error)
+		e.State = job.State
+		return e
 	}
 	size, etag := job.Size, ""
 	var modified time.Time
@@ -177,11 +178,11 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := path.Base(job.Key)
 	if name == "." || name == "/" || name == "" {
-		name = job.ID + fileExt(job.Spec.Format, job.Spec.Compression)
+		name = job.ID + job.Spec.Ext()
 	}
 	return s.serveObject(w, r, object{
 		size: size, etag: etag, name: name, modified: modified,
-		ctype: sluice.ContentType(job.Spec.Format, job.Spec.Compression),
+		ctype: job.Spec.ContentType(),
 		open: func(off, n int64) (io.ReadCloser, error) {
 			rc, _, err := js.Open(r.Context(), job.ID, off, n)
 			return rc, err
@@ -193,16 +194,23 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 // (/files/{key...}?expires=..&sig=..). The signature is the credential.
 func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) error {
 	f := s.deps.Files
-	if f == nil || f.Store == nil || f.Verify == nil {
+	if f == nil || f.Store == nil || f.Verify == nil || f.Version == nil {
 		return apiErr(http.StatusNotFound, "not_found", "no file store is configured")
 	}
 	key := r.PathValue("key")
-	if err := f.Verify(key, r.URL.Query()); err != nil {
+	version, err := f.Verify(key, r.URL.Query())
+	if err != nil {
 		return apiErr(http.StatusForbidden, "bad_signature", "invalid or expired file URL")
 	}
+	// The signature binds the object's version: an object deleted and
+	// written again at the key is not the one the URL was made for.
+	replaced := apiErr(http.StatusNotFound, "not_found", "the object was replaced or deleted since the URL was signed")
 	info, err := f.Store.Head(r.Context(), key)
 	if err != nil {
 		return err
+	}
+	if f.Version(info) != version {
+		return replaced
 	}
 	etag := ""
 	if info.ETag != "" {
@@ -215,7 +223,11 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) error {
 	return s.serveObject(w, r, object{
 		size: info.Size, etag: etag, name: path.Base(key), ctype: ctype, modified: info.LastModified,
 		open: func(off, n int64) (io.ReadCloser, error) {
-			rc, _, err := f.Store.Get(r.Context(), key, off, n)
+			rc, info, err := f.Store.Get(r.Context(), key, off, n)
+			if err == nil && f.Version(info) != version {
+				rc.Close()
+				return nil, replaced
+			}
 			return rc, err
 		},
 	})

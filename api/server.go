@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,9 +33,8 @@ type JobService interface {
 	// Get returns a job, or an error wrapping sluice.ErrNotFound.
 	Get(ctx context.Context, id string) (*sluice.Job, error)
 	// List returns jobs, newest first, and a cursor for the next page
-	// ("" when there is none). The API drops jobs of other databases
-	// from a page, in case the service does not filter by database.
-	List(ctx context.Context, q JobQuery) (jobs []*sluice.Job, next string, err error)
+	// ("" when there is none).
+	List(ctx context.Context, q sluice.JobQuery) (jobs []*sluice.Job, next string, err error)
 	// Cancel cancels a job. Cancelling a cancelled job is not an error;
 	// cancelling a completed or failed one may be sluice.ErrConflict.
 	Cancel(ctx context.Context, id string) (*sluice.Job, error)
@@ -47,14 +45,6 @@ type JobService interface {
 	// DownloadURL returns a URL that fetches the completed job's object
 	// without credentials until expiry.
 	DownloadURL(ctx context.Context, id string, expiry time.Duration) (string, error)
-}
-
-// JobQuery selects jobs for JobService.List.
-type JobQuery struct {
-	Database string       // configured database name
-	State    sluice.State // "" means every state
-	Limit    int          // page size, 1..MaxPageSize
-	Cursor   string       // from a previous page's next
 }
 
 // JobCounter is optionally implemented by a JobService; the metrics
@@ -81,8 +71,12 @@ func (f DumperFunc) Dump(ctx context.Context, w io.Writer, dbPath string, opts d
 // Files serves the file store's presigned URLs (GET /files/{key...}).
 type Files struct {
 	Store objstore.Store
-	// Verify checks the presigned URL's query (expires, sig) for key.
-	Verify func(key string, query url.Values) error
+	// Verify checks the presigned URL's query for key and returns the
+	// version of the object it was signed for.
+	Verify func(key string, query url.Values) (version string, err error)
+	// Version names the version of a stored object, as Verify does; a
+	// URL serves only the version it was signed for.
+	Version func(objstore.ObjectInfo) string
 }
 
 // Deps are the services the server uses. Jobs and Files may be nil
@@ -108,8 +102,16 @@ type Config struct {
 	DefaultDB    string
 	AdminTokens  []string // allow everything
 	ClientTokens []string // allow /query* and table exports
-	BaseURL      string   // public URL prefix for statusUrl; "" derives it from the request
-	Version      string   // sluice's version, shown by GET /
+	// PublicURL is the base of every generated URL (Location,
+	// statusUrl, downloadUrl, signed file URLs); see baseURL for "".
+	PublicURL string
+	// ClientExport lets client tokens use the dump and job routes, as
+	// StarbaseDB does; by default they need an admin token.
+	ClientExport bool
+	// CORSAllowOrigins is Access-Control-Allow-Origin's source when
+	// tokens are configured: "*" or a list of origins.
+	CORSAllowOrigins []string
+	Version          string // sluice's version, shown by GET /
 
 	MaxBodyBytes      int64         // JSON request bodies
 	MaxImportBytes    int64         // import bodies, after decompression
@@ -118,6 +120,14 @@ type Config struct {
 	PoolSize          int           // connections per database
 	DownloadURLExpiry time.Duration // lifetime of a status downloadUrl
 	ShutdownTimeout   time.Duration // how long Close waits for requests
+
+	// Connection limits; docs/security.md explains them.
+	MaxConnections    int           // client connections open at once; more wait in the backlog
+	ReadHeaderTimeout time.Duration // to read a request's headers
+	IdleTimeout       time.Duration // a keep-alive connection waiting for its next request
+	StallTimeout      time.Duration // longest a body or response may run below its minimum rate
+	MinBodyRate       int64         // bytes/s a request body must arrive at, over StallTimeout
+	MinResponseRate   int64         // bytes/s a client must read a response at, over StallTimeout
 }
 
 // Defaults.
@@ -125,8 +135,10 @@ const (
 	DefaultMaxBodyBytes   = 10 << 20
 	DefaultMaxImportBytes = 1 << 30
 	DefaultMaxResultBytes = 32 << 20
-	DefaultPageSize       = 50
-	MaxPageSize           = 500
+
+	DefaultMaxConnections  = 1024
+	DefaultMinBodyRate     = 4 << 10
+	DefaultMinResponseRate = 16 << 10
 )
 
 // NewConfig returns a Config with the defaults filled in.
@@ -140,6 +152,13 @@ func NewConfig() Config {
 		PoolSize:          8,
 		DownloadURLExpiry: time.Hour,
 		ShutdownTimeout:   5 * time.Second,
+		MaxConnections:    DefaultMaxConnections,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		StallTimeout:      30 * time.Second,
+		MinBodyRate:       DefaultMinBodyRate,
+		MinResponseRate:   DefaultMinResponseRate,
+		CORSAllowOrigins:  []string{"*"},
 	}
 }
 
@@ -156,6 +175,9 @@ type Server struct {
 	handler http.Handler
 	mux     *http.ServeMux
 	openapi []byte
+	public  *url.URL // Config.PublicURL, parsed; nil when not set
+	// patterns are the mux patterns registered from the route table.
+	patterns map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -189,6 +211,24 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = def.ShutdownTimeout
 	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = def.MaxConnections
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = def.ReadHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = def.IdleTimeout
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = def.StallTimeout
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = def.MinBodyRate
+	}
+	if cfg.MinResponseRate <= 0 {
+		cfg.MinResponseRate = def.MinResponseRate
+	}
 	if len(cfg.Databases) == 0 {
 		return nil, fmt.Errorf("api: no databases configured")
 	}
@@ -196,6 +236,10 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: nil logger")
 	}
 	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}}
+	var err error
+	if s.public, err = parsePublicURL(cfg.PublicURL); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	if s.deps.Dumper == nil {
 		s.deps.Dumper = EngineDumper(logger)
@@ -239,6 +283,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	}
 	s.openapi = doc
 	s.mux = http.NewServeMux()
+	s.patterns = map[string]bool{}
 	for _, rt := range s.routes() {
 		s.register(rt)
 	}
@@ -256,6 +301,16 @@ func validDBName(s string) bool {
 		}
 	}
 	return true
+}
+
+// SetJobs sets the jobs service, for a caller that must build the server
+// first (the file store's signed URLs need its bound address). Call it
+// before Serve.
+func (s *Server) SetJobs(js JobService) {
+	s.deps.Jobs = js
+	if c, ok := js.(JobCounter); ok {
+		s.metrics.countJobs(c)
+	}
 }
 
 // Handler returns the server's root handler (for tests and embedding).
@@ -277,7 +332,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("api: listen: %w", err)
 	}
-	s.ln = ln
+	s.ln = newLimitListener(ln, s.cfg.MaxConnections)
 	return nil
 }
 
@@ -312,10 +367,11 @@ func (s *Server) Serve() error {
 	}
 	s.srv = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No read or write timeout: uploads and streamed dumps may
-		// take as long as they need.
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		// No overall read or write timeout: uploads and streamed dumps
+		// may take as long as they need, as long as they keep the
+		// minimum rates (see rateBudget).
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
@@ -380,18 +436,6 @@ func (s *Server) database(r *http.Request) (*db, error) {
 		return nil, apiErr(http.StatusNotFound, "unknown_database", fmt.Sprintf("unknown database %q", name))
 	}
 	return d, nil
-}
-
-// baseURL is the URL prefix for links in responses.
-func (s *Server) baseURL(r *http.Request) string {
-	if s.cfg.BaseURL != "" {
-		return strings.TrimRight(s.cfg.BaseURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // dbPrefix is "" for the default database and "/db/{name}" otherwise.

@@ -202,7 +202,7 @@ func (p *pipeline) persist(c dump.Cursor, st objstore.State, leftover []byte) er
 func (p *pipeline) progress(c dump.Cursor) {
 	job, plan := p.k.job, p.k.plan
 	pr := &job.Progress
-	pr.Rows, pr.TablesDone, pr.CurrentTable = c.Rows, c.TablesDone, c.Table
+	pr.Rows, pr.TablesDone, pr.CurrentTable, pr.RowOffset = c.Rows, c.TablesDone, c.Table, c.TableRows
 	pr.Bytes = p.cw.n
 	pr.PartsUploaded = p.partsBase + p.w.PartsUploaded()
 	ratio := 1.0

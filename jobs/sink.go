@@ -142,7 +142,7 @@ func dumpOptions(spec sluice.JobSpec, defChunk int) dump.Options {
 		chunk = defChunk
 	}
 	return dump.Options{Format: spec.Format, Tables: spec.Tables, Exclude: spec.Exclude, ChunkSize: chunk,
-		PreserveRowids: spec.PreserveRowids}
+		PreserveRowids: spec.PreserveRowids, PlainCSV: spec.PlainCSV()}
 }
 
 // dumpErr classifies an error from the dump engine: a busy database is

@@ -316,6 +316,7 @@ func (k *tick) openSnapshot() result {
 	s.mu.Unlock()
 	k.src = src
 	k.plan = src.src.Plan()
+	job.Progress.Tables = tableNames(k.plan)
 	job.Progress.TablesTotal = len(k.plan.Tables)
 	job.Progress.EstimatedBytes = k.plan.EstimatedBytes
 	return next
@@ -327,7 +328,7 @@ func (k *tick) openSnapshot() result {
 func (k *tick) openUpload() result {
 	s, job := k.s, k.job
 	opts := objstore.WriterOptions{
-		ContentType:  sluice.ContentType(job.Spec.Format, job.Spec.Compression),
+		ContentType:  job.Spec.ContentType(),
 		Metadata:     map[string]string{"sluice-job": job.ID},
 		ExpectedSize: k.plan.EstimatedBytes,
 		Concurrency:  s.cfg.UploadConcurrency,
@@ -376,7 +377,7 @@ func (k *tick) openUpload() result {
 // into a new upload.
 func (k *tick) restart() {
 	k.cur.Dump, k.ust, k.cp.Leftover = dump.Cursor{}, objstore.State{}, nil
-	k.job.Progress = sluice.Progress{TablesTotal: len(k.plan.Tables), EstimatedBytes: k.plan.EstimatedBytes}
+	k.job.Progress = sluice.Progress{Tables: k.job.Progress.Tables, TablesTotal: len(k.plan.Tables), EstimatedBytes: k.plan.EstimatedBytes}
 }
 
 // dump runs the dump from the cursor into the upload through the
@@ -454,4 +455,13 @@ func (k *tick) suspend() {
 	if k.w != nil && !k.closed {
 		k.w.Suspend(k.ctx)
 	}
+}
+
+// tableNames lists a plan's tables in dump order.
+func tableNames(plan dump.Plan) []string {
+	names := make([]string, len(plan.Tables))
+	for i, t := range plan.Tables {
+		names[i] = t.Name
+	}
+	return names
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/api"
 	"github.com/sluice-dev/sluice/dump"
 )
 
@@ -24,6 +25,10 @@ import (
 type Config struct {
 	// Listen is the HTTP listen address.
 	Listen string `json:"listen"`
+	// PublicURL is the base of every URL the server generates (Location,
+	// statusUrl, downloadUrl, signed file URLs), e.g. the address of a
+	// proxy in front. Empty: see docs/api.md ("Generated URLs").
+	PublicURL string `json:"publicURL"`
 	// DataDir holds sluice's state database (sluice.db), the default
 	// database and, with the file store, the exports.
 	DataDir string `json:"dataDir"`
@@ -35,6 +40,7 @@ type Config struct {
 	DefaultDatabase string         `json:"defaultDatabase"`
 	Store           StoreConfig    `json:"store"`
 	Tokens          TokensConfig   `json:"tokens"`
+	CORS            CORSConfig     `json:"cors"`
 	Callbacks       CallbackConfig `json:"callbacks"`
 	Schedules       []Schedule     `json:"schedules"`
 	Limits          LimitsConfig   `json:"limits"`
@@ -71,6 +77,17 @@ type S3StoreConfig struct {
 type TokensConfig struct {
 	Admin  []string `json:"admin"`
 	Client []string `json:"client"`
+	// ClientExport lets client tokens run dumps and export jobs, as
+	// StarbaseDB lets any token; by default they need an admin token.
+	ClientExport bool `json:"clientExport"`
+}
+
+// CORSConfig is the CORS answer when tokens are configured (without
+// tokens, no CORS headers are sent and other origins are refused).
+type CORSConfig struct {
+	// AllowOrigins is "*" (the default, as in StarbaseDB) or a list of
+	// origins such as "https://app.example.com".
+	AllowOrigins []string `json:"allowOrigins"`
 }
 
 // CallbackConfig configures job-completion callbacks.
@@ -111,6 +128,30 @@ type LimitsConfig struct {
 	// together (each dump uses two); the default, CPUs − 1 (at least 1),
 	// keeps a core for queries.
 	ExportThreads int `json:"exportThreads"`
+	// MaxQueuedJobs caps jobs queued or running at once: more submits
+	// get 429 with Retry-After.
+	MaxQueuedJobs int `json:"maxQueuedJobs"`
+	// MinFreeBytes is the file store's free-disk floor: a write that
+	// would leave less free space fails the job instead of filling the
+	// disk. 0 disables it.
+	MinFreeBytes int64 `json:"minFreeBytes"`
+	// MaxConnections caps open client connections; more wait in the
+	// kernel's backlog until one closes.
+	MaxConnections int `json:"maxConnections"`
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout Duration `json:"readHeaderTimeout"`
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout Duration `json:"idleTimeout"`
+	// StallTimeout is how long a request body or a streamed response
+	// may stay below its minimum rate (or stop) before the connection is
+	// cut off.
+	StallTimeout Duration `json:"stallTimeout"`
+	// MinBodyRate is the rate, in bytes/s, a request body must arrive at.
+	MinBodyRate int64 `json:"minBodyRate"`
+	// MinResponseRate is the rate, in bytes/s, a client must read a
+	// response at, so that a slow reader cannot pin a snapshot (and the
+	// WAL) for long.
+	MinResponseRate int64 `json:"minResponseRate"`
 	// ExportNice is the nice value (0–19) of the threads that run exports,
 	// so that queries take a core from an export at once (Linux). The
 	// default, 19, is the lowest priority; 0 leaves exports at the
@@ -160,6 +201,7 @@ func NewConfig() Config {
 		Databases:       map[string]string{"default": "default.db"},
 		DefaultDatabase: "default",
 		Store:           StoreConfig{Type: "file", Dir: "exports"},
+		CORS:            CORSConfig{AllowOrigins: []string{"*"}},
 		Limits: LimitsConfig{
 			MaxConcurrentJobs:  4,
 			TickBudget:         Duration(20 * time.Second),
@@ -168,6 +210,14 @@ func NewConfig() Config {
 			ShutdownTimeout:    Duration(4 * time.Second),
 			ExportThreads:      dump.DefaultGateSize(),
 			ExportNice:         dump.DefaultNice,
+			MaxQueuedJobs:      100,
+			MinFreeBytes:       512 << 20,
+			MaxConnections:     api.DefaultMaxConnections,
+			ReadHeaderTimeout:  Duration(10 * time.Second),
+			IdleTimeout:        Duration(time.Minute),
+			StallTimeout:       Duration(30 * time.Second),
+			MinBodyRate:        api.DefaultMinBodyRate,
+			MinResponseRate:    api.DefaultMinResponseRate,
 			UploadConcurrency:  4,
 			CheckpointInterval: Duration(time.Second),
 			WALLimit:           1 << 30,
@@ -231,6 +281,7 @@ var envVars = []struct {
 	set  func(c *Config, v string) error
 }{
 	{"SLUICE_LISTEN", "listen address", func(c *Config, v string) error { c.Listen = v; return nil }},
+	{"SLUICE_PUBLIC_URL", "base URL of generated links, e.g. https://sluice.example.com", func(c *Config, v string) error { c.PublicURL = v; return nil }},
 	{"SLUICE_DATA_DIR", "data directory", func(c *Config, v string) error { c.DataDir = v; return nil }},
 	{"SLUICE_DB", "path of the default database", func(c *Config, v string) error {
 		if c.Databases == nil {
@@ -266,6 +317,11 @@ var envVars = []struct {
 	{"SLUICE_MAX_CONCURRENT_JOBS", "concurrent job limit", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		c.Limits.MaxConcurrentJobs = n
+		return err
+	}},
+	{"SLUICE_MAX_QUEUED_JOBS", "limit on queued plus running jobs", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.Limits.MaxQueuedJobs = n
 		return err
 	}},
 	{"SLUICE_TICK_BUDGET", "job tick budget, e.g. 20s", func(c *Config, v string) error {
@@ -341,6 +397,9 @@ func (c *Config) validate() error {
 	if c.Limits.MaxBodyBytes <= 0 {
 		return errors.New("limits.maxBodyBytes must be positive")
 	}
+	if err := c.Limits.validateConnLimits(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {
 		if s.Name == "" || seen[s.Name] {
@@ -353,6 +412,24 @@ func (c *Config) validate() error {
 		if s.KeepLast < 0 || s.MaxAge < 0 {
 			return fmt.Errorf("schedule %q: keepLast and maxAge must not be negative", s.Name)
 		}
+	}
+	return nil
+}
+
+// validateConnLimits checks the job cap, the disk floor and the
+// connection limits.
+func (l LimitsConfig) validateConnLimits() error {
+	switch {
+	case l.MaxQueuedJobs < l.MaxConcurrentJobs:
+		return errors.New("limits.maxQueuedJobs must be at least limits.maxConcurrentJobs")
+	case l.MinFreeBytes < 0:
+		return errors.New("limits.minFreeBytes must not be negative")
+	case l.MaxConnections < 1:
+		return errors.New("limits.maxConnections must be at least 1")
+	case l.ReadHeaderTimeout <= 0 || l.IdleTimeout <= 0 || l.StallTimeout <= 0:
+		return errors.New("limits.readHeaderTimeout, idleTimeout and stallTimeout must be positive")
+	case l.MinBodyRate <= 0 || l.MinResponseRate <= 0:
+		return errors.New("limits.minBodyRate and minResponseRate must be positive")
 	}
 	return nil
 }

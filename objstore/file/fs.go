@@ -29,6 +29,9 @@ type FS interface {
 	OpenData(name string) (DataFile, error)
 	// DataSync fdatasyncs the file at name.
 	DataSync(name string) error
+	// Free returns the bytes that may still be written on dir's
+	// filesystem, or -1 if the platform cannot tell.
+	Free(dir string) (int64, error)
 }
 
 // File is a file being written.

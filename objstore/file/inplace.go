@@ -207,6 +207,11 @@ func (s *Store) gone(op, key string, err error) error {
 // writeAt writes size bytes from r at off of the data file, preallocating
 // the range, and returns their MD5. It does not sync (see SyncUpload).
 func (s *Store) writeAt(ctx context.Context, path string, off int64, r io.Reader, size int64) ([]byte, error) {
+	if s.opts.MinFreeBytes > 0 {
+		if err := s.checkFloor(size); err != nil {
+			return nil, err
+		}
+	}
 	f, err := s.fs.OpenData(path)
 	if err != nil {
 		return nil, err

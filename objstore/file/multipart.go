@@ -223,6 +223,16 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 	etag := fmt.Sprintf("%s-%d", hex.EncodeToString(all.Sum(nil)), len(parts))
 	path, inPlace, err := s.completeInPlace(ctx, uploadID, l, parts)
 	if err == nil && !inPlace {
+		// Only a copy needs room for a second object.
+		if s.opts.MinFreeBytes > 0 {
+			var total int64
+			for _, p := range parts {
+				total += have[p.Number].Size
+			}
+			if err := s.checkFloor(total); err != nil {
+				return zero, s.wrap("complete", key, err)
+			}
+		}
 		path, err = s.assemble(ctx, uploadID, l, parts)
 	}
 	if err != nil {
