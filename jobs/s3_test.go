@@ -108,6 +108,7 @@ func TestS3Cancel(t *testing.T) {
 	e := newEnv(t, "", func(c *Config) {
 		c.Databases = map[string]string{"big": db}
 		c.DefaultDatabase = "big"
+		c.UploadConcurrency = 1 // a checkpoint after the first part, however fast the dump
 	})
 	e.store.Store = store
 	reached := make(chan struct{})
