@@ -392,7 +392,7 @@ func (k *tick) dump() result {
 	final, err := k.src.src.Dump(k.ctx, k.pipe.fr, k.cur.Dump, k.pipe.boundary)
 	// Rows this tick produced; after a crash the rows past the last
 	// checkpoint are produced (and counted) again.
-	k.s.cfg.Metrics.AddRowsExported(max(0, k.job.Progress.Rows-rowsAtStart))
+	k.s.cfg.Metrics.AddRowsExported(max(0, final.Rows-rowsAtStart))
 	if err != nil {
 		var se storeError
 		if !errors.As(err, &se) {
