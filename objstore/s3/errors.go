@@ -145,7 +145,8 @@ func classifyResponse(r minio.ErrorResponse) *Error {
 		e.Code = ""
 	}
 	switch r.Code {
-	case "NoSuchKey", "NoSuchUpload", "NoSuchBucket", "NotFound", "NoSuchVersion":
+	case "NoSuchKey", "NoSuchUpload", "NoSuchBucket", "NotFound", "NoSuchVersion",
+		"InvalidPart": // a part Complete names is not in the upload (as the file store reports it)
 		e.kind = objstore.ErrNotExist
 	case "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken",
 		"ExpiredToken", "InvalidSecurity", "AllAccessDisabled", "AccountProblem",

@@ -133,7 +133,7 @@ func TestErrorClassification(t *testing.T) {
 		{minio.ErrorResponse{Code: "SlowDown", StatusCode: 503}, nil, true},
 		{minio.ErrorResponse{Code: "TooManyRequests", StatusCode: 429}, nil, true},
 		{minio.ErrorResponse{Code: "RequestTimeout", StatusCode: 400}, nil, true},
-		{minio.ErrorResponse{Code: "InvalidPart", StatusCode: 400}, nil, false},
+		{minio.ErrorResponse{Code: "InvalidPart", StatusCode: 400}, objstore.ErrNotExist, false},
 		{minio.ErrorResponse{Code: "BadDigest", StatusCode: 400}, objstore.ErrBadDigest, true},
 		{minio.ErrorResponse{Code: "InvalidDigest", StatusCode: 400}, objstore.ErrBadDigest, true},
 	}
