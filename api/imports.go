@@ -9,8 +9,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -24,6 +26,7 @@ import (
 // by magic number) is decompressed. Both the bytes received and the
 // bytes after decompression are bounded by MaxImportBytes (413).
 func (s *Server) importBody(w http.ResponseWriter, r *http.Request) (io.Reader, func(), error) {
+	r.Body = &stallGuard{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: s.cfg.ImportStallTimeout}
 	body := io.Reader(http.MaxBytesReader(w, r.Body, s.cfg.MaxImportBytes))
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "multipart/form-data" {
@@ -79,6 +82,61 @@ func (s *Server) importBody(w http.ResponseWriter, r *http.Request) (io.Reader, 
 	return &limitedBody{r: out, left: s.cfg.MaxImportBytes}, closeFn, nil
 }
 
+// stallGuard aborts an upload that stops arriving. An import holds the
+// database's write lock while it reads its body, so a client that stops
+// sending would otherwise block every writer for as long as it keeps the
+// connection open. Each read of the body gets a fresh deadline, timeout
+// from now; a read that meets it fails with errUploadStalled, and the
+// import rolls back. The deadline is cleared at the end of the body, so
+// that the work after it (quick_check, COMMIT) is not cut short.
+type stallGuard struct {
+	io.ReadCloser
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+var errUploadStalled = apiErr(http.StatusRequestTimeout, "upload_stalled", "the upload stopped arriving; the import was aborted and rolled back")
+
+func (g *stallGuard) Read(p []byte) (int, error) {
+	// ErrNotSupported (a writer without a connection) leaves the
+	// read without a deadline.
+	_ = g.rc.SetReadDeadline(time.Now().Add(g.timeout))
+	n, err := g.ReadCloser.Read(p)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return n, fmt.Errorf("%w (nothing for %s)", errUploadStalled, g.timeout)
+	case err != nil:
+		_ = g.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
+}
+
+// recordLimit bounds one record (a CSV or JSON row) of an upload: the
+// loader calls next with its decoder's input offset after each record,
+// and a read that takes the bytes since that offset over max fails with
+// sluice.ErrTooLarge. The decoders read ahead by their buffer, which
+// the slack allows for.
+type recordLimit struct {
+	r     io.Reader
+	max   int64
+	total int64 // bytes read
+	mark  int64 // offset where the current record starts
+}
+
+const recordSlack = 64 << 10
+
+func (l *recordLimit) Read(p []byte) (int, error) {
+	if l.total-l.mark > l.max+recordSlack {
+		return 0, fmt.Errorf("%w: a row of the upload is over %d bytes (limits.maxImportStatementBytes)", sluice.ErrTooLarge, l.max)
+	}
+	n, err := l.r.Read(p)
+	l.total += int64(n)
+	return n, err
+}
+
+// next marks where the next record starts.
+func (l *recordLimit) next(offset int64) { l.mark = offset }
+
 // limitedBody bounds the decompressed size and marks read failures as
 // the caller's (a corrupt gzip stream, a connection cut short).
 type limitedBody struct {
@@ -103,7 +161,8 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 
 func bodyError(err error) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) || errors.Is(err, sluice.ErrTooLarge) {
+	var ae *Error
+	if errors.As(err, &mbe) || errors.Is(err, sluice.ErrTooLarge) || errors.As(err, &ae) {
 		return err
 	}
 	return fmt.Errorf("%w: read upload: %v", sluice.ErrInvalid, err)
@@ -119,8 +178,16 @@ type importResult struct {
 
 // handleImportDump loads a SQL dump in one transaction, all or nothing.
 func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error {
-	return s.withImport(w, r, func(body io.Reader, conn *sqlite.Conn) error {
-		st, err := sqlload.Load(r.Context(), conn, body, sqlload.Options{Atomic: true})
+	return s.withImport(w, r, func(d *db, body io.Reader, conn *sqlite.Conn) error {
+		// The dump is untrusted, whoever sends it: sqlload's
+		// authorizer refuses what a dump never needs, and quick_check
+		// runs before the commit.
+		st, err := sqlload.Load(r.Context(), conn, body, sqlload.Options{
+			Atomic:            true,
+			Check:             true,
+			MaxStatementBytes: int(s.cfg.MaxImportStatementBytes),
+			Authorizer:        d.pool.authorizer(conn),
+		})
 		if err != nil {
 			return sqlErr(err)
 		}
@@ -135,7 +202,7 @@ func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error 
 // withImport resolves the path's database, opens the (possibly
 // compressed) upload and takes a connection, then runs fn over them; it
 // releases all three when fn returns.
-func (s *Server) withImport(w http.ResponseWriter, r *http.Request, fn func(body io.Reader, conn *sqlite.Conn) error) error {
+func (s *Server) withImport(w http.ResponseWriter, r *http.Request, fn func(d *db, body io.Reader, conn *sqlite.Conn) error) error {
 	d, err := s.database(r)
 	if err != nil {
 		return err
@@ -145,12 +212,14 @@ func (s *Server) withImport(w http.ResponseWriter, r *http.Request, fn func(body
 		return err
 	}
 	defer closeBody()
-	conn, err := d.take(r.Context())
+	// A statement or row is at most MaxImportStatementBytes, and so is
+	// any value SQLite builds while loading them.
+	conn, err := d.take(r.Context(), connUse{maxValue: s.cfg.MaxImportStatementBytes})
 	if err != nil {
 		return err
 	}
 	defer d.put(conn)
-	return fn(body, conn)
+	return fn(d, body, conn)
 }
 
 // tableWriter inserts rows into one table inside a transaction, with one
@@ -235,14 +304,14 @@ func (t *tableWriter) close() {
 
 // importTable opens the upload and a transaction on the path's table,
 // runs load over them, then commits and reports the rows inserted.
-func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(io.Reader, *tableWriter) error) error {
-	return s.withImport(w, r, func(body io.Reader, conn *sqlite.Conn) error {
+func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(*recordLimit, *tableWriter) error) error {
+	return s.withImport(w, r, func(_ *db, body io.Reader, conn *sqlite.Conn) error {
 		tw, err := newTableWriter(conn, r.PathValue("table"))
 		if err != nil {
 			return err
 		}
 		defer tw.close()
-		if err := load(body, tw); err != nil {
+		if err := load(&recordLimit{r: body, max: s.cfg.MaxImportStatementBytes}, tw); err != nil {
 			return err
 		}
 		if err := tw.commit(); err != nil {
@@ -261,7 +330,7 @@ func (s *Server) handleImportCSV(w http.ResponseWriter, r *http.Request) error {
 	return s.importTable(w, r, loadCSV)
 }
 
-func loadCSV(body io.Reader, tw *tableWriter) error {
+func loadCSV(body *recordLimit, tw *tableWriter) error {
 	cr := csv.NewReader(body)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -297,6 +366,7 @@ func loadCSV(body io.Reader, tw *tableWriter) error {
 		if err := tw.insert(st); err != nil {
 			return err
 		}
+		body.next(cr.InputOffset())
 	}
 	return nil
 }
@@ -316,7 +386,7 @@ func (s *Server) handleImportJSON(w http.ResponseWriter, r *http.Request) error 
 	return s.importTable(w, r, loadJSON)
 }
 
-func loadJSON(body io.Reader, tw *tableWriter) error {
+func loadJSON(body *recordLimit, tw *tableWriter) error {
 	dec := json.NewDecoder(body)
 	dec.UseNumber()
 	if err := openRowsArray(dec); err != nil {
@@ -344,6 +414,7 @@ func loadJSON(body io.Reader, tw *tableWriter) error {
 		if err := tw.insert(st); err != nil {
 			return err
 		}
+		body.next(dec.InputOffset())
 	}
 	if _, err := dec.Token(); err != nil {
 		return jsonBodyError(err)

@@ -110,10 +110,22 @@ type Config struct {
 	ClientTokens []string // allow /query* and table exports
 	BaseURL      string   // public URL prefix for statusUrl; "" derives it from the request
 
-	MaxBodyBytes      int64         // JSON request bodies
-	MaxImportBytes    int64         // import bodies, after decompression
-	MaxResultBytes    int64         // a /query response
-	QueryTimeout      time.Duration // per /query request
+	MaxBodyBytes   int64         // JSON request bodies
+	MaxImportBytes int64         // import bodies, after decompression
+	MaxResultBytes int64         // a /query response, and the largest value SQLite may build for one
+	MaxQueryMemory int64         // the response bytes of all /query requests in flight together
+	QueryTimeout   time.Duration // per /query request
+	// MaxImportStatementBytes bounds one statement of /import/dump and
+	// one row of /import/csv and /import/json (413 above it), and the
+	// largest value SQLite may build during an import.
+	MaxImportStatementBytes int64
+	// ImportStallTimeout aborts an import whose body sends nothing for
+	// this long, releasing the write lock it holds.
+	ImportStallTimeout time.Duration
+	// JournalSizeLimit is PRAGMA journal_size_limit on the served
+	// databases: the WAL is truncated to this size after a checkpoint
+	// resets it; -1 never truncates.
+	JournalSizeLimit  int64
 	PoolSize          int           // connections per database
 	DownloadURLExpiry time.Duration // lifetime of a status downloadUrl
 	ShutdownTimeout   time.Duration // how long Close waits for requests
@@ -124,21 +136,31 @@ const (
 	DefaultMaxBodyBytes   = 10 << 20
 	DefaultMaxImportBytes = 1 << 30
 	DefaultMaxResultBytes = 32 << 20
-	DefaultPageSize       = 50
-	MaxPageSize           = 500
+	DefaultMaxQueryMemory = 128 << 20
+	// DefaultMaxImportStatementBytes allows a row holding a 32 MiB
+	// BLOB, written as hex, in a dump.
+	DefaultMaxImportStatementBytes = 64 << 20
+	DefaultImportStallTimeout      = 30 * time.Second
+	DefaultJournalSizeLimit        = 64 << 20
+	DefaultPageSize                = 50
+	MaxPageSize                    = 500
 )
 
 // NewConfig returns a Config with the defaults filled in.
 func NewConfig() Config {
 	return Config{
-		Listen:            "127.0.0.1:8080",
-		MaxBodyBytes:      DefaultMaxBodyBytes,
-		MaxImportBytes:    DefaultMaxImportBytes,
-		MaxResultBytes:    DefaultMaxResultBytes,
-		QueryTimeout:      30 * time.Second,
-		PoolSize:          8,
-		DownloadURLExpiry: time.Hour,
-		ShutdownTimeout:   5 * time.Second,
+		Listen:                  "127.0.0.1:8080",
+		MaxBodyBytes:            DefaultMaxBodyBytes,
+		MaxImportBytes:          DefaultMaxImportBytes,
+		MaxResultBytes:          DefaultMaxResultBytes,
+		MaxQueryMemory:          DefaultMaxQueryMemory,
+		QueryTimeout:            30 * time.Second,
+		MaxImportStatementBytes: DefaultMaxImportStatementBytes,
+		ImportStallTimeout:      DefaultImportStallTimeout,
+		JournalSizeLimit:        DefaultJournalSizeLimit,
+		PoolSize:                8,
+		DownloadURLExpiry:       time.Hour,
+		ShutdownTimeout:         5 * time.Second,
 	}
 }
 
@@ -155,6 +177,8 @@ type Server struct {
 	handler http.Handler
 	mux     *http.ServeMux
 	openapi []byte
+	// queryMem is the memory all /query responses in flight share.
+	queryMem *memBudget
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -176,6 +200,18 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	if cfg.MaxResultBytes <= 0 {
 		cfg.MaxResultBytes = def.MaxResultBytes
 	}
+	if cfg.MaxQueryMemory <= 0 {
+		cfg.MaxQueryMemory = def.MaxQueryMemory
+	}
+	if cfg.MaxImportStatementBytes <= 0 {
+		cfg.MaxImportStatementBytes = def.MaxImportStatementBytes
+	}
+	if cfg.ImportStallTimeout <= 0 {
+		cfg.ImportStallTimeout = def.ImportStallTimeout
+	}
+	if cfg.JournalSizeLimit == 0 {
+		cfg.JournalSizeLimit = def.JournalSizeLimit
+	}
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = def.QueryTimeout
 	}
@@ -194,7 +230,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		return nil, fmt.Errorf("api: nil logger")
 	}
-	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}}
+	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}, queryMem: &memBudget{max: cfg.MaxQueryMemory}}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	if s.deps.Dumper == nil {
 		s.deps.Dumper = EngineDumper(logger)
@@ -219,7 +255,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 			s.closeDBs()
 			return nil, fmt.Errorf("api: database %q configured twice", d.Name)
 		}
-		h, err := openDB(d.Name, d.Path, cfg.PoolSize, logger)
+		h, err := openDB(d.Name, d.Path, dbOptions{poolSize: cfg.PoolSize, journalSizeLimit: cfg.JournalSizeLimit}, logger)
 		if err != nil {
 			s.closeDBs()
 			return nil, fmt.Errorf("api: %w", err)

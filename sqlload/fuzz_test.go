@@ -55,7 +55,7 @@ func FuzzSplit(f *testing.F) {
 				break
 			}
 			if err != nil {
-				if errors.Is(err, errTooLong) {
+				if errors.Is(err, ErrTooLong) {
 					return
 				}
 				if sqliteComplete(tls, in) {

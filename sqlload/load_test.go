@@ -96,8 +96,8 @@ func TestSplitIncomplete(t *testing.T) {
 
 func TestSplitTooLong(t *testing.T) {
 	sp := newSplitter(strings.NewReader("SELECT '"+strings.Repeat("x", 100)+"';"), 50)
-	if _, _, err := sp.next(); !errors.Is(err, errTooLong) {
-		t.Fatalf("err = %v, want errTooLong", err)
+	if _, _, err := sp.next(); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("err = %v, want ErrTooLong", err)
 	}
 }
 

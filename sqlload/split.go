@@ -2,14 +2,9 @@ package sqlload
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 )
-
-// errTooLong is returned by the splitter when one statement exceeds the
-// configured maximum.
-var errTooLong = errors.New("statement too long")
 
 // lexical states of the splitter.
 const (
@@ -120,7 +115,7 @@ func (s *splitter) next() (stmt []byte, first string, err error) {
 		}
 		i, done := s.scan(s.chunk)
 		if len(s.buf)+i > s.max {
-			return nil, "", fmt.Errorf("%w: over %d bytes", errTooLong, s.max)
+			return nil, "", fmt.Errorf("%w: over %d bytes", ErrTooLong, s.max)
 		}
 		s.buf = append(s.buf, s.chunk[:i]...)
 		s.n += int64(i)
