@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unsafe"
 
 	"zombiezen.com/go/sqlite"
 
@@ -157,7 +158,12 @@ func Load(ctx context.Context, conn *sqlite.Conn, r io.Reader, opts Options) (st
 		if serr != nil {
 			return st, &Error{Statement: n, Err: serr}
 		}
-		text := string(stmt)
+		// The statement's bytes as a string without a copy: a
+		// statement can be as large as MaxStatementBytes, and the driver
+		// copies it to C memory to prepare it anyway. stmt stays
+		// unchanged until the next sp.next, and nothing keeps text past
+		// this iteration (error messages copy a preview).
+		text := unsafe.String(unsafe.SliceData(stmt), len(stmt))
 		if first == "PRAGMA" {
 			if on, ok := parseWritableSchema(text); ok {
 				// Not run: the loader writes the rows itself.

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/api"
 	"github.com/sluice-dev/sluice/dump"
+	"github.com/sluice-dev/sluice/sqlload"
 )
 
 // Config is the configuration of `sluice serve`. Its defaults come from
@@ -111,6 +113,23 @@ type LimitsConfig struct {
 	// together (each dump uses two); the default, CPUs − 1 (at least 1),
 	// keeps a core for queries.
 	ExportThreads int `json:"exportThreads"`
+	// MaxResultBytes caps one /query response, and so the largest
+	// string or BLOB a query may build (SQLITE_LIMIT_LENGTH).
+	MaxResultBytes int64 `json:"maxResultBytes"`
+	// MaxQueryMemory caps the response bytes of all /query requests in
+	// flight together; a query that finds it spent gets 503.
+	MaxQueryMemory int64 `json:"maxQueryMemory"`
+	// MaxImportStatementBytes caps one statement of /import/dump and one
+	// row of /import/csv and /import/json (413 above it), and the
+	// largest value SQLite may build during an import.
+	MaxImportStatementBytes int64 `json:"maxImportStatementBytes"`
+	// ImportStallTimeout aborts an import whose body sends nothing for
+	// this long, releasing the write lock it holds.
+	ImportStallTimeout Duration `json:"importStallTimeout"`
+	// JournalSizeLimit is PRAGMA journal_size_limit on the served
+	// databases: after a checkpoint resets the WAL, the file is
+	// truncated to this many bytes. -1 never truncates.
+	JournalSizeLimit int64 `json:"journalSizeLimit"`
 	// ExportNice is the nice value (0–19) of the threads that run exports,
 	// so that queries take a core from an export at once (Linux). The
 	// default, 19, is the lowest priority; 0 leaves exports at the
@@ -156,6 +175,12 @@ func NewConfig() Config {
 			ShutdownTimeout:   Duration(4 * time.Second),
 			ExportThreads:     dump.DefaultGateSize(),
 			ExportNice:        dump.DefaultNice,
+
+			MaxResultBytes:          api.DefaultMaxResultBytes,
+			MaxQueryMemory:          api.DefaultMaxQueryMemory,
+			MaxImportStatementBytes: api.DefaultMaxImportStatementBytes,
+			ImportStallTimeout:      Duration(api.DefaultImportStallTimeout),
+			JournalSizeLimit:        api.DefaultJournalSizeLimit,
 		},
 	}
 }
@@ -258,6 +283,16 @@ var envVars = []struct {
 		c.Limits.TickBudget = Duration(d)
 		return err
 	}},
+	{"SLUICE_MAX_IMPORT_STATEMENT_BYTES", "largest statement or row of an import", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		c.Limits.MaxImportStatementBytes = n
+		return err
+	}},
+	{"SLUICE_IMPORT_STALL_TIMEOUT", "abort an import whose body stalls this long, e.g. 30s", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		c.Limits.ImportStallTimeout = Duration(d)
+		return err
+	}},
 }
 
 // validate checks c and resolves relative paths against DataDir.
@@ -316,6 +351,18 @@ func (c *Config) validate() error {
 	}
 	if c.Limits.MaxBodyBytes <= 0 {
 		return errors.New("limits.maxBodyBytes must be positive")
+	}
+	if c.Limits.MaxResultBytes <= 0 || c.Limits.MaxQueryMemory < c.Limits.MaxResultBytes {
+		return errors.New("limits.maxResultBytes must be positive and limits.maxQueryMemory at least as large")
+	}
+	if c.Limits.MaxImportStatementBytes <= 0 || c.Limits.MaxImportStatementBytes > sqlload.DefaultMaxStatementBytes {
+		return fmt.Errorf("limits.maxImportStatementBytes must be 1 to %d (SQLite's own maximum)", sqlload.DefaultMaxStatementBytes)
+	}
+	if c.Limits.ImportStallTimeout <= 0 {
+		return errors.New("limits.importStallTimeout must be positive")
+	}
+	if c.Limits.JournalSizeLimit < -1 || c.Limits.JournalSizeLimit == 0 {
+		return errors.New("limits.journalSizeLimit must be positive, or -1 for no limit")
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {

@@ -122,6 +122,11 @@ func apiConfig(cfg Config) api.Config {
 	c.AdminTokens = cfg.Tokens.Admin
 	c.ClientTokens = cfg.Tokens.Client
 	c.MaxImportBytes = cfg.Limits.MaxBodyBytes
+	c.MaxResultBytes = cfg.Limits.MaxResultBytes
+	c.MaxQueryMemory = cfg.Limits.MaxQueryMemory
+	c.MaxImportStatementBytes = cfg.Limits.MaxImportStatementBytes
+	c.ImportStallTimeout = time.Duration(cfg.Limits.ImportStallTimeout)
+	c.JournalSizeLimit = cfg.Limits.JournalSizeLimit
 	// The API gets 2/5 of the shutdown budget; jobs get the rest.
 	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
 	return c
