@@ -307,3 +307,16 @@ func TestJournalSizeLimit(t *testing.T) {
 		e.query("/query", `{"sql":"PRAGMA journal_size_limit=5"}`)
 	}
 }
+
+// TestQueryTimeoutWhileBuildingValue: the query timeout interrupts
+// SQLite while it builds a value, however long that would take.
+func TestQueryTimeoutWhileBuildingValue(t *testing.T) {
+	e := newEnv(t, func(c *Config, _ *Deps) { c.QueryTimeout = 300 * time.Millisecond })
+	start := time.Now()
+	// Quadratic: each row copies the string of the one before.
+	code, b, _ := e.call("POST", "/query", clientToken, `{"sql":"WITH RECURSIVE c(i, s) AS (SELECT 1, '' UNION ALL SELECT i + 1, s || printf('%.*c', 100, 'x') FROM c WHERE i < 300000) SELECT length(max(s)) AS n FROM c"}`)
+	wantError(t, "slow value", code, b, 503, "timed out")
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a 300ms query timeout answered after %v", d)
+	}
+}
