@@ -2,11 +2,13 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"os"
@@ -111,31 +113,40 @@ func (g *stallGuard) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// recordLimit bounds one record (a CSV or JSON row) of an upload: the
-// loader calls next with its decoder's input offset after each record,
-// and a read that takes the bytes since that offset over max fails with
-// sluice.ErrTooLarge. The decoders read ahead by their buffer, which
-// the slack allows for.
+// recordLimit bounds one record (a CSV or JSON row) of an upload. The
+// table writer calls rowDone after each row; a read that takes the bytes
+// since then over twice max (plus the decoders' buffers) fails with
+// sluice.ErrTooLarge. Twice,
+// because the decoders read ahead by up to their buffer, which after a
+// row near max is about max: so a row over max may pass, one over twice
+// max never does, and memory for one row stays within a few times max.
 type recordLimit struct {
 	r     io.Reader
 	max   int64
 	total int64 // bytes read
-	mark  int64 // offset where the current record starts
+	mark  int64 // total when the last row ended
 }
 
-const recordSlack = 64 << 10
-
 func (l *recordLimit) Read(p []byte) (int, error) {
-	if l.total-l.mark > l.max+recordSlack {
-		return 0, fmt.Errorf("%w: a row of the upload is over %d bytes (limits.maxImportStatementBytes)", sluice.ErrTooLarge, l.max)
+	if l.total-l.mark > 2*l.max+recordSlack {
+		return 0, l.tooLarge()
 	}
 	n, err := l.r.Read(p)
 	l.total += int64(n)
+	if l.total-l.mark > 2*l.max+recordSlack {
+		return 0, l.tooLarge()
+	}
 	return n, err
 }
 
-// next marks where the next record starts.
-func (l *recordLimit) next(offset int64) { l.mark = offset }
+// recordSlack allows for the decoders' own buffers.
+const recordSlack = 64 << 10
+
+func (l *recordLimit) tooLarge() error {
+	return fmt.Errorf("%w: a row of the upload is over %d bytes (limits.maxImportStatementBytes)", sluice.ErrTooLarge, l.max)
+}
+
+func (l *recordLimit) rowDone() { l.mark = l.total }
 
 // limitedBody bounds the decompressed size and marks read failures as
 // the caller's (a corrupt gzip stream, a connection cut short).
@@ -170,10 +181,28 @@ func bodyError(err error) error {
 
 // importResult is the "result" of an import response.
 type importResult struct {
-	Message    string `json:"message"`
-	Statements int64  `json:"statements,omitempty"`
-	Rows       int64  `json:"rows,omitempty"`
-	Bytes      int64  `json:"bytes,omitempty"`
+	Message string `json:"message"`
+	// FailedStatements is StarbaseDB's list of rows that failed; an
+	// import here is all or nothing, so it is always empty.
+	FailedStatements []string `json:"failedStatements"`
+	Statements       int64    `json:"statements,omitempty"`
+	Rows             int64    `json:"rows,omitempty"`
+	Bytes            int64    `json:"bytes,omitempty"`
+}
+
+// legacyDumpHeader starts the dumps of StarbaseDB's legacy GET
+// /export/dump: "SQLite format 3" and a NUL on a line of their own.
+const legacyDumpHeader = "SQLite format 3"
+
+// skipLegacyHeader drops the first line of a StarbaseDB legacy dump, which
+// is not SQL; the rest (its "-- Table:" comments, CREATEs and INSERTs)
+// loads as it is.
+func skipLegacyHeader(body io.Reader) io.Reader {
+	br := bufio.NewReader(body)
+	if head, _ := br.Peek(len(legacyDumpHeader)); string(head) == legacyDumpHeader {
+		br.ReadString('\n')
+	}
+	return br
 }
 
 // handleImportDump loads a SQL dump in one transaction, all or nothing.
@@ -182,7 +211,7 @@ func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error 
 		// The dump is untrusted, whoever sends it: sqlload's
 		// authorizer refuses what a dump never needs, and quick_check
 		// runs before the commit.
-		st, err := sqlload.Load(r.Context(), conn, body, sqlload.Options{
+		st, err := sqlload.Load(r.Context(), conn, skipLegacyHeader(body), sqlload.Options{
 			Atomic:            true,
 			Check:             true,
 			MaxStatementBytes: int(s.cfg.MaxImportStatementBytes),
@@ -191,10 +220,11 @@ func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error 
 		if err != nil {
 			return sqlErr(err)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
-			Message:    fmt.Sprintf("imported %d statements", st.Statements),
-			Statements: st.Statements, Bytes: st.Bytes,
-		}})
+		writeJSON(w, http.StatusOK, importResult{
+			Message:          fmt.Sprintf("SQL dump import completed. %d statements succeeded, 0 failed.", st.Statements),
+			FailedStatements: []string{},
+			Statements:       st.Statements, Bytes: st.Bytes,
+		})
 		return nil
 	})
 }
@@ -230,6 +260,8 @@ type tableWriter struct {
 	writable map[string]bool
 	stmts    map[string]*sqlite.Stmt
 	rows     int64
+	// rowDone, if set, is called after each row is inserted.
+	rowDone func()
 }
 
 func newTableWriter(conn *sqlite.Conn, table string) (*tableWriter, error) {
@@ -284,6 +316,9 @@ func (t *tableWriter) insert(st *sqlite.Stmt) error {
 		return fmt.Errorf("row %d: %w", t.rows+1, sqlErr(err))
 	}
 	t.rows++
+	if t.rowDone != nil {
+		t.rowDone()
+	}
 	return nil
 }
 
@@ -304,33 +339,64 @@ func (t *tableWriter) close() {
 
 // importTable opens the upload and a transaction on the path's table,
 // runs load over them, then commits and reports the rows inserted.
-func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(*recordLimit, *tableWriter) error) error {
+func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(io.Reader, *tableWriter) error) error {
 	return s.withImport(w, r, func(_ *db, body io.Reader, conn *sqlite.Conn) error {
 		tw, err := newTableWriter(conn, r.PathValue("table"))
 		if err != nil {
 			return err
 		}
 		defer tw.close()
-		if err := load(&recordLimit{r: body, max: s.cfg.MaxImportStatementBytes}, tw); err != nil {
+		rows := &recordLimit{r: body, max: s.cfg.MaxImportStatementBytes}
+		tw.rowDone = rows.rowDone
+		if err := load(rows, tw); err != nil {
 			return err
 		}
 		if err := tw.commit(); err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
-			Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
-		}})
+		writeJSON(w, http.StatusOK, importResult{
+			Message:          fmt.Sprintf("Imported %d out of %d records successfully. 0 records failed.", tw.rows, tw.rows),
+			FailedStatements: []string{}, Rows: tw.rows,
+		})
 		return nil
 	})
 }
 
 // handleImportCSV loads CSV rows (a header row names the columns; an
-// empty field is NULL) into an existing table, all or nothing.
+// empty field is NULL) into an existing table, all or nothing. The CSV is
+// the body, a multipart file, or StarbaseDB's JSON {"data": "<csv>",
+// "columnMapping": {...}}.
 func (s *Server) handleImportCSV(w http.ResponseWriter, r *http.Request) error {
-	return s.importTable(w, r, loadCSV)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return s.importTable(w, r, func(body io.Reader, tw *tableWriter) error {
+		if ct != typeJSON {
+			return loadCSV(body, tw, nil)
+		}
+		var in struct {
+			Data          *string           `json:"data"`
+			ColumnMapping map[string]string `json:"columnMapping"`
+		}
+		dec := json.NewDecoder(&capReader{r: body, left: s.cfg.MaxBodyBytes})
+		if err := dec.Decode(&in); err != nil {
+			return jsonBodyError(err)
+		}
+		if in.Data == nil {
+			return badRequest("bad_json", `want {"data": "<csv text>", "columnMapping": {...}}`)
+		}
+		return loadCSV(strings.NewReader(*in.Data), tw, in.ColumnMapping)
+	})
 }
 
-func loadCSV(body *recordLimit, tw *tableWriter) error {
+// mapColumn renames a column by a StarbaseDB columnMapping (source name
+// to table column).
+func mapColumn(mapping map[string]string, name string) string {
+	if to := mapping[name]; to != "" {
+		return to
+	}
+	return name
+}
+
+func loadCSV(body io.Reader, tw *tableWriter, mapping map[string]string) error {
 	cr := csv.NewReader(body)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -342,7 +408,7 @@ func loadCSV(body *recordLimit, tw *tableWriter) error {
 	}
 	cols := append([]string(nil), header...)
 	for i := range cols {
-		cols[i] = strings.TrimSpace(strings.TrimPrefix(cols[i], "\ufeff"))
+		cols[i] = mapColumn(mapping, strings.TrimSpace(strings.TrimPrefix(cols[i], "\ufeff")))
 	}
 	st, err := tw.stmt(cols)
 	if err != nil {
@@ -366,9 +432,26 @@ func loadCSV(body *recordLimit, tw *tableWriter) error {
 		if err := tw.insert(st); err != nil {
 			return err
 		}
-		body.next(cr.InputOffset())
 	}
 	return nil
+}
+
+// capReader fails a read past left bytes with sluice.ErrTooLarge.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, fmt.Errorf("%w: over the %s limit for a JSON document held in memory (send columnMapping before data, or a bare array)", sluice.ErrTooLarge, "maxBodyBytes")
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 func csvError(err error) error {
@@ -379,19 +462,91 @@ func csvError(err error) error {
 	return bodyError(err)
 }
 
-// handleImportJSON loads a JSON array of row objects (or {"data": [...]},
-// StarbaseDB's shape) into an existing table, all or nothing. Nested
-// arrays and objects are stored as JSON text.
+// handleImportJSON loads a JSON array of row objects, or StarbaseDB's
+// {"data": [...], "columnMapping": {...}}, into an existing table, all
+// or nothing. Nested arrays and objects are stored as JSON text.
 func (s *Server) handleImportJSON(w http.ResponseWriter, r *http.Request) error {
-	return s.importTable(w, r, loadJSON)
+	return s.importTable(w, r, func(body io.Reader, tw *tableWriter) error {
+		return loadJSON(body, tw, s.cfg.MaxBodyBytes)
+	})
 }
 
-func loadJSON(body *recordLimit, tw *tableWriter) error {
-	dec := json.NewDecoder(body)
+// loadJSON streams the rows. In the object form, a columnMapping that
+// follows data (as JSON.stringify({data, columnMapping}) writes it)
+// means data must be held until the mapping is known: up to maxHeld
+// bytes of it.
+func loadJSON(body io.Reader, tw *tableWriter, maxHeld int64) error {
+	cr := &capReader{r: body, left: math.MaxInt64}
+	dec := json.NewDecoder(cr)
 	dec.UseNumber()
-	if err := openRowsArray(dec); err != nil {
-		return err
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonBodyError(err)
 	}
+	if tok == json.Delim('[') {
+		return loadRows(dec, tw, nil)
+	}
+	if tok != json.Delim('{') {
+		return badRequest("bad_json", wantRows)
+	}
+	var mapping map[string]string
+	var held json.RawMessage
+	seen := false
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return jsonBodyError(err)
+		}
+		switch key {
+		case "columnMapping":
+			if err := dec.Decode(&mapping); err != nil {
+				return badRequest("bad_json", "columnMapping must map column names to column names")
+			}
+		case "data":
+			seen = true
+			if mapping != nil {
+				if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+					return badRequest("bad_json", wantRows)
+				}
+				if err := loadRows(dec, tw, mapping); err != nil {
+					return err
+				}
+				continue
+			}
+			cr.left = maxHeld
+			if err := dec.Decode(&held); err != nil {
+				return jsonBodyError(err)
+			}
+			cr.left = math.MaxInt64
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return jsonBodyError(err)
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return jsonBodyError(err)
+	}
+	if !seen {
+		return badRequest("bad_json", wantRows)
+	}
+	if held == nil {
+		return nil
+	}
+	hd := json.NewDecoder(bytes.NewReader(held))
+	hd.UseNumber()
+	if tok, err := hd.Token(); err != nil || tok != json.Delim('[') {
+		return badRequest("bad_json", wantRows)
+	}
+	return loadRows(hd, tw, mapping)
+}
+
+const wantRows = `want a JSON array of row objects, or {"data": [...], "columnMapping": {...}}`
+
+// loadRows inserts the row objects of an array whose "[" dec has read,
+// through its "]".
+func loadRows(dec *json.Decoder, tw *tableWriter, mapping map[string]string) error {
 	for dec.More() {
 		var row map[string]json.RawMessage
 		if err := dec.Decode(&row); err != nil {
@@ -402,7 +557,11 @@ func loadJSON(body *recordLimit, tw *tableWriter) error {
 			cols = append(cols, k)
 		}
 		sort.Strings(cols)
-		st, err := tw.stmt(cols)
+		mapped := make([]string, len(cols))
+		for i, c := range cols {
+			mapped[i] = mapColumn(mapping, c)
+		}
+		st, err := tw.stmt(mapped)
 		if err != nil {
 			return err
 		}
@@ -414,36 +573,9 @@ func loadJSON(body *recordLimit, tw *tableWriter) error {
 		if err := tw.insert(st); err != nil {
 			return err
 		}
-		body.next(dec.InputOffset())
 	}
 	if _, err := dec.Token(); err != nil {
 		return jsonBodyError(err)
-	}
-	return nil
-}
-
-// openRowsArray consumes the opening of the rows array: "[" or
-// {"data": [ .
-func openRowsArray(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return jsonBodyError(err)
-	}
-	if tok == json.Delim('[') {
-		return nil
-	}
-	if tok != json.Delim('{') {
-		return badRequest("bad_json", "want a JSON array of objects, or {\"data\": [...]}")
-	}
-	key, err := dec.Token()
-	if err != nil {
-		return jsonBodyError(err)
-	}
-	if key != "data" {
-		return badRequest("bad_json", "want a JSON array of objects, or {\"data\": [...]}")
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return badRequest("bad_json", "\"data\" must be an array of objects")
 	}
 	return nil
 }

@@ -181,6 +181,10 @@ func TestImportStalled(t *testing.T) {
 			go func() {
 				req, _ := http.NewRequest("POST", e.url+path, pr)
 				req.Header.Set("Authorization", "Bearer "+adminToken)
+				req.Header.Set("Content-Type", "application/sql")
+				if strings.Contains(path, "csv") {
+					req.Header.Set("Content-Type", "text/csv")
+				}
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					done <- 0
@@ -228,14 +232,17 @@ func TestImportStatementLimit(t *testing.T) {
 	e := newEnv(t, func(c *Config, _ *Deps) { c.MaxImportStatementBytes = limit })
 	e.query("/query", `{"sql":"CREATE TABLE t(a)"}`)
 	big := strings.Repeat("x", 2*limit)
-	tests := []struct{ path, body string }{
-		{"/import/dump", "INSERT INTO t VALUES ('small');\nINSERT INTO t VALUES ('" + big + "');\n"},
-		{"/import/dump", "INSERT INTO t VALUES (length(zeroblob(" + fmt.Sprint(2*limit) + ")));\n"},
-		{"/import/csv/t", "a\nsmall\n" + big + "\n"},
-		{"/import/json/t", `[{"a":"small"},{"a":"` + big + `"}]`},
+	// A row is refused once twice the limit has been read since the
+	// previous one (decoders read ahead).
+	huge := strings.Repeat("x", 3*limit)
+	tests := []struct{ path, ctype, body string }{
+		{"/import/dump", "application/sql", "INSERT INTO t VALUES ('small');\nINSERT INTO t VALUES ('" + big + "');\n"},
+		{"/import/dump", "application/sql", "INSERT INTO t VALUES (length(zeroblob(" + fmt.Sprint(2*limit) + ")));\n"},
+		{"/import/csv/t", "text/csv", "a\nsmall\n" + huge + "\n"},
+		{"/import/json/t", "application/json", `[{"a":"small"},{"a":"` + huge + `"}]`},
 	}
 	for _, tt := range tests {
-		code, b, _ := e.call("POST", tt.path, adminToken, tt.body)
+		code, b, _ := e.call("POST", tt.path, adminToken, tt.body, "Content-Type", tt.ctype)
 		want := 413
 		if strings.Contains(tt.body, "zeroblob") {
 			want = 400 // a value built over the limit: SQLite's "too big"
@@ -247,7 +254,7 @@ func TestImportStatementLimit(t *testing.T) {
 	}
 	// Just under the limit loads.
 	ok := strings.Repeat("y", limit-100)
-	if code, b, _ := e.call("POST", "/import/dump", adminToken, "INSERT INTO t VALUES ('"+ok+"');"); code != 200 {
+	if code, b, _ := e.call("POST", "/import/dump", adminToken, "INSERT INTO t VALUES ('"+ok+"');", "Content-Type", "application/sql"); code != 200 {
 		t.Fatalf("statement under the limit: %d %s", code, b)
 	}
 }
