@@ -11,10 +11,8 @@ import (
 	"math"
 	"mime"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -28,7 +26,6 @@ import (
 // by magic number) is decompressed. Both the bytes received and the
 // bytes after decompression are bounded by MaxImportBytes (413).
 func (s *Server) importBody(w http.ResponseWriter, r *http.Request) (io.Reader, func(), error) {
-	r.Body = &stallGuard{ReadCloser: r.Body, rc: http.NewResponseController(w), timeout: s.cfg.ImportStallTimeout}
 	body := io.Reader(http.MaxBytesReader(w, r.Body, s.cfg.MaxImportBytes))
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "multipart/form-data" {
@@ -82,35 +79,6 @@ func (s *Server) importBody(w http.ResponseWriter, r *http.Request) (io.Reader, 
 		return nil, nil, apiErr(http.StatusUnsupportedMediaType, "unsupported_encoding", fmt.Sprintf("Content-Encoding %q is not supported (gzip, zstd)", enc))
 	}
 	return &limitedBody{r: out, left: s.cfg.MaxImportBytes}, closeFn, nil
-}
-
-// stallGuard aborts an upload that stops arriving. An import holds the
-// database's write lock while it reads its body, so a client that stops
-// sending would otherwise block every writer for as long as it keeps the
-// connection open. Each read of the body gets a fresh deadline, timeout
-// from now; a read that meets it fails with errUploadStalled, and the
-// import rolls back. The deadline is cleared at the end of the body, so
-// that the work after it (quick_check, COMMIT) is not cut short.
-type stallGuard struct {
-	io.ReadCloser
-	rc      *http.ResponseController
-	timeout time.Duration
-}
-
-var errUploadStalled = apiErr(http.StatusRequestTimeout, "upload_stalled", "the upload stopped arriving; the import was aborted and rolled back")
-
-func (g *stallGuard) Read(p []byte) (int, error) {
-	// ErrNotSupported (a writer without a connection) leaves the
-	// read without a deadline.
-	_ = g.rc.SetReadDeadline(time.Now().Add(g.timeout))
-	n, err := g.ReadCloser.Read(p)
-	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return n, fmt.Errorf("%w (nothing for %s)", errUploadStalled, g.timeout)
-	case err != nil:
-		_ = g.rc.SetReadDeadline(time.Time{})
-	}
-	return n, err
 }
 
 // recordLimit bounds one record (a CSV or JSON row) of an upload. The

@@ -170,9 +170,10 @@ func TestQueryMemoryShared(t *testing.T) {
 }
 
 // TestImportStalled: an import whose body stops arriving is aborted
-// after ImportStallTimeout, and releases the write lock it holds.
+// after StallTimeout (the minimum body rate's window), and releases the
+// write lock it holds.
 func TestImportStalled(t *testing.T) {
-	e := newEnv(t, func(c *Config, _ *Deps) { c.ImportStallTimeout = 500 * time.Millisecond })
+	e := newEnv(t, func(c *Config, _ *Deps) { c.StallTimeout = 500 * time.Millisecond })
 	e.query("/query", `{"sql":"CREATE TABLE t(a)"}`)
 	for _, path := range []string{"/import/dump", "/import/csv/t"} {
 		t.Run(path, func(t *testing.T) {
