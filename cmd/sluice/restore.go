@@ -16,7 +16,6 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
-	"github.com/schollz/progressbar/v3"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
@@ -96,35 +95,10 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	}
 	defer closeDec()
 
-	var bar *progressbar.ProgressBar
-	if *progress == "always" || (*progress == "auto" && e.stderrTTY) {
-		bar = progressbar.NewOptions64(size,
-			progressbar.OptionSetWriter(e.stderr), progressbar.OptionShowBytes(true),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(24),
-			progressbar.OptionThrottle(150*time.Millisecond), progressbar.OptionClearOnFinish(),
-			progressbar.OptionSetDescription("restore"))
-		stopBar := make(chan struct{})
-		defer close(stopBar)
-		go func() {
-			t := time.NewTicker(200 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stopBar:
-					return
-				case <-t.C:
-					bar.Set64(counted.n.Load())
-				}
-			}
-		}()
-	}
-
+	stopBar := startByteBar(e, *progress, size, "restore", counted)
 	start := time.Now()
 	st, err := restoreInto(ctx, log, *db, r, *check)
-	if bar != nil {
-		bar.Exit()
-		fmt.Fprintln(e.stderr)
-	}
+	stopBar()
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted; %s was not created", *db)

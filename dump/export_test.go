@@ -1,0 +1,5 @@
+package dump
+
+// BuildEdgeDB exposes the edge-case database to the external tests of
+// this directory (verify_test.go).
+var BuildEdgeDB = buildEdgeDB
