@@ -39,6 +39,10 @@ type Options struct {
 	// MaxStatementBytes bounds the memory one statement may take; 0
 	// means DefaultMaxStatementBytes.
 	MaxStatementBytes int
+
+	// literalSQL (tests) sends every statement through SQLite, without
+	// the INSERT fast path.
+	literalSQL bool
 }
 
 // Stats reports what a Load did.
@@ -115,6 +119,8 @@ func Load(ctx context.Context, conn *sqlite.Conn, r io.Reader, opts Options) (st
 		}
 	}()
 
+	ins := newInserter(conn)
+	defer ins.close() // before the deferred rollback above
 	var n int64 // statement number in the script
 	for {
 		if err := ctx.Err(); err != nil {
@@ -128,7 +134,11 @@ func Load(ctx context.Context, conn *sqlite.Conn, r io.Reader, opts Options) (st
 		if serr != nil {
 			return st, &Error{Statement: n, Err: serr}
 		}
-		text := string(stmt)
+		// The fast path needs no string copy of the statement.
+		var text string
+		if first != "INSERT" || opts.literalSQL {
+			text = string(stmt)
+		}
 		if opts.Atomic {
 			switch first {
 			case "BEGIN":
@@ -150,7 +160,20 @@ func Load(ctx context.Context, conn *sqlite.Conn, r io.Reader, opts Options) (st
 		if first == "PRAGMA" && strings.Contains(strings.ToLower(text), "writable_schema") {
 			schemaWritten = true
 		}
-		if err := execScript(conn, text); err != nil {
+		var handled bool
+		if first == "INSERT" && !opts.literalSQL {
+			handled, err = ins.exec(stmt)
+		}
+		if !handled {
+			if text == "" {
+				text = string(stmt)
+			}
+			err = execScript(conn, text)
+		}
+		if err != nil {
+			if text == "" {
+				text = string(stmt)
+			}
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				err = fmt.Errorf("%w (%v)", ctxErr, err)
 			}
