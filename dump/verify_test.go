@@ -195,4 +195,3 @@ func rewriteZip(t *testing.T, b []byte, f func([]byte) []byte) []byte {
 	}
 	return out.Bytes()
 }
-

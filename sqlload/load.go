@@ -121,7 +121,7 @@ func Load(ctx context.Context, conn *sqlite.Conn, r io.Reader, opts Options) (st
 
 	ins := newInserter(conn)
 	defer ins.close() // before the deferred rollback above
-	var n int64 // statement number in the script
+	var n int64       // statement number in the script
 	for {
 		if err := ctx.Err(); err != nil {
 			return st, fmt.Errorf("sqlload: %w", err)
