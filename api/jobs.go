@@ -20,7 +20,7 @@ import (
 var exportParams = map[string]bool{
 	"format": true, "table": true, "tables": true, "exclude": true, "chunkSize": true,
 	"callbackUrl": true, "compress": true, "consistency": true, "key": true,
-	"preserveRowids": true,
+	"preserveRowids": true, "verify": true,
 }
 
 // specFromRequest builds and validates a job spec for database d. body
@@ -59,7 +59,7 @@ func (s *Server) specFromRequest(r *http.Request, d *db, body map[string]json.Ra
 			lists[k] = list
 		case k == "chunkSize" && json.Unmarshal(raw, &num) == nil:
 			vals[k] = num.String()
-		case (k == "compress" || k == "preserveRowids") && json.Unmarshal(raw, &b) == nil:
+		case (k == "compress" || k == "preserveRowids" || k == "verify") && json.Unmarshal(raw, &b) == nil:
 			vals[k] = strconv.FormatBool(b)
 		case string(raw) == "null":
 		default:
@@ -88,6 +88,13 @@ func (s *Server) specFromRequest(r *http.Request, d *db, body map[string]json.Ra
 		spec.PreserveRowids = true
 	default:
 		return spec, badRequest("invalid_argument", fmt.Sprintf("preserveRowids must be true or false, not %q", vals["preserveRowids"]))
+	}
+	switch v := strings.ToLower(vals["verify"]); v {
+	case "", "false", "0", "no":
+	case "true", "1", "yes":
+		spec.Verify = true
+	default:
+		return spec, badRequest("invalid_argument", fmt.Sprintf("verify must be true or false, not %q", vals["verify"]))
 	}
 	if v := vals["chunkSize"]; v != "" {
 		n, err := strconv.Atoi(v)

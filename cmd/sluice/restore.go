@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -14,13 +13,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
-	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/sqlload"
+	"github.com/sluice-dev/sluice/verify"
 )
 
 const restoreSynopsis = `--db new.db [--force] dump.sql[.gz|.zst]|-
@@ -89,7 +86,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		raw = f
 	}
 	counted := &countingReader{r: raw}
-	r, closeDec, err := decompressReader(counted, compressionFromName(input))
+	r, closeDec, err := verify.Decompress(counted, compressionFromName(input))
 	if err != nil {
 		return fmt.Errorf("read dump %s: %w", input, err)
 	}
@@ -190,40 +187,6 @@ func syncFile(path string) error {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
-}
-
-// decompressReader returns a reader of r's decompressed bytes. The kind
-// comes from the name's suffix when it has one, else from magic bytes.
-func decompressReader(r io.Reader, byName sluice.Compression) (io.Reader, func(), error) {
-	br := bufio.NewReaderSize(r, 256<<10)
-	kind := byName
-	if kind == sluice.CompressNone {
-		magic, err := br.Peek(4)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, nil, err
-		}
-		switch {
-		case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-			kind = sluice.CompressGzip
-		case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
-			kind = sluice.CompressZstd
-		}
-	}
-	switch kind {
-	case sluice.CompressGzip:
-		gz, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip: %w", err)
-		}
-		return gz, func() { gz.Close() }, nil
-	case sluice.CompressZstd:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd: %w", err)
-		}
-		return zr, zr.Close, nil
-	}
-	return br, func() {}, nil
 }
 
 // countingReader counts the bytes read through it, for progress.

@@ -127,7 +127,7 @@ func verifyDump(ctx context.Context, e *env, log *slog.Logger, a *verifyArgs) er
 	}
 
 	counted := &countingReader{r: in.r}
-	r, closeDec, err := decompressReader(counted, compressionFromName(a.input))
+	r, closeDec, err := verify.Decompress(counted, compressionFromName(a.input))
 	if err != nil {
 		return fmt.Errorf("read dump %s: %w", a.input, err)
 	}
