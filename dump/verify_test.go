@@ -110,7 +110,7 @@ func TestVerifyEveryFormat(t *testing.T) {
 // naming Track.
 func TestVerifyCatchesFlippedValue(t *testing.T) {
 	db := testsupport.CorpusCopy(t, "chinook.sqlite", t.TempDir())
-	// Princess of the Dawn (Track 3) is 375418 ms long; the strings are
+	// Princess of the Dawn (Track 5) is 375418 ms long; the strings are
 	// unique to table Track in every format.
 	flips := []struct {
 		name       string

@@ -45,6 +45,10 @@ type Input struct {
 	PreserveRowids bool     // the dump kept implicit rowids (sql: they are columns of the restored tables)
 	Restore        Restorer // sql only
 	TempDir        string   // where the scratch database or spooled zip goes; "" is os.TempDir()
+	// Inspect, if set, is called for a SQL dump with the scratch database
+	// and its digests before the scratch database is removed (the CLI
+	// looks for the first differing row there).
+	Inspect func(ctx context.Context, scratch string, got dump.Digests)
 }
 
 // FromDump digests a dump: a SQL dump is restored into a scratch
@@ -78,5 +82,9 @@ func fromSQL(ctx context.Context, in Input, log *slog.Logger) (dump.Digests, err
 	if err := in.Restore(ctx, db, in.R); err != nil {
 		return dump.Digests{}, fmt.Errorf("verify: restore into a scratch database: %w", err)
 	}
-	return FromDB(ctx, db, dump.Options{Format: sluice.FormatSQL, PreserveRowids: in.PreserveRowids}, log)
+	d, err := FromDB(ctx, db, dump.Options{Format: sluice.FormatSQL, PreserveRowids: in.PreserveRowids}, log)
+	if err == nil && in.Inspect != nil {
+		in.Inspect(ctx, db, d)
+	}
+	return d, err
 }

@@ -133,8 +133,25 @@ func verifyDump(ctx context.Context, e *env, log *slog.Logger, a *verifyArgs) er
 	}
 	defer closeDec()
 	stopBar := startByteBar(e, a.progress, in.size, "verify", counted)
+	var firstKey string
+	var inspect func(context.Context, string, dump.Digests)
+	if a.db != "" {
+		// With the source at hand, find the first differing row.
+		inspect = func(ctx context.Context, scratch string, got dump.Digests) {
+			rep := verify.Compare(want, got, false)
+			if rep.OK() || rep.Mismatch.Table == "(schema)" {
+				return
+			}
+			key, err := verify.FirstDifference(ctx, a.db, scratch, rep.Mismatch.Table)
+			if err != nil {
+				log.Warn("verify: look for the first differing row", "table", rep.Mismatch.Table, "err", err)
+			}
+			firstKey = key
+		}
+	}
 	got, err := verify.FromDump(ctx, verify.Input{
-		R: r, Format: format, PreserveRowids: preserve, TempDir: a.tmpDir,
+		Inspect: inspect,
+		R:       r, Format: format, PreserveRowids: preserve, TempDir: a.tmpDir,
 		Restore: func(ctx context.Context, path string, r io.Reader) error {
 			_, err := restoreInto(ctx, log, path, r, true)
 			return err
@@ -148,6 +165,9 @@ func verifyDump(ctx context.Context, e *env, log *slog.Logger, a *verifyArgs) er
 		return fmt.Errorf("%s: %w", a.input, err)
 	}
 	rep := verify.Compare(want, got, format == sluice.FormatNDJSON)
+	if rep.Mismatch != nil && firstKey != "" {
+		rep.Mismatch.Key = firstKey
+	}
 	fmt.Fprintf(e.stdout, "verify %s (%s) against %s\n", a.input, format, source)
 	if format == sluice.FormatCSV {
 		fmt.Fprintln(e.stdout, "note: csv — storage classes read from the lexical form (quoted text, bare numbers, \\x blobs); see docs/verify.md")
