@@ -87,7 +87,7 @@ func TestVerifyPlainSQLite3Dump(t *testing.T) {
 	}
 	os.WriteFile(path, []byte(edited), 0o644)
 	r := runSluice(t, dir, nil, nil, "verify", "--db", src, path)
-	if r.code != 1 || !strings.Contains(string(r.stdout), `table "Genre" at key rowid 5`) {
+	if r.code != 1 || !strings.Contains(string(r.stdout), `table "Genre" at key rowid 3`) {
 		t.Fatalf("edited dump: exit %d\n%s", r.code, r.stdout)
 	}
 }
