@@ -184,3 +184,31 @@ func TestManifestDeletedWithExport(t *testing.T) {
 	}
 	assertClean(t, e.store)
 }
+
+// TestRetentionKeepsLastVerified: retention never deletes the newest
+// export that passed verification, whatever its rules say.
+func TestRetentionKeepsLastVerified(t *testing.T) {
+	v := func(status string) *sluice.Verification { return &sluice.Verification{Status: status} }
+	tests := []struct {
+		name string
+		done []*sluice.Job // newest first
+		want string
+	}{
+		{"none verified", []*sluice.Job{{ID: "c"}, {ID: "b"}}, ""},
+		{"newest passed", []*sluice.Job{{ID: "c", Verification: v(sluice.VerifyPassed)}, {ID: "b", Verification: v(sluice.VerifyPassed)}}, "c"},
+		{"newer failed", []*sluice.Job{{ID: "c", Verification: v(sluice.VerifyFailed)}, {ID: "b", Verification: v(sluice.VerifyFailed)},
+			{ID: "a", Verification: v(sluice.VerifyPassed)}}, "a"},
+		{"pending is not verified", []*sluice.Job{{ID: "c", Verification: v(sluice.VerifyPending)}, {ID: "b"}}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ""
+			if j := lastVerified(tc.done); j != nil {
+				got = j.ID
+			}
+			if got != tc.want {
+				t.Fatalf("kept %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
