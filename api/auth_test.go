@@ -51,6 +51,7 @@ func setupAuthFixtures(t *testing.T, e *testEnv) (jobs map[string]string, fileUR
 // prefix, and the status it answers with.
 func successRequest(rt route, prefix string, jobs map[string]string, fileURL string) (path, body, ctype string, want int) {
 	path = prefix + rt.Path
+	path = strings.ReplaceAll(path, "{$}", "")
 	path = strings.ReplaceAll(path, "{table}", "t")
 	path = strings.ReplaceAll(path, "{jobId}", jobs[prefix])
 	want = http.StatusOK

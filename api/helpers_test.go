@@ -51,6 +51,13 @@ func (f *fakeJobs) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job
 	return &cp, nil
 }
 
+// lastID is the id of the job submitted last.
+func (f *fakeJobs) lastID() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return fmt.Sprintf("job%03d", f.n)
+}
+
 // complete marks a job completed with data as its object.
 func (f *fakeJobs) complete(id string, data []byte, withHash bool) {
 	f.mu.Lock()

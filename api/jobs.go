@@ -250,8 +250,15 @@ func (s *Server) jobInDB(job *sluice.Job, d *db) bool {
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
+	wait, err := parseWait(r)
+	if err != nil {
+		return err
+	}
 	job, js, err := s.job(r)
 	if err != nil {
+		return err
+	}
+	if job, err = waitForEnd(r.Context(), js, job, wait); err != nil {
 		return err
 	}
 	if job.State == sluice.StateCompleted {

@@ -62,6 +62,32 @@ func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// DocsURL is where the HTTP API is documented, route by route.
+const DocsURL = "https://github.com/sluice-dev/sluice/blob/main/docs/api.md"
+
+// indexResponse is GET /'s answer: what this server is and where to go
+// next, so that a first `curl localhost:8080` is not a 404.
+type indexResponse struct {
+	Name    string            `json:"name"`
+	Version string            `json:"version"`
+	Links   map[string]string `json:"links"`
+}
+
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) error {
+	base := s.baseURL(r)
+	writeJSON(w, http.StatusOK, indexResponse{
+		Name:    "sluice",
+		Version: s.cfg.Version,
+		Links: map[string]string{
+			"openapi": base + "/openapi.json",
+			"health":  base + "/healthz",
+			"jobs":    base + "/export/dump/jobs",
+			"docs":    DocsURL,
+		},
+	})
+	return nil
+}
+
 // healthResponse is GET /healthz's answer.
 type healthResponse struct {
 	Status    string   `json:"status"`
@@ -94,5 +120,5 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 // openAPIPath converts a mux pattern path to OpenAPI's: a trailing
 // wildcard {key...} becomes {key}.
 func openAPIPath(p string) string {
-	return strings.ReplaceAll(p, "...}", "}")
+	return strings.ReplaceAll(strings.ReplaceAll(p, "{$}", ""), "...}", "}")
 }

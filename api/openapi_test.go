@@ -84,3 +84,21 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 }
+
+// TestIndex checks GET /: public, JSON, with the links a newcomer needs;
+// other unknown paths stay 404.
+func TestIndex(t *testing.T) {
+	e := newEnv(t)
+	code, b, h := e.call("GET", "/", "", "")
+	if code != http.StatusOK || !strings.HasPrefix(h.Get("Content-Type"), "application/json") {
+		t.Fatalf("GET /: %d %s", code, b)
+	}
+	for _, want := range []string{`"name":"sluice"`, `/openapi.json"`, `/healthz"`, DocsURL} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("GET / lacks %s: %s", want, b)
+		}
+	}
+	if code, b, _ := e.call("GET", "/no-such-page", "", ""); code != http.StatusNotFound {
+		t.Fatalf("GET /no-such-page: %d %s", code, b)
+	}
+}

@@ -22,6 +22,7 @@ type route struct {
 
 func (s *Server) routes() []route {
 	return []route{
+		{"GET", "/{$}", RolePublic, false, s.handleIndex},
 		{"GET", "/healthz", RolePublic, false, s.handleHealth},
 		{"GET", "/metrics", RoleAdmin, false, s.handleMetrics},
 		{"GET", "/openapi.json", RolePublic, false, s.handleOpenAPI},

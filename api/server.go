@@ -109,6 +109,7 @@ type Config struct {
 	AdminTokens  []string // allow everything
 	ClientTokens []string // allow /query* and table exports
 	BaseURL      string   // public URL prefix for statusUrl; "" derives it from the request
+	Version      string   // sluice's version, shown by GET /
 
 	MaxBodyBytes      int64         // JSON request bodies
 	MaxImportBytes    int64         // import bodies, after decompression

@@ -57,7 +57,7 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	fs.StringVar(&a.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always or never")
 	a.s3 = registerS3Flags(fs)
 	newLogger := logFlags(fs, "warn")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(e, fs, args); err != nil {
 		return nil, nil, err
 	}
 	if fs.NArg() > 0 {

@@ -162,8 +162,10 @@ func exitCode(e *env, name string, err error) int {
 // errFlagParse marks a flag error already reported by the flag package.
 var errFlagParse = errors.New("bad flags")
 
-// newFlagSet returns a FlagSet that reports to stderr and returns errors
-// instead of exiting, with a usage line naming the command.
+// newFlagSet returns a FlagSet that returns errors instead of exiting,
+// with a usage text naming the command. Mistakes are reported on stderr;
+// the usage asked for with -h goes to stdout (see parseFlags), so that
+// `sluice dump -h | less` works.
 func newFlagSet(e *env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
 	fs.SetOutput(e.stderr)
@@ -174,13 +176,23 @@ func newFlagSet(e *env, name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args, mapping flag errors to errFlagParse (exit 2)
-// and -h to flag.ErrHelp (exit 0).
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
+// parseFlags parses args. -h, -help and --help print the usage on stdout
+// and return flag.ErrHelp (exit 0); a flag mistake is reported with the
+// usage on stderr and returns errFlagParse (exit 2).
+func parseFlags(e *env, fs *flag.FlagSet, args []string) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		out := fs.Output()
+		fs.SetOutput(e.stdout)
+		usage()
+		fs.SetOutput(out)
+		return err
+	case err != nil:
+		usage()
 		return errFlagParse
 	}
 	return nil
@@ -201,15 +213,20 @@ func logFlags(fs *flag.FlagSet, def string) func(e *env) (*slog.Logger, error) {
 
 func runVersion(_ context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "version", "")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(e, fs, args); err != nil {
 		return err
 	}
-	v := version
-	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
-	}
-	fmt.Fprintf(e.stdout, "sluice %s\n", v)
+	fmt.Fprintf(e.stdout, "sluice %s\n", versionString())
 	return nil
+}
+
+// versionString is the link-time version, or the module version for a
+// binary built by `go install module@version`.
+func versionString() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return version
 }
 
 // startCPUProfile writes a CPU profile to $SLUICE_CPUPROFILE, if set, for

@@ -190,6 +190,37 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// TestHelp checks that every command's -h, -help and --help print the
+// usage on stdout (so it can be paged) with nothing on stderr, and exit 0.
+func TestHelp(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range commands() {
+		for _, flag := range []string{"-h", "-help", "--help"} {
+			t.Run(c.name+flag, func(t *testing.T) {
+				r := runSluice(t, dir, nil, nil, c.name, flag)
+				if r.code != 0 || r.stderr != "" {
+					t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+				}
+				first, _, _ := strings.Cut(string(r.stdout), "\n")
+				if want := "Usage: sluice " + c.name; !strings.HasPrefix(first, want) {
+					t.Fatalf("first line %q, want it to start with %q", first, want)
+				}
+			})
+		}
+	}
+	t.Run("serve lists each environment variable once", func(t *testing.T) {
+		out := string(runSluice(t, dir, nil, nil, "serve", "-h").stdout)
+		if strings.Count(out, "Environment variables") != 1 {
+			t.Fatalf("want one environment heading:\n%s", out)
+		}
+		for _, v := range envVars {
+			if n := strings.Count(out, v.name+" "); n != 1 {
+				t.Errorf("%s listed %d times", v.name, n)
+			}
+		}
+	})
+}
+
 func TestParseStoreURL(t *testing.T) {
 	tests := []struct {
 		raw     string
@@ -238,5 +269,31 @@ func TestParseStoreURL(t *testing.T) {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestREADMEListsEveryFlag keeps the README's CLI reference complete: each
+// flag a command's -h prints must appear in the README as `--name` (or
+// `-name` for one-letter flags).
+func TestREADMEListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(testsupport.ModuleRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commands() {
+		out := string(runSluice(t, t.TempDir(), nil, nil, c.name, "-h").stdout)
+		for _, line := range strings.Split(out, "\n") {
+			if !strings.HasPrefix(line, "  -") {
+				continue
+			}
+			name, _, _ := strings.Cut(strings.TrimPrefix(line, "  -"), " ")
+			want := "`--" + name
+			if len(name) == 1 {
+				want = "`-" + name
+			}
+			if !strings.Contains(string(readme), want) {
+				t.Errorf("README does not list %s's flag %s", c.name, want+"`")
+			}
+		}
 	}
 }

@@ -37,7 +37,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	check := fl.Bool("check", true, "run PRAGMA quick_check on the result before renaming it into place")
 	progress := fl.String("progress", "auto", "progress bar on stderr: auto, always or never")
 	newLogger := logFlags(fl, "warn")
-	if err := parseFlags(fl, args); err != nil {
+	if err := parseFlags(e, fl, args); err != nil {
 		return err
 	}
 	if *db == "" {

@@ -16,12 +16,10 @@ const serveSynopsis = `[--config sluice.json] [--listen 127.0.0.1:8080] [--data-
 
 Runs the HTTP API and the durable export jobs. With no configuration it
 serves ./data/default.db (created if missing) at the root and stores
-exports in ./data/exports. Settings come from NewConfig's defaults, then
-the JSON file (unknown keys are errors), then SLUICE_* environment
-variables, then these flags. SIGTERM or SIGINT shuts down gracefully:
-running jobs checkpoint and the process exits 0.
-
-Environment variables:`
+exports in ./data/exports. Settings come from the built-in defaults,
+then the JSON file (unknown keys are errors), then the SLUICE_*
+environment variables listed below, then these flags. SIGTERM or SIGINT
+shuts down gracefully: running jobs checkpoint and the process exits 0.`
 
 // serveFlags are serve's command-line overrides; empty means not given.
 type serveFlags struct {
@@ -98,7 +96,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	base := fl.Usage
 	fl.Usage = func() {
 		base()
-		fmt.Fprintln(fl.Output(), "\nEnvironment variables (override the config file):")
+		fmt.Fprintln(fl.Output(), "\nEnvironment variables (each overrides the config file's setting):")
 		for _, v := range envVars {
 			fmt.Fprintf(fl.Output(), "  %-28s %s\n", v.name, v.help)
 		}
@@ -108,7 +106,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	fl.StringVar(&f.listen, "listen", "", "listen address (default 127.0.0.1:8080)")
 	fl.StringVar(&f.dataDir, "data-dir", "", "data directory (default ./data)")
 	newLogger := logFlags(fl, "info")
-	if err := parseFlags(fl, args); err != nil {
+	if err := parseFlags(e, fl, args); err != nil {
 		return err
 	}
 	if fl.NArg() > 0 {
@@ -118,15 +116,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	stopWithGoRun()
 	cfg, err := loadServeConfig(e, f)
 	if err != nil {
 		return err
 	}
 	if err := prepareDataDir(cfg, log); err != nil {
 		return err
-	}
-	if len(cfg.Tokens.Admin)+len(cfg.Tokens.Client) == 0 {
-		log.Warn("no tokens configured: the API is open to anyone on this machine; listening on loopback only", "listen", cfg.Listen)
 	}
 	return serve(ctx, e, cfg, log)
 }

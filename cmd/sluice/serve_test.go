@@ -187,17 +187,3 @@ func TestServeConfigErrors(t *testing.T) {
 		})
 	}
 }
-
-// TestServeHelpListsEnv checks that every SLUICE_* variable is documented
-// in serve -h.
-func TestServeHelpListsEnv(t *testing.T) {
-	r := runSluice(t, t.TempDir(), nil, nil, "serve", "-h")
-	if r.code != 0 {
-		t.Fatalf("exit %d", r.code)
-	}
-	for _, v := range envVars {
-		if !strings.Contains(r.stderr, v.name) {
-			t.Errorf("serve -h does not mention %s", v.name)
-		}
-	}
-}

@@ -88,8 +88,9 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 		svc.Close(context.Background())
 		return err
 	}
-	log.Info("sluice serving", "url", srv.URL(), "data_dir", cfg.DataDir, "store", cfg.Store.Type, "version", version)
-	fmt.Fprintf(e.stderr, "sluice: listening on %s\n", srv.URL())
+	log.Info("sluice serving", "url", srv.URL(), "version", versionString(), "data_dir", absPath(cfg.DataDir),
+		"databases", cfg.Databases, "exports", describeStore(cfg.Store))
+	printBanner(e.stderr, cfg, srv.URL())
 
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -112,6 +113,7 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 func apiConfig(cfg Config) api.Config {
 	c := api.NewConfig()
 	c.Listen = cfg.Listen
+	c.Version = versionString()
 	c.DefaultDB = cfg.DefaultDatabase
 	names := make([]string, 0, len(cfg.Databases))
 	for name := range cfg.Databases {

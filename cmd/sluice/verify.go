@@ -57,7 +57,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") || len(args) > 0 && args[0] == "-" {
 		rest, args = args[:1], args[1:]
 	}
-	if err := parseFlags(fl, args); err != nil {
+	if err := parseFlags(e, fl, args); err != nil {
 		return err
 	}
 	rest = append(rest, fl.Args()...)
