@@ -83,3 +83,23 @@ func (s *Service) deleteExport(ctx context.Context, key string) error {
 	}
 	return nil
 }
+
+// removeManifestOf deletes the manifest at a failed or cancelled job's
+// key: one stored just before a crash or a cancel that came ahead of the
+// job's completion.
+func (s *Service) removeManifestOf(ctx context.Context, jobID string) error {
+	var key string
+	if err := s.st.View(ctx, func(tx *state.Tx) error {
+		j, err := tx.GetJob(jobID)
+		if err == nil && j.State != sluice.StateCompleted {
+			key = j.Key
+		}
+		return err
+	}); err != nil || key == "" {
+		return err
+	}
+	if err := s.store.Delete(ctx, verify.ManifestKey(key)); err != nil {
+		return fmt.Errorf("delete %s: %w", verify.ManifestKey(key), err)
+	}
+	return nil
+}

@@ -555,6 +555,9 @@ func (s *Service) cleanup(ctx context.Context, jobID string) error {
 	if err := s.abortUploadsOf(ctx, jobID, ""); err != nil {
 		return err
 	}
+	if err := s.removeManifestOf(ctx, jobID); err != nil {
+		return err
+	}
 	s.removeSnapshot(jobID)
 	return s.st.Update(ctx, func(tx *state.Tx) error { return tx.DeleteCheckpoint(jobID) })
 }

@@ -149,7 +149,12 @@ type e2eJob struct {
 	Size        int64  `json:"size"`
 	SHA256      string `json:"sha256"`
 	DownloadURL string `json:"downloadUrl"`
-	Progress    struct {
+	// Verification is set for jobs submitted with "verify": true.
+	Verification *struct {
+		Status string `json:"status"`
+		Rows   int64  `json:"rows"`
+	} `json:"verification"`
+	Progress struct {
 		Rows          int64 `json:"rows"`
 		Bytes         int64 `json:"bytes"`
 		PartsUploaded int   `json:"partsUploaded"`
