@@ -70,8 +70,9 @@ func verifyBytes(t *testing.T, b []byte, format sluice.Format, preserve bool, wa
 func TestVerifyEveryFormat(t *testing.T) {
 	dir := t.TempDir()
 	dbs := map[string]string{
-		"edge":    dump.BuildEdgeDB(t, dir),
-		"chinook": testsupport.CorpusCopy(t, "chinook.sqlite", dir),
+		"edge":      dump.BuildEdgeDB(t, dir),
+		"chinook":   testsupport.CorpusCopy(t, "chinook.sqlite", dir),
+		"northwind": dump.NorthwindDB(t, dir),
 	}
 	for name, db := range dbs {
 		for _, format := range allFormats {
