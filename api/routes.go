@@ -21,6 +21,11 @@ type route struct {
 }
 
 func (s *Server) routes() []route {
+	// Dumps need an admin token unless client tokens may export.
+	exporter := RoleAdmin
+	if s.cfg.ClientExport {
+		exporter = RoleClient
+	}
 	return []route{
 		{"GET", "/{$}", RolePublic, false, s.handleIndex},
 		{"GET", "/healthz", RolePublic, false, s.handleHealth},
@@ -34,12 +39,12 @@ func (s *Server) routes() []route {
 		{"GET", "/export/csv/{table}", RoleClient, true, s.handleExportCSV},
 		{"GET", "/export/json/{table}", RoleClient, true, s.handleExportJSON},
 
-		{"GET", "/export/dump", RoleAdmin, true, s.handleLegacyDump},
-		{"POST", "/export/dump", RoleAdmin, true, s.handleSubmit},
-		{"GET", "/export/dump/jobs", RoleAdmin, true, s.handleListJobs},
-		{"GET", "/export/dump/status/{jobId}", RoleAdmin, true, s.handleStatus},
-		{"GET", "/export/dump/download/{jobId}", RoleAdmin, true, s.handleDownload},
-		{"DELETE", "/export/dump/{jobId}", RoleAdmin, true, s.handleCancel},
+		{"GET", "/export/dump", exporter, true, s.handleLegacyDump},
+		{"POST", "/export/dump", exporter, true, s.handleSubmit},
+		{"GET", "/export/dump/jobs", exporter, true, s.handleListJobs},
+		{"GET", "/export/dump/status/{jobId}", exporter, true, s.handleStatus},
+		{"GET", "/export/dump/download/{jobId}", exporter, true, s.handleDownload},
+		{"DELETE", "/export/dump/{jobId}", exporter, true, s.handleCancel},
 
 		{"POST", "/import/dump", RoleAdmin, true, s.handleImportDump},
 		{"POST", "/import/csv/{table}", RoleAdmin, true, s.handleImportCSV},
@@ -65,6 +70,10 @@ func (s *Server) guard(rt route) http.Handler {
 			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 			}
+			s.writeError(w, r, err)
+			return
+		}
+		if err := checkBodyType(r, rt); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -148,6 +157,14 @@ func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 			}
 			s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
 		}()
+		if !s.auth.enabled() {
+			if err := s.checkNoToken(r); err != nil {
+				s.writeError(sw, r, err)
+				return
+			}
+		} else if s.cors(sw, r) {
+			return // a preflight
+		}
 		if pattern == "" {
 			s.noRoute(sw, r, h)
 			return
