@@ -130,10 +130,9 @@ func (s *Service) verifyObject(ctx context.Context, job *sluice.Job) *sluice.Ver
 		return failed("", fmt.Sprintf("decompress: %v", err))
 	}
 	defer closeDec()
-	got, err := verify.FromDump(ctx, verify.Input{
-		R: r, Format: m.Format, PreserveRowids: m.Options.PreserveRowids,
-		Restore: s.cfg.Restore, TempDir: s.cfg.DataDir,
-	}, s.log)
+	in := m.Input()
+	in.R, in.Restore, in.TempDir = r, s.cfg.Restore, s.cfg.DataDir
+	got, err := verify.FromDump(ctx, in, s.log)
 	if err != nil {
 		return failed("", err.Error())
 	}
@@ -144,7 +143,7 @@ func (s *Service) verifyObject(ctx context.Context, job *sluice.Job) *sluice.Ver
 	if sum := hex.EncodeToString(hr.h.Sum(nil)); hr.n != m.Object.Size || sum != m.Object.SHA256 {
 		return failed("", fmt.Sprintf("object is %d bytes with SHA-256 %s; the manifest says %d bytes, %s", hr.n, sum, m.Object.Size, m.Object.SHA256))
 	}
-	rep := verify.Compare(m.Digests(), got, m.Format == sluice.FormatNDJSON)
+	rep := verify.Compare(m.Digests(), got, verify.EmptyTablesOmitted(m.Format))
 	v := &sluice.Verification{Status: sluice.VerifyPassed, Tables: len(rep.Tables), Rows: rep.Rows}
 	if !rep.OK() {
 		v.Status = sluice.VerifyFailed

@@ -44,11 +44,21 @@ type Input struct {
 	Format         sluice.Format
 	PreserveRowids bool     // the dump kept implicit rowids (sql: they are columns of the restored tables)
 	Restore        Restorer // sql only
-	TempDir        string   // where the scratch database or spooled zip goes; "" is os.TempDir()
+	// PlainCSVTable, for the csv format, names the one table of a plain
+	// CSV document (a csv dump of one table); empty means a zip.
+	PlainCSVTable string
+	TempDir       string // where the scratch database or spooled zip goes; "" is os.TempDir()
 	// Inspect, if set, is called for a SQL dump with the scratch database
 	// and its digests before the scratch database is removed (the CLI
 	// looks for the first differing row there).
 	Inspect func(ctx context.Context, scratch string, got dump.Digests)
+}
+
+// EmptyTablesOmitted reports whether a format leaves empty tables'
+// columns out of the dump (ndjson writes no line, json an empty array),
+// so that Compare must take an absent table as empty.
+func EmptyTablesOmitted(f sluice.Format) bool {
+	return f == sluice.FormatNDJSON || f == sluice.FormatJSON
 }
 
 // FromDump digests a dump: a SQL dump is restored into a scratch
@@ -60,10 +70,16 @@ func FromDump(ctx context.Context, in Input, log *slog.Logger) (dump.Digests, er
 	case sluice.FormatSQL:
 		return fromSQL(ctx, in, log)
 	case sluice.FormatJSON:
+		return fromKeyedJSON(in.R)
+	case sluice.FormatJSONTyped:
 		return fromJSON(in.R)
 	case sluice.FormatNDJSON:
 		return fromNDJSON(in.R)
 	case sluice.FormatCSV:
+		if in.PlainCSVTable != "" {
+			td, err := csvDocument(in.R, in.PlainCSVTable, dump.NewTableHasher())
+			return dump.Digests{Tables: []dump.TableDigest{td}}, err
+		}
 		return fromCSV(ctx, in)
 	}
 	return dump.Digests{}, fmt.Errorf("verify: %w: unknown format %q", sluice.ErrInvalid, in.Format)

@@ -54,6 +54,7 @@ type ManifestOptions struct {
 	SchemaOnly     bool     `json:"schemaOnly,omitempty"`
 	DataOnly       bool     `json:"dataOnly,omitempty"`
 	PreserveRowids bool     `json:"preserveRowids,omitempty"`
+	PlainCSV       bool     `json:"plainCsv,omitempty"` // csv of one table as a plain CSV document, not a zip
 }
 
 // Database is what is known of the source database.
@@ -78,7 +79,7 @@ func NewManifest(opts dump.Options, c sluice.Compression, plan dump.Plan, d dump
 		Format:      opts.Format,
 		Compression: c,
 		Options: ManifestOptions{Tables: opts.Tables, Exclude: opts.Exclude, SchemaOnly: opts.SchemaOnly,
-			DataOnly: opts.DataOnly, PreserveRowids: opts.PreserveRowids},
+			DataOnly: opts.DataOnly, PreserveRowids: opts.PreserveRowids, PlainCSV: opts.PlainCSV},
 		Database: Database{PageSize: plan.PageSize, PageCount: plan.PageCount},
 		Schema:   d.Schema,
 		Tables:   d.Tables,
@@ -90,7 +91,18 @@ func NewManifest(opts dump.Options, c sluice.Compression, plan dump.Plan, d dump
 // table selection, for a digest of a live database (--db).
 func (m *Manifest) DumpOptions() dump.Options {
 	return dump.Options{Format: m.Format, Tables: m.Options.Tables, Exclude: m.Options.Exclude,
-		SchemaOnly: m.Options.SchemaOnly, DataOnly: m.Options.DataOnly, PreserveRowids: m.Options.PreserveRowids}
+		SchemaOnly: m.Options.SchemaOnly, DataOnly: m.Options.DataOnly, PreserveRowids: m.Options.PreserveRowids,
+		PlainCSV: m.Options.PlainCSV}
+}
+
+// Input returns the verification input for a dump that this manifest
+// describes (the caller sets R, Restore and TempDir).
+func (m *Manifest) Input() Input {
+	in := Input{Format: m.Format, PreserveRowids: m.Options.PreserveRowids}
+	if m.Options.PlainCSV && len(m.Tables) == 1 {
+		in.PlainCSVTable = m.Tables[0].Name
+	}
+	return in
 }
 
 // Digests returns the manifest's digests.

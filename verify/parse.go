@@ -182,7 +182,58 @@ func (j *jsonReader) row(cols []string, vals []dump.Value) ([]string, []dump.Val
 	}
 }
 
-// fromJSON digests a json dump: {"tables":[{"name","columns","rows"}...]}.
+// fromKeyedJSON digests a json dump: {"<table>":[{row},...],...}. The
+// columns are the first row's keys; a table without rows is left out of
+// the result (Compare takes it as empty with the expected columns).
+func fromKeyedJSON(r io.Reader) (dump.Digests, error) {
+	j := newJSONReader(r)
+	var out dump.Digests
+	h := dump.NewTableHasher()
+	if err := j.delim('{'); err != nil {
+		return out, err
+	}
+	seen := map[string]bool{}
+	var vals []dump.Value
+	for j.dec.More() {
+		name, err := j.str()
+		if err != nil {
+			return out, err
+		}
+		if seen[name] {
+			return out, parseErr("json: table %q twice", name)
+		}
+		seen[name] = true
+		if err := j.delim('['); err != nil {
+			return out, err
+		}
+		var cols []string
+		for j.dec.More() {
+			learn := cols == nil
+			if cols, vals, err = j.row(cols, vals); err != nil {
+				return out, fmt.Errorf("table %q: %w", name, err)
+			}
+			if learn {
+				h.Begin(name, cols)
+			}
+			h.Row(vals)
+		}
+		if err := j.delim(']'); err != nil {
+			return out, err
+		}
+		if cols != nil {
+			out.Tables = append(out.Tables, h.End())
+		}
+	}
+	if err := j.delim('}'); err != nil {
+		return out, err
+	}
+	if _, err := j.dec.Token(); err != io.EOF {
+		return out, parseErr("json: data after the document")
+	}
+	return out, nil
+}
+
+// fromJSON digests a json-typed dump: {"tables":[{"name","columns","rows"}...]}.
 func fromJSON(r io.Reader) (dump.Digests, error) {
 	j := newJSONReader(r)
 	var out dump.Digests
@@ -370,7 +421,13 @@ func csvTable(zf *zip.File, h *dump.TableHasher) (dump.TableDigest, error) {
 		return dump.TableDigest{}, parseErr("csv: %v", err)
 	}
 	defer rc.Close()
-	cr := &csvReader{r: bufio.NewReaderSize(rc, 256<<10)}
+	// The zip reader checks the entry's CRC-32 at EOF.
+	return csvDocument(rc, zf.Comment, h)
+}
+
+// csvDocument digests one table's CSV document.
+func csvDocument(r io.Reader, table string, h *dump.TableHasher) (dump.TableDigest, error) {
+	cr := &csvReader{r: bufio.NewReaderSize(r, 256<<10)}
 	hdr, ok, err := cr.record(nil)
 	if err != nil {
 		return dump.TableDigest{}, err
@@ -385,7 +442,7 @@ func csvTable(zf *zip.File, h *dump.TableHasher) (dump.TableDigest, error) {
 		}
 		cols[i] = string(v.Bytes)
 	}
-	h.Begin(zf.Comment, cols)
+	h.Begin(table, cols)
 	var vals []dump.Value
 	for {
 		vals, ok, err = cr.record(vals)
@@ -400,7 +457,6 @@ func csvTable(zf *zip.File, h *dump.TableHasher) (dump.TableDigest, error) {
 		}
 		h.Row(vals)
 	}
-	// The zip reader checks the entry's CRC-32 at EOF.
 	return h.End(), nil
 }
 

@@ -47,7 +47,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	a := &verifyArgs{}
 	fl.StringVar(&a.manifest, "manifest", "", "manifest to compare with (default: <dump>.manifest.json beside the dump)")
 	fl.StringVar(&a.db, "db", "", "compare with a snapshot of this live database instead of a manifest")
-	fl.StringVar(&a.format, "format", "", "format of the dump when there is no manifest: sql, csv, json or ndjson (default: from the name, else sql)")
+	fl.StringVar(&a.format, "format", "", "format of the dump when there is no manifest: sql, csv, json, json-typed or ndjson (default: from the name, else sql)")
 	fl.BoolVar(&a.preserve, "preserve-rowids", false, "with --db and no manifest: the dump kept implicit rowids")
 	fl.StringVar(&a.progress, "progress", "auto", "progress bar on stderr: auto, always or never")
 	fl.StringVar(&a.tmpDir, "tmp-dir", "", "directory for the scratch database (default: the system's)")
@@ -164,7 +164,7 @@ func verifyDump(ctx context.Context, e *env, log *slog.Logger, a *verifyArgs) er
 		}
 		return fmt.Errorf("%s: %w", a.input, err)
 	}
-	rep := verify.Compare(want, got, format == sluice.FormatNDJSON)
+	rep := verify.Compare(want, got, verify.EmptyTablesOmitted(format))
 	if rep.Mismatch != nil && firstKey != "" {
 		rep.Mismatch.Key = firstKey
 	}
@@ -183,7 +183,7 @@ func verifyDump(ctx context.Context, e *env, log *slog.Logger, a *verifyArgs) er
 // formatFromName infers a dump's format from its name, sql by default.
 func formatFromName(name string) sluice.Format {
 	base := strings.TrimSuffix(strings.TrimSuffix(name, ".gz"), ".zst")
-	for _, f := range []sluice.Format{sluice.FormatNDJSON, sluice.FormatJSON, sluice.FormatCSV} {
+	for _, f := range []sluice.Format{sluice.FormatNDJSON, sluice.FormatJSONTyped, sluice.FormatJSON, sluice.FormatCSV} {
 		if strings.HasSuffix(base, "."+string(f)) {
 			return f
 		}
