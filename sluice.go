@@ -160,6 +160,9 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrTooLarge marks a request body or value over a configured limit.
 	ErrTooLarge = errors.New("too large")
+	// ErrBusy marks a request refused because a capacity limit is
+	// reached (too many jobs); it may succeed later.
+	ErrBusy = errors.New("busy")
 )
 
 // Consistency says how a job's snapshot guarantee is kept across restarts.

@@ -102,8 +102,11 @@ func decodeQuery(r io.Reader) (queryRequest, error) {
 
 // jsonError turns a decoding error into a 400 (or keeps a 413).
 func jsonError(err error) error {
+	// A body that could not be read (too large, too slow) is not bad
+	// JSON: those errors keep their own status.
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var ae *Error
+	if errors.As(err, &mbe) || errors.As(err, &ae) {
 		return err
 	}
 	if errors.Is(err, io.EOF) {

@@ -71,8 +71,12 @@ func (f DumperFunc) Dump(ctx context.Context, w io.Writer, dbPath string, opts d
 // Files serves the file store's presigned URLs (GET /files/{key...}).
 type Files struct {
 	Store objstore.Store
-	// Verify checks the presigned URL's query (expires, sig) for key.
-	Verify func(key string, query url.Values) error
+	// Verify checks the presigned URL's query for key and returns the
+	// version of the object it was signed for.
+	Verify func(key string, query url.Values) (version string, err error)
+	// Version names the version of a stored object, as Verify does; a
+	// URL serves only the version it was signed for.
+	Version func(objstore.ObjectInfo) string
 }
 
 // Deps are the services the server uses. Jobs and Files may be nil
@@ -116,6 +120,14 @@ type Config struct {
 	PoolSize          int           // connections per database
 	DownloadURLExpiry time.Duration // lifetime of a status downloadUrl
 	ShutdownTimeout   time.Duration // how long Close waits for requests
+
+	// Connection limits; docs/security.md explains them.
+	MaxConnections    int           // client connections open at once; more wait in the backlog
+	ReadHeaderTimeout time.Duration // to read a request's headers
+	IdleTimeout       time.Duration // a keep-alive connection waiting for its next request
+	StallTimeout      time.Duration // longest a body or response may run below its minimum rate
+	MinBodyRate       int64         // bytes/s a request body must arrive at, over StallTimeout
+	MinResponseRate   int64         // bytes/s a client must read a response at, over StallTimeout
 }
 
 // Defaults.
@@ -123,6 +135,10 @@ const (
 	DefaultMaxBodyBytes   = 10 << 20
 	DefaultMaxImportBytes = 1 << 30
 	DefaultMaxResultBytes = 32 << 20
+
+	DefaultMaxConnections  = 1024
+	DefaultMinBodyRate     = 4 << 10
+	DefaultMinResponseRate = 16 << 10
 )
 
 // NewConfig returns a Config with the defaults filled in.
@@ -136,6 +152,12 @@ func NewConfig() Config {
 		PoolSize:          8,
 		DownloadURLExpiry: time.Hour,
 		ShutdownTimeout:   5 * time.Second,
+		MaxConnections:    DefaultMaxConnections,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		StallTimeout:      30 * time.Second,
+		MinBodyRate:       DefaultMinBodyRate,
+		MinResponseRate:   DefaultMinResponseRate,
 		CORSAllowOrigins:  []string{"*"},
 	}
 }
@@ -154,6 +176,8 @@ type Server struct {
 	mux     *http.ServeMux
 	openapi []byte
 	public  *url.URL // Config.PublicURL, parsed; nil when not set
+	// patterns are the mux patterns registered from the route table.
+	patterns map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -186,6 +210,24 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = def.ShutdownTimeout
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = def.MaxConnections
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = def.ReadHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = def.IdleTimeout
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = def.StallTimeout
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = def.MinBodyRate
+	}
+	if cfg.MinResponseRate <= 0 {
+		cfg.MinResponseRate = def.MinResponseRate
 	}
 	if len(cfg.Databases) == 0 {
 		return nil, fmt.Errorf("api: no databases configured")
@@ -241,6 +283,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	}
 	s.openapi = doc
 	s.mux = http.NewServeMux()
+	s.patterns = map[string]bool{}
 	for _, rt := range s.routes() {
 		s.register(rt)
 	}
@@ -289,7 +332,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("api: listen: %w", err)
 	}
-	s.ln = ln
+	s.ln = newLimitListener(ln, s.cfg.MaxConnections)
 	return nil
 }
 
@@ -324,10 +367,11 @@ func (s *Server) Serve() error {
 	}
 	s.srv = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No read or write timeout: uploads and streamed dumps may
-		// take as long as they need.
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		// No overall read or write timeout: uploads and streamed dumps
+		// may take as long as they need, as long as they keep the
+		// minimum rates (see rateBudget).
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}

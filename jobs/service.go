@@ -64,6 +64,7 @@ type Config struct {
 
 	TickBudget  time.Duration // longest a tick runs before it yields; default 20s
 	MaxRunning  int           // jobs running at once, across processes; default 4
+	MaxQueued   int           // jobs queued or running at once; Submit refuses more (sluice.ErrBusy); default 100
 	Workers     int           // tasks run at once in this process; default 4
 	Lease       time.Duration // task lease, renewed while a task runs; default 30s
 	Poll        time.Duration // idle poll of the task table; default 1s
@@ -140,6 +141,7 @@ func (c *Config) setDefaults() {
 	def(&c.Housekeeping, time.Hour)
 	def(&c.OrphanGrace, time.Hour)
 	defInt(&c.MaxRunning, 4)
+	defInt(&c.MaxQueued, 100)
 	defInt(&c.Workers, 4)
 	defInt(&c.ChunkSize, dump.DefaultChunkSize)
 	defInt(&c.MaxAttempts, 5)

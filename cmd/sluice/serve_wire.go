@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -131,6 +130,12 @@ func apiConfig(cfg Config) api.Config {
 	c.PublicURL = cfg.PublicURL
 	c.CORSAllowOrigins = cfg.CORS.AllowOrigins
 	c.MaxImportBytes = cfg.Limits.MaxBodyBytes
+	c.MaxConnections = cfg.Limits.MaxConnections
+	c.ReadHeaderTimeout = time.Duration(cfg.Limits.ReadHeaderTimeout)
+	c.IdleTimeout = time.Duration(cfg.Limits.IdleTimeout)
+	c.StallTimeout = time.Duration(cfg.Limits.StallTimeout)
+	c.MinBodyRate = cfg.Limits.MinBodyRate
+	c.MinResponseRate = cfg.Limits.MinResponseRate
 	// The API gets 2/5 of the shutdown budget; jobs get the rest.
 	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
 	return c
@@ -144,6 +149,7 @@ func jobsConfig(cfg Config) jobs.Config {
 		DefaultDatabase: cfg.DefaultDatabase,
 		TickBudget:      time.Duration(cfg.Limits.TickBudget),
 		MaxRunning:      cfg.Limits.MaxConcurrentJobs,
+		MaxQueued:       cfg.Limits.MaxQueuedJobs,
 		CallbackSecret:  cfg.Callbacks.Secret,
 		CallbackAllow:   cfg.Callbacks.Allow,
 		JobTTL:          time.Duration(cfg.Limits.JobTTL),
@@ -166,14 +172,13 @@ func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.File
 		if err != nil {
 			return nil, err
 		}
-		fst, err := file.New(cfg.Store.Dir, file.Options{SigningKey: key, BaseURL: baseURL}, log)
+		fst, err := file.New(cfg.Store.Dir, file.Options{SigningKey: key, BaseURL: baseURL, MinFreeBytes: cfg.Limits.MinFreeBytes}, log)
 		if err != nil {
 			return nil, err
 		}
 		files.Store = fst
-		files.Verify = func(k string, q url.Values) error {
-			return fst.Verify(k, q.Get("expires"), q.Get("sig"), time.Now())
-		}
+		files.Verify = fst.VerifyQuery
+		files.Version = file.Version
 		return fst, nil
 	case "s3":
 		sc := s3.ConfigFromEnv()
