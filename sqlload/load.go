@@ -60,6 +60,10 @@ type Options struct {
 	// it again when it returns (otherwise the connection is left with
 	// none).
 	Authorizer sqlite.Authorizer
+
+	// literalSQL (tests) sends every statement through SQLite, without
+	// the INSERT fast path.
+	literalSQL bool
 }
 
 // Stats reports what a Load did.
@@ -145,7 +149,9 @@ func Load(ctx context.Context, conn *sqlite.Conn, r io.Reader, opts Options) (st
 		}
 	}()
 
-	var n int64 // statement number in the script
+	ins := newInserter(conn)
+	defer ins.close() // before the deferred rollback above
+	var n int64       // statement number in the script
 	for {
 		if err := ctx.Err(); err != nil {
 			return st, fmt.Errorf("sqlload: %w", err)
@@ -200,8 +206,17 @@ func Load(ctx context.Context, conn *sqlite.Conn, r io.Reader, opts Options) (st
 			err = insertVTableRow(conn, vt)
 			schemaWritten = true
 		} else {
+			// The INSERT fast path prepares its statements under the
+			// same authorizer as everything else the script runs.
 			g.trusted, g.denied = false, ""
-			err = g.refused(execScript(conn, text))
+			handled := false
+			if first == "INSERT" && !opts.literalSQL {
+				handled, err = ins.exec(stmt)
+			}
+			if !handled {
+				err = execScript(conn, text)
+			}
+			err = g.refused(err)
 			g.trusted = true
 		}
 		if err != nil {

@@ -66,6 +66,11 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	jcfg := jobsConfig(cfg)
 	jcfg.Metrics = srv.Metrics()
 	jcfg.UploadGo = gate.Go
+	jcfg.Version = version
+	jcfg.Restore = func(ctx context.Context, path string, r io.Reader) error {
+		_, err := restoreInto(ctx, log, path, r, true)
+		return err
+	}
 	jcfg.Open = func(ctx context.Context, path string, opts dump.Options, logger *slog.Logger) (jobs.Source, error) {
 		opts.Gate = gate
 		return jobs.DumpOpen(ctx, path, opts, logger)
