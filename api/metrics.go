@@ -27,6 +27,7 @@ type Metrics struct {
 	uploadRestart prometheus.Counter
 	tickDuration  prometheus.Histogram
 	httpDuration  *prometheus.HistogramVec
+	verifications *prometheus.CounterVec
 
 	mu        sync.Mutex
 	counter   JobCounter
@@ -68,8 +69,19 @@ func NewMetrics() *Metrics {
 		m.uploadRetries, m.uploadRestart, m.tickDuration, m.httpDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		jobsCollector{m})
+	m.verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_verifications_total", Help: "Verifications of completed exports against their manifests, by outcome.",
+	}, []string{"outcome"})
+	for _, o := range []string{sluice.VerifyPassed, sluice.VerifyFailed} {
+		m.verifications.WithLabelValues(o)
+	}
+	m.reg.MustRegister(m.verifications)
 	return m
 }
+
+// AddVerification counts one verification with its outcome (passed or
+// failed).
+func (m *Metrics) AddVerification(outcome string) { m.verifications.WithLabelValues(outcome).Inc() }
 
 // Registry returns the registry, for other collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

@@ -113,10 +113,19 @@ type Config struct {
 	CORSAllowOrigins []string
 	Version          string // sluice's version, shown by GET /
 
-	MaxBodyBytes      int64         // JSON request bodies
-	MaxImportBytes    int64         // import bodies, after decompression
-	MaxResultBytes    int64         // a /query response
-	QueryTimeout      time.Duration // per /query request
+	MaxBodyBytes   int64         // JSON request bodies
+	MaxImportBytes int64         // import bodies, after decompression
+	MaxResultBytes int64         // a /query response, and the largest value SQLite may build for one
+	MaxQueryMemory int64         // the response bytes of all /query requests in flight together
+	QueryTimeout   time.Duration // per /query request
+	// MaxImportStatementBytes bounds one statement of /import/dump and
+	// one row of /import/csv and /import/json (413 above it), and the
+	// largest value SQLite may build during an import.
+	MaxImportStatementBytes int64
+	// JournalSizeLimit is PRAGMA journal_size_limit on the served
+	// databases: the WAL is truncated to this size after a checkpoint
+	// resets it; -1 never truncates.
+	JournalSizeLimit  int64
 	PoolSize          int           // connections per database
 	DownloadURLExpiry time.Duration // lifetime of a status downloadUrl
 	ShutdownTimeout   time.Duration // how long Close waits for requests
@@ -135,6 +144,11 @@ const (
 	DefaultMaxBodyBytes   = 10 << 20
 	DefaultMaxImportBytes = 1 << 30
 	DefaultMaxResultBytes = 32 << 20
+	DefaultMaxQueryMemory = 128 << 20
+	// DefaultMaxImportStatementBytes allows a row holding a 32 MiB
+	// BLOB, written as hex, in a dump.
+	DefaultMaxImportStatementBytes = 64 << 20
+	DefaultJournalSizeLimit        = 64 << 20
 
 	DefaultMaxConnections  = 1024
 	DefaultMinBodyRate     = 4 << 10
@@ -144,21 +158,24 @@ const (
 // NewConfig returns a Config with the defaults filled in.
 func NewConfig() Config {
 	return Config{
-		Listen:            "127.0.0.1:8080",
-		MaxBodyBytes:      DefaultMaxBodyBytes,
-		MaxImportBytes:    DefaultMaxImportBytes,
-		MaxResultBytes:    DefaultMaxResultBytes,
-		QueryTimeout:      30 * time.Second,
-		PoolSize:          8,
-		DownloadURLExpiry: time.Hour,
-		ShutdownTimeout:   5 * time.Second,
-		MaxConnections:    DefaultMaxConnections,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		StallTimeout:      30 * time.Second,
-		MinBodyRate:       DefaultMinBodyRate,
-		MinResponseRate:   DefaultMinResponseRate,
-		CORSAllowOrigins:  []string{"*"},
+		Listen:                  "127.0.0.1:8080",
+		MaxBodyBytes:            DefaultMaxBodyBytes,
+		MaxImportBytes:          DefaultMaxImportBytes,
+		MaxResultBytes:          DefaultMaxResultBytes,
+		QueryTimeout:            30 * time.Second,
+		MaxQueryMemory:          DefaultMaxQueryMemory,
+		MaxImportStatementBytes: DefaultMaxImportStatementBytes,
+		JournalSizeLimit:        DefaultJournalSizeLimit,
+		PoolSize:                8,
+		DownloadURLExpiry:       time.Hour,
+		ShutdownTimeout:         5 * time.Second,
+		MaxConnections:          DefaultMaxConnections,
+		ReadHeaderTimeout:       10 * time.Second,
+		IdleTimeout:             time.Minute,
+		StallTimeout:            30 * time.Second,
+		MinBodyRate:             DefaultMinBodyRate,
+		MinResponseRate:         DefaultMinResponseRate,
+		CORSAllowOrigins:        []string{"*"},
 	}
 }
 
@@ -175,7 +192,9 @@ type Server struct {
 	handler http.Handler
 	mux     *http.ServeMux
 	openapi []byte
-	public  *url.URL // Config.PublicURL, parsed; nil when not set
+	// queryMem is the memory all /query responses in flight share.
+	queryMem *memBudget
+	public   *url.URL // Config.PublicURL, parsed; nil when not set
 	// patterns are the mux patterns registered from the route table.
 	patterns map[string]bool
 
@@ -198,6 +217,15 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	}
 	if cfg.MaxResultBytes <= 0 {
 		cfg.MaxResultBytes = def.MaxResultBytes
+	}
+	if cfg.MaxQueryMemory <= 0 {
+		cfg.MaxQueryMemory = def.MaxQueryMemory
+	}
+	if cfg.MaxImportStatementBytes <= 0 {
+		cfg.MaxImportStatementBytes = def.MaxImportStatementBytes
+	}
+	if cfg.JournalSizeLimit == 0 {
+		cfg.JournalSizeLimit = def.JournalSizeLimit
 	}
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = def.QueryTimeout
@@ -235,7 +263,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		return nil, fmt.Errorf("api: nil logger")
 	}
-	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}}
+	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}, queryMem: &memBudget{max: cfg.MaxQueryMemory}}
 	var err error
 	if s.public, err = parsePublicURL(cfg.PublicURL); err != nil {
 		return nil, err
@@ -264,7 +292,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 			s.closeDBs()
 			return nil, fmt.Errorf("api: database %q configured twice", d.Name)
 		}
-		h, err := openDB(d.Name, d.Path, cfg.PoolSize, logger)
+		h, err := openDB(d.Name, d.Path, dbOptions{poolSize: cfg.PoolSize, journalSizeLimit: cfg.JournalSizeLimit}, logger)
 		if err != nil {
 			s.closeDBs()
 			return nil, fmt.Errorf("api: %w", err)

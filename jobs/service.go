@@ -30,6 +30,7 @@ import (
 	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/state"
+	"github.com/sluice-dev/sluice/verify"
 )
 
 // Source is an opened, read-only snapshot of a database being dumped.
@@ -123,6 +124,13 @@ type Config struct {
 	// OrphanGrace is the age an incomplete upload must reach before
 	// housekeeping may abort it as an orphan; default 1h.
 	OrphanGrace time.Duration
+
+	// Restore loads a SQL dump into a new database file, for the
+	// verification of jobs with JobSpec.Verify; cmd/sluice passes the
+	// function `sluice restore` uses. Nil makes such verifications fail.
+	Restore verify.Restorer
+	// Version is sluice's version, written into manifests.
+	Version string
 
 	// Now is the clock; default time.Now.
 	Now func() time.Time

@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/state"
+	"github.com/sluice-dev/sluice/verify"
 )
 
 // Submit validates spec and queues a job for it. Validation errors wrap
@@ -99,6 +100,10 @@ func (s *Service) validate(ctx context.Context, spec sluice.JobSpec) (sluice.Job
 		// cannot be accepted for a key its upload would be refused.
 		if err := objstore.ValidateKey(spec.Key); err != nil {
 			return spec, "", nil, fmt.Errorf("jobs: %w: %w", sluice.ErrInvalid, err)
+		}
+		if verify.IsManifestKey(spec.Key) {
+			// Another job's manifest could be written over it.
+			return spec, "", nil, fmt.Errorf("jobs: %w: key %q: keys ending in %s are reserved for manifests", sluice.ErrInvalid, spec.Key, verify.ManifestSuffix)
 		}
 	}
 	if spec.CallbackURL != "" {

@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/api"
 	"github.com/sluice-dev/sluice/dump"
+	"github.com/sluice-dev/sluice/sqlload"
 )
 
 // Config is the configuration of `sluice serve`. Its defaults come from
@@ -152,6 +153,20 @@ type LimitsConfig struct {
 	// response at, so that a slow reader cannot pin a snapshot (and the
 	// WAL) for long.
 	MinResponseRate int64 `json:"minResponseRate"`
+	// MaxResultBytes caps one /query response, and so the largest
+	// string or BLOB a query may build (SQLITE_LIMIT_LENGTH).
+	MaxResultBytes int64 `json:"maxResultBytes"`
+	// MaxQueryMemory caps the response bytes of all /query requests in
+	// flight together; a query that finds it spent gets 503.
+	MaxQueryMemory int64 `json:"maxQueryMemory"`
+	// MaxImportStatementBytes caps one statement of /import/dump and one
+	// row of /import/csv and /import/json (413 above it), and the
+	// largest value SQLite may build during an import.
+	MaxImportStatementBytes int64 `json:"maxImportStatementBytes"`
+	// JournalSizeLimit is PRAGMA journal_size_limit on the served
+	// databases: after a checkpoint resets the WAL, the file is
+	// truncated to this many bytes. -1 never truncates.
+	JournalSizeLimit int64 `json:"journalSizeLimit"`
 	// ExportNice is the nice value (0–19) of the threads that run exports,
 	// so that queries take a core from an export at once (Linux). The
 	// default, 19, is the lowest priority; 0 leaves exports at the
@@ -221,6 +236,11 @@ func NewConfig() Config {
 			UploadConcurrency:  4,
 			CheckpointInterval: Duration(time.Second),
 			WALLimit:           1 << 30,
+
+			MaxResultBytes:          api.DefaultMaxResultBytes,
+			MaxQueryMemory:          api.DefaultMaxQueryMemory,
+			MaxImportStatementBytes: api.DefaultMaxImportStatementBytes,
+			JournalSizeLimit:        api.DefaultJournalSizeLimit,
 		},
 	}
 }
@@ -329,6 +349,11 @@ var envVars = []struct {
 		c.Limits.TickBudget = Duration(d)
 		return err
 	}},
+	{"SLUICE_MAX_IMPORT_STATEMENT_BYTES", "largest statement or row of an import", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		c.Limits.MaxImportStatementBytes = n
+		return err
+	}},
 }
 
 // validate checks c and resolves relative paths against DataDir.
@@ -399,6 +424,15 @@ func (c *Config) validate() error {
 	}
 	if err := c.Limits.validateConnLimits(); err != nil {
 		return err
+	}
+	if c.Limits.MaxResultBytes <= 0 || c.Limits.MaxQueryMemory < c.Limits.MaxResultBytes {
+		return errors.New("limits.maxResultBytes must be positive and limits.maxQueryMemory at least as large")
+	}
+	if c.Limits.MaxImportStatementBytes <= 0 || c.Limits.MaxImportStatementBytes > sqlload.DefaultMaxStatementBytes {
+		return fmt.Errorf("limits.maxImportStatementBytes must be 1 to %d (SQLite's own maximum)", sqlload.DefaultMaxStatementBytes)
+	}
+	if c.Limits.JournalSizeLimit < -1 || c.Limits.JournalSizeLimit == 0 {
+		return errors.New("limits.journalSizeLimit must be positive, or -1 for no limit")
 	}
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {

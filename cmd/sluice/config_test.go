@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -142,5 +143,27 @@ func TestLoopbackOnly(t *testing.T) {
 		if got := loopbackOnly(addr); got != want {
 			t.Errorf("loopbackOnly(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// TestREADMEConfigExample keeps the README's config example in step with
+// the strict decoder: every key it shows must exist.
+func TestREADMEConfigExample(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(testsupport.ModuleRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Configuration")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	_, rest, ok = strings.Cut(rest, "```json\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README's Configuration section has no json example")
+	}
+	c := NewConfig()
+	if err := decodeConfig(strings.NewReader(example), &c); err != nil {
+		t.Fatalf("README config example: %v", err)
 	}
 }

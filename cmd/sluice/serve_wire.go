@@ -66,6 +66,11 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	jcfg := jobsConfig(cfg)
 	jcfg.Metrics = srv.Metrics()
 	jcfg.UploadGo = gate.Go
+	jcfg.Version = version
+	jcfg.Restore = func(ctx context.Context, path string, r io.Reader) error {
+		_, err := restoreInto(ctx, log, path, r, true)
+		return err
+	}
 	jcfg.Open = func(ctx context.Context, path string, opts dump.Options, logger *slog.Logger) (jobs.Source, error) {
 		opts.Gate = gate
 		return jobs.DumpOpen(ctx, path, opts, logger)
@@ -131,6 +136,10 @@ func apiConfig(cfg Config) api.Config {
 	c.StallTimeout = time.Duration(cfg.Limits.StallTimeout)
 	c.MinBodyRate = cfg.Limits.MinBodyRate
 	c.MinResponseRate = cfg.Limits.MinResponseRate
+	c.MaxResultBytes = cfg.Limits.MaxResultBytes
+	c.MaxQueryMemory = cfg.Limits.MaxQueryMemory
+	c.MaxImportStatementBytes = cfg.Limits.MaxImportStatementBytes
+	c.JournalSizeLimit = cfg.Limits.JournalSizeLimit
 	// The API gets 2/5 of the shutdown budget; jobs get the rest.
 	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
 	return c
