@@ -238,7 +238,7 @@ func TestCancel(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
+			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.UploadConcurrency = 1 }) // checkpoints per part: the hook sees them before the dump ends
 			if tc.parts == 0 {
 				e.cfg.MaxRunning = 1
 			}

@@ -135,7 +135,10 @@ func TestJobVerifyFailedKeepsObject(t *testing.T) {
 // TestJobVerifyAfterCrash: a job killed twice mid-upload and resumed is
 // still verified against digests equal to an uninterrupted dump's.
 func TestJobVerifyAfterCrash(t *testing.T) {
-	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), withRestore)
+	e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) {
+		withRestore(c)
+		c.UploadConcurrency = 1 // a checkpoint after every part, so each kill resumes mid-dump
+	})
 	e.store.crashAt.Store(2)
 	svc := e.start()
 	job, err := svc.Submit(context.Background(), sluice.JobSpec{Verify: true, ChunkSize: 100})
