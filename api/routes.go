@@ -27,6 +27,9 @@ func (s *Server) routes() []route {
 		{"GET", "/metrics", RoleAdmin, false, s.handleMetrics},
 		{"GET", "/openapi.json", RolePublic, false, s.handleOpenAPI},
 		{"GET", "/files/{key...}", RolePublic, false, s.handleFile},
+		{"GET", "/ui/{path...}", RolePublic, false, s.handleConsole},
+		{"GET", "/databases", RoleAdmin, false, s.handleDatabases},
+		{"GET", "/schedules", RoleAdmin, false, s.handleSchedules},
 
 		{"POST", "/query", RoleClient, true, s.handleQuery},
 		{"POST", "/query/raw", RoleClient, true, s.handleQueryRaw},

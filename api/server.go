@@ -156,6 +156,7 @@ type Server struct {
 	handler http.Handler
 	mux     *http.ServeMux
 	openapi []byte
+	console map[string]consoleFile // the web console's files, by path under /ui/
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -238,6 +239,10 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.openapi = doc
+	if s.console, err = loadConsole(); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes() {
 		s.register(rt)

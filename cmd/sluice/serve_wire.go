@@ -249,7 +249,10 @@ type jobsProxy struct {
 	defaultDB string
 }
 
-var _ api.JobService = (*jobsProxy)(nil)
+var (
+	_ api.JobService     = (*jobsProxy)(nil)
+	_ api.ScheduleLister = (*jobsProxy)(nil)
+)
 
 func (p *jobsProxy) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job, error) {
 	return p.svc.Submit(ctx, spec)
@@ -270,6 +273,11 @@ func (p *jobsProxy) Open(ctx context.Context, id string, offset, length int64) (
 // CountByState feeds the sluice_jobs metric.
 func (p *jobsProxy) CountByState(ctx context.Context) (map[sluice.State]int, error) {
 	return p.svc.CountByState(ctx)
+}
+
+// Schedules feeds GET /schedules.
+func (p *jobsProxy) Schedules(ctx context.Context) ([]sluice.ScheduleStatus, error) {
+	return p.svc.Schedules(ctx)
 }
 
 func (p *jobsProxy) DownloadURL(ctx context.Context, id string, expiry time.Duration) (string, error) {
