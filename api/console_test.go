@@ -20,7 +20,7 @@ func TestConsoleServing(t *testing.T) {
 		{"module", "/ui/app.js", "", http.StatusOK, "text/javascript", ""},
 		{"style", "/ui/style.css", "", http.StatusOK, "text/css", ""},
 		{"missing", "/ui/nope.js", "", http.StatusNotFound, "application/json", ""},
-		{"no slash", "/ui", "", http.StatusTemporaryRedirect, "application/json", "/ui/"},
+		{"no slash", "/ui", "", http.StatusTemporaryRedirect, "", "/ui/"},
 		{"browser at root", "/", "text/html,application/xhtml+xml,*/*;q=0.8", http.StatusSeeOther, "", "/ui/"},
 		{"curl at root", "/", "*/*", http.StatusOK, "application/json", ""},
 		{"client at root", "/", "application/json", http.StatusOK, "application/json", ""},
