@@ -6,6 +6,7 @@
 # apt-get install chromium).
 #
 #   bench/screenshot.sh docs/ui-jobs.png
+#   WIDTH=390 HEIGHT=844 bench/screenshot.sh /tmp/phone.png   # phone width
 set -euo pipefail
 BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
@@ -35,5 +36,5 @@ curl -fsS "$base/export/dump/status/$done_job?wait=30s" >/dev/null
 curl -fsS -H 'Content-Type: application/json' -d '{"format":"csv","chunkSize":1}' "$base/export/dump" | jobid >/dev/null
 sleep 3 # a few polls, so the rate and ETA have figures
 log "taking the screenshot"
-(cd "$BENCH_ROOT" && go run ./bench/screenshot -url "$base/ui/" -o "$out")
+(cd "$BENCH_ROOT" && go run ./bench/screenshot -url "$base/ui/" -o "$out" -width "${WIDTH:-1280}" -height "${HEIGHT:-720}")
 log "wrote $out ($(stat -c %s "$out") bytes)"
