@@ -228,12 +228,6 @@ func TestConsoleBrowser(t *testing.T) {
 
 	var jobID string
 	t.Run("submit, complete, download", func(t *testing.T) {
-		dl := t.TempDir()
-		if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
-			Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dl, EventsEnabled: new(true),
-		}); err != nil {
-			t.Fatal(err)
-		}
 		do(t, ctx, "submit the form",
 			chromedp.SetValue(chromedp.ID("f-database"), "main"),
 			chromedp.SetValue(chromedp.ID("f-format"), "sql"),
@@ -243,40 +237,7 @@ func TestConsoleBrowser(t *testing.T) {
 		row := fmt.Sprintf(`document.querySelector('tr[data-job=%q]')`, jobID)
 		waitFor(t, ctx, "the completed row", row+` && `+row+`.querySelector('.status').textContent === 'completed' && `+row+`.querySelector('progress').value === 100`, 30*time.Second)
 
-		resp, body := s.do("GET", "/export/dump/status/"+jobID, nil, nil)
-		var st struct{ SHA256 string }
-		apiResult(t, body, &st)
-		if resp.StatusCode != http.StatusOK || st.SHA256 == "" {
-			t.Fatalf("status %d %s", resp.StatusCode, body)
-		}
-		done := chromedp.BrowserEvents(ctx, browser.DownloadProgress)
-		do(t, ctx, "click download", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-job=%q] a.download`, jobID))))
-		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		var file string
-		for ev, err := range done {
-			if err != nil || dctx.Err() != nil {
-				t.Fatalf("download: %v", err)
-			}
-			if ev.State == browser.DownloadProgressStateCanceled {
-				t.Fatal("download cancelled")
-			}
-			if ev.State == browser.DownloadProgressStateCompleted {
-				file = filepath.Join(dl, ev.GUID)
-				break
-			}
-		}
-		got, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(got)
-		if hex.EncodeToString(sum[:]) != st.SHA256 {
-			t.Fatalf("downloaded %d bytes with SHA-256 %x, status says %s", len(got), sum, st.SHA256)
-		}
-		if !strings.Contains(string(got), "CREATE TABLE notes") {
-			t.Fatalf("download is not the dump: %.200s", got)
-		}
+		downloadFromRow(t, ctx, s, jobID)
 	})
 
 	t.Run("bad callback URL", func(t *testing.T) {
@@ -341,5 +302,62 @@ func TestConsoleBrowserToken(t *testing.T) {
 	waitFor(t, ctx, "the console", `!document.getElementById('console').hidden && document.querySelectorAll('#db-table tbody tr').length === 2`, 20*time.Second)
 	if got := evalString(t, ctx, `sessionStorage.getItem('sluice.token') + '|' + localStorage.length + '|' + document.cookie`); got != token+"|0|" {
 		t.Fatalf("storage: %q", got)
+	}
+
+	// A link cannot carry the token: Download follows the signed URL.
+	s.query(map[string]any{"sql": "CREATE TABLE t(x); INSERT INTO t VALUES (1)"})
+	resp, body := s.do("POST", "/export/dump", []byte(`{"format":"sql"}`), nil)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", resp.StatusCode, body)
+	}
+	var sub struct{ JobID string }
+	apiResult(t, body, &sub)
+	waitFor(t, ctx, "the completed row", fmt.Sprintf(`document.querySelector('tr[data-job=%q] a.download')`, sub.JobID), 30*time.Second)
+	downloadFromRow(t, ctx, s, sub.JobID)
+}
+
+// downloadFromRow clicks a completed job's Download link and checks the
+// file the browser saves against the status's SHA-256.
+func downloadFromRow(t *testing.T, ctx context.Context, s *e2eServer, jobID string) {
+	t.Helper()
+	dl := t.TempDir()
+	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
+		Behavior: browser.SetDownloadBehaviorBehaviorAllowAndName, DownloadPath: dl, EventsEnabled: new(true),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := s.do("GET", "/export/dump/status/"+jobID, nil, nil)
+	var st struct{ SHA256 string }
+	apiResult(t, body, &st)
+	if resp.StatusCode != http.StatusOK || st.SHA256 == "" {
+		t.Fatalf("status %d %s", resp.StatusCode, body)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	progress := chromedp.BrowserEvents(dctx, browser.DownloadProgress)
+	do(t, ctx, "click download", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-job=%q] a.download`, jobID))))
+	var file string
+	for ev, err := range progress {
+		if err != nil {
+			t.Fatalf("download: %v", err)
+		}
+		if ev.State == browser.DownloadProgressStateCanceled {
+			t.Fatal("download cancelled")
+		}
+		if ev.State == browser.DownloadProgressStateCompleted {
+			file = filepath.Join(dl, ev.GUID)
+			break
+		}
+	}
+	got, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(got)
+	if hex.EncodeToString(sum[:]) != st.SHA256 {
+		t.Fatalf("downloaded %d bytes with SHA-256 %x, status says %s", len(got), sum, st.SHA256)
+	}
+	if !strings.Contains(string(got), "CREATE TABLE") {
+		t.Fatalf("download is not a SQL dump: %.200s", got)
 	}
 }
