@@ -29,7 +29,7 @@ export class ExportForm {
     const names = dbs.map((d) => d.name).join('\n');
     if (names !== this.shownNames) {
       this.shownNames = names;
-      this.db.replaceChildren(...dbs.map((d) => el('option', { value: d.name }, d.name + (d.default ? ' (default)' : ''))));
+      this.db.replaceChildren(...dbs.map((d) => el('option', { value: d.name }, d.name + (d.default && d.name !== 'default' ? ' (default)' : ''))));
       if (dbs.some((d) => d.name === current)) this.db.value = current;
     }
     this.renderTables();

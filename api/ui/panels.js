@@ -15,7 +15,7 @@ export function renderDatabases(tbody, dbs) {
       el(
         'tr',
         {},
-        el('td', { 'data-label': 'Name' }, d.name + (d.default ? ' (default)' : '')),
+        el('td', { 'data-label': 'Name' }, d.name + (d.default && d.name !== 'default' ? ' (default)' : '')),
         el('td', { 'data-label': 'Size' }, bytes(d.sizeBytes)),
         el('td', { 'data-label': 'WAL' }, bytes(d.walBytes)),
         el('td', { 'data-label': 'Tables' }, String(d.tableCount ?? (d.tables || []).length)),
