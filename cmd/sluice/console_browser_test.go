@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
@@ -223,6 +225,25 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		if n := evalString(t, ctx, `String(document.querySelectorAll('img').length)`); n != "0" {
 			t.Fatalf("%s images in the page", n)
+		}
+	})
+
+	t.Run("labels and phone width", func(t *testing.T) {
+		unlabelled := evalString(t, ctx, `Array.from(document.querySelectorAll('input, select, button, a[href]'))
+			.filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+			.map(e => e.outerHTML).join(' ')`)
+		if unlabelled != "" {
+			t.Errorf("controls without a label: %s", unlabelled)
+		}
+		if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+			Width: 375, Height: 800, DeviceScaleFactor: 1, Mobile: true,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer chromedp.Call(ctx, emulation.ClearDeviceMetricsOverride, cdp.Empty{})
+		waitFor(t, ctx, "the phone layout", `innerWidth === 375`, 5*time.Second)
+		if w := evalString(t, ctx, `String(document.documentElement.scrollWidth)`); w != "375" {
+			t.Errorf("at 375 px wide the page is %s px wide", w)
 		}
 	})
 
