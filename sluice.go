@@ -7,6 +7,7 @@ package sluice
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -20,6 +21,10 @@ const (
 	FormatCSV    Format = "csv"
 	FormatJSON   Format = "json"
 	FormatNDJSON Format = "ndjson"
+	// FormatJSONTyped is the typed JSON document: {"tables": [{"name",
+	// "columns", "rows"}, …]}, which keeps the column list of empty
+	// tables. FormatJSON is StarbaseDB's {"<table>": [rows…], …}.
+	FormatJSONTyped Format = "json-typed"
 )
 
 // ParseFormat parses a format name; the empty string means FormatSQL.
@@ -27,10 +32,10 @@ func ParseFormat(s string) (Format, error) {
 	switch f := Format(strings.ToLower(strings.TrimSpace(s))); f {
 	case "":
 		return FormatSQL, nil
-	case FormatSQL, FormatCSV, FormatJSON, FormatNDJSON:
+	case FormatSQL, FormatCSV, FormatJSON, FormatNDJSON, FormatJSONTyped:
 		return f, nil
 	}
-	return "", fmt.Errorf("%w: unknown format %q (want sql, csv, json or ndjson)", ErrInvalid, s)
+	return "", fmt.Errorf("%w: unknown format %q (want sql, csv, json, json-typed or ndjson)", ErrInvalid, s)
 }
 
 // Compression is the compression applied to a dump's bytes.
@@ -43,10 +48,13 @@ const (
 	CompressZstd Compression = "zstd"
 )
 
-// ParseCompression parses a compression name; the empty string means none.
+// ParseCompression parses a compression name; the empty string means
+// none. "true" and "false" (a boolean compress option) mean gzip and none.
 func ParseCompression(s string) (Compression, error) {
 	switch c := Compression(strings.ToLower(strings.TrimSpace(s))); c {
-	case "", CompressNone:
+	case "true":
+		return CompressGzip, nil
+	case "", CompressNone, "false":
 		return CompressNone, nil
 	case CompressGzip, CompressZstd:
 		return c, nil
@@ -80,12 +88,41 @@ func ContentType(f Format, c Compression) string {
 	switch f {
 	case FormatCSV:
 		return "application/zip" // one CSV per table
-	case FormatJSON:
+	case FormatJSON, FormatJSONTyped:
 		return "application/json"
 	case FormatNDJSON:
 		return "application/x-ndjson"
 	}
 	return "application/sql"
+}
+
+// PlainCSV reports whether the spec's csv dump is one plain RFC 4180
+// document (exactly one table selected by name) rather than a zip with
+// one CSV per table.
+func (s JobSpec) PlainCSV() bool { return s.Format == FormatCSV && len(s.Tables) == 1 }
+
+// ContentType is the media type of the spec's dump.
+func (s JobSpec) ContentType() string {
+	if s.PlainCSV() && (s.Compression == "" || s.Compression == CompressNone) {
+		return "text/csv"
+	}
+	return ContentType(s.Format, s.Compression)
+}
+
+// Ext is the file-name suffix of the spec's dump, compression included.
+func (s JobSpec) Ext() string {
+	ext := ".sql"
+	switch {
+	case s.PlainCSV():
+		ext = ".csv"
+	case s.Format == FormatCSV:
+		ext = ".zip" // one CSV document per table
+	case s.Format == FormatJSON, s.Format == FormatJSONTyped:
+		ext = ".json"
+	case s.Format == FormatNDJSON:
+		ext = ".ndjson"
+	}
+	return ext + s.Compression.Ext()
 }
 
 // State is the lifecycle state of an export job.
@@ -145,7 +182,7 @@ const (
 // JobSpec is what a caller asks for when submitting an export job.
 type JobSpec struct {
 	Database    string      `json:"database"`              // configured database name ("" is the default one)
-	Format      Format      `json:"format"`                // sql, csv, json, ndjson
+	Format      Format      `json:"format"`                // sql, csv, json, json-typed, ndjson
 	Compression Compression `json:"compression,omitempty"` // none, gzip, zstd
 	Tables      []string    `json:"tables,omitempty"`      // only these tables
 	Exclude     []string    `json:"exclude,omitempty"`     // leave these out
@@ -159,16 +196,19 @@ type JobSpec struct {
 	ScheduleID     string      `json:"scheduleId,omitempty"`  // set on jobs started by a schedule
 }
 
-// Progress is a job's persisted progress, readable at any time.
+// Progress is a job's persisted progress, readable at any time. Tables is
+// filled at submit, so a queued job already lists what it will dump.
 type Progress struct {
-	TablesDone     int    `json:"tablesDone"`
-	TablesTotal    int    `json:"tablesTotal"`
-	CurrentTable   string `json:"currentTable,omitempty"`
-	Rows           int64  `json:"rows"`
-	Bytes          int64  `json:"bytes"` // bytes written to the store so far (after compression)
-	PartsUploaded  int    `json:"partsUploaded"`
-	PartsTotal     int    `json:"partsTotal,omitempty"` // estimate until the job completes
-	EstimatedBytes int64  `json:"estimatedBytes,omitempty"`
+	Tables         []string `json:"tables,omitempty"` // selected tables, in dump order
+	TablesDone     int      `json:"tablesDone"`
+	TablesTotal    int      `json:"tablesTotal"`
+	CurrentTable   string   `json:"currentTable,omitempty"`
+	RowOffset      int64    `json:"rowOffset,omitempty"` // rows of CurrentTable done
+	Rows           int64    `json:"rows"`
+	Bytes          int64    `json:"bytes"` // bytes written to the store so far (after compression)
+	PartsUploaded  int      `json:"partsUploaded"`
+	PartsTotal     int      `json:"partsTotal,omitempty"` // estimate until the job completes
+	EstimatedBytes int64    `json:"estimatedBytes,omitempty"`
 }
 
 // Job is an export job's full, JSON-visible status.
@@ -187,5 +227,63 @@ type Job struct {
 	StartedAt   *time.Time  `json:"startedAt,omitempty"`
 	UpdatedAt   time.Time   `json:"updatedAt"`
 	FinishedAt  *time.Time  `json:"finishedAt,omitempty"`
-	DownloadURL string      `json:"downloadUrl,omitempty"` // filled in by the HTTP layer once completed
+}
+
+// JobQuery selects and pages jobs, newest first.
+type JobQuery struct {
+	Database string  // only jobs of this database; "" means every database
+	States   []State // any of these; empty means every state
+	After    string  // page token: the last id of the previous page
+	Limit    int     // page size; 0 means DefaultPageSize
+}
+
+// Job listing page sizes.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+// MaxChunkSize is the largest number of rows a dump reads per page.
+const MaxChunkSize = 100_000
+
+// Normalize checks everything a spec says on its own, without the
+// database or the store, and fills in the defaults: the format (sql),
+// compression (none) and consistency (snapshot). It is the one place
+// for these rules; the HTTP layer only turns a request into a spec, and
+// the job service checks only what needs the database or the store (the
+// database, its tables, the key against the store's rules, the callback
+// URL's addresses). Errors wrap ErrInvalid.
+func (s JobSpec) Normalize() (JobSpec, error) {
+	var err error
+	if s.Format, err = ParseFormat(string(s.Format)); err != nil {
+		return s, err
+	}
+	if s.Compression, err = ParseCompression(string(s.Compression)); err != nil {
+		return s, err
+	}
+	switch c := Consistency(strings.ToLower(string(s.Consistency))); c {
+	case "", ConsistencySnapshot:
+		s.Consistency = ConsistencySnapshot
+	case ConsistencyStrict:
+		s.Consistency = c
+	default:
+		return s, fmt.Errorf("%w: unknown consistency %q (want snapshot or strict)", ErrInvalid, s.Consistency)
+	}
+	if s.ChunkSize < 0 || s.ChunkSize > MaxChunkSize {
+		return s, fmt.Errorf("%w: chunkSize must be an integer from 1 to %d", ErrInvalid, MaxChunkSize)
+	}
+	for _, list := range [][]string{s.Tables, s.Exclude} {
+		for _, t := range list {
+			if t == "" || strings.ContainsRune(t, 0) {
+				return s, fmt.Errorf("%w: table name %q is empty or holds a NUL", ErrInvalid, t)
+			}
+		}
+	}
+	if cb := s.CallbackURL; cb != "" {
+		u, err := url.Parse(cb)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return s, fmt.Errorf("%w: callbackUrl %q is not an http(s) URL", ErrInvalid, cb)
+		}
+	}
+	return s, nil
 }

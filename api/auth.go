@@ -61,9 +61,13 @@ func (a *authenticator) role(r *http.Request) (Role, bool) {
 	if h == "" {
 		return RolePublic, false
 	}
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return RolePublic, true
+	// "Bearer <token>", or the bare token as StarbaseDB also accepts.
+	tok := h
+	if scheme, rest, ok := strings.Cut(strings.TrimSpace(h), " "); ok {
+		if !strings.EqualFold(scheme, "Bearer") {
+			return RolePublic, true
+		}
+		tok = rest
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 	var isAdmin, isClient int

@@ -87,20 +87,23 @@ func TestDatabasesAndSchedules(t *testing.T) {
 		t.Fatalf("%d %s", code, b)
 	}
 	var dbs struct {
-		Databases []databaseInfo `json:"databases"`
+		Result struct {
+			Databases []databaseInfo `json:"databases"`
+		} `json:"result"`
 	}
 	if err := json.Unmarshal(b, &dbs); err != nil {
 		t.Fatal(err)
 	}
-	if len(dbs.Databases) != 2 || dbs.Databases[0].Name != "main" || !dbs.Databases[0].Default {
+	list := dbs.Result.Databases
+	if len(list) != 2 || list[0].Name != "main" || !list[0].Default {
 		t.Fatalf("databases %s", b)
 	}
-	other := dbs.Databases[1]
+	other := list[1]
 	if other.TableCount != 2 || strings.Join(other.Tables, ",") != "a,b" || other.SizeBytes == 0 || other.LastExport != nil {
 		t.Errorf("other: %+v", other)
 	}
 	code, b, _ = e.call("GET", "/schedules", adminToken, "")
-	if code != http.StatusOK || !strings.Contains(string(b), `"schedules":[]`) {
+	if code != http.StatusOK || !strings.Contains(string(b), `{"result":{"schedules":[]}}`) {
 		t.Fatalf("%d %s", code, b)
 	}
 }

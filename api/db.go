@@ -103,7 +103,7 @@ func tableKind(conn *sqlite.Conn, table string) (string, error) {
 		return "", err
 	}
 	if kind == "" {
-		return "", apiErr(http.StatusNotFound, "unknown_table", fmt.Sprintf("unknown table %q", table))
+		return "", apiErr(http.StatusNotFound, "unknown_table", fmt.Sprintf("Table '%s' does not exist.", table))
 	}
 	return kind, nil
 }

@@ -147,13 +147,14 @@ func parseRange(h string, size int64) (start, length int64, ok, satisfiable bool
 
 // handleDownload streams a completed job's object from the store.
 func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
-	job, js, err := s.job(r)
+	job, js, err := s.job(r, dumpNotAvailable)
 	if err != nil {
 		return err
 	}
 	if job.State != sluice.StateCompleted {
-		return &Error{Status: http.StatusConflict, Code: "not_completed", State: job.State,
-			Message: fmt.Sprintf("job %s is %s, not completed", job.ID, job.State)}
+		e := dumpNotAvailable(job.ID).(*Error)
+		e.State = job.State
+		return e
 	}
 	size, etag := job.Size, ""
 	var modified time.Time
@@ -177,11 +178,11 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 	}
 	name := path.Base(job.Key)
 	if name == "." || name == "/" || name == "" {
-		name = job.ID + fileExt(job.Spec.Format, job.Spec.Compression)
+		name = job.ID + job.Spec.Ext()
 	}
 	return s.serveObject(w, r, object{
 		size: size, etag: etag, name: name, modified: modified,
-		ctype: sluice.ContentType(job.Spec.Format, job.Spec.Compression),
+		ctype: job.Spec.ContentType(),
 		open: func(off, n int64) (io.ReadCloser, error) {
 			rc, _, err := js.Open(r.Context(), job.ID, off, n)
 			return rc, err

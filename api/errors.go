@@ -14,7 +14,7 @@ import (
 )
 
 // Error is an error with an HTTP status and a stable code, as written in
-// every error response: {"error": {"code": ..., "message": ...}}.
+// every error response: {"error": "<message>", "code": "<code>"}.
 type Error struct {
 	Status  int
 	Code    string
@@ -43,13 +43,13 @@ func sqlErr(err error) error {
 	return &sqlError{err}
 }
 
-// errorBody is the JSON shape of every error response.
+// errorBody is the JSON shape of every error response: StarbaseDB's
+// {"error": "<human message>"}, with sluice's machine-readable code (and,
+// for answers about a job, its state) beside it.
 type errorBody struct {
-	Error struct {
-		Code    string       `json:"code"`
-		Message string       `json:"message"`
-		State   sluice.State `json:"state,omitempty"`
-	} `json:"error"`
+	Error string `json:"error"`
+	Code  string `json:"code"`
+	State string `json:"state,omitempty"`
 }
 
 // classify maps any error to its HTTP status and code. It is the one
@@ -119,19 +119,31 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	} else {
 		s.logger.Debug("request rejected", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 	}
-	var body errorBody
-	body.Error.Code = e.Code
-	body.Error.Message = e.Message
-	body.Error.State = e.State
-	writeJSON(w, e.Status, body)
+	body := errorBody{Error: e.Message, Code: e.Code}
+	if e.State != "" {
+		body.State = wireState(e.State)
+	}
+	writeBody(w, e.Status, body)
 }
 
-// writeJSON writes v as a JSON response.
+// envelope is the shape of every successful JSON response, as in
+// StarbaseDB: {"result": <payload>}.
+type envelope struct {
+	Result any `json:"result"`
+}
+
+// writeJSON writes v as a successful JSON response, inside the
+// {"result": …} envelope.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	writeBody(w, status, envelope{Result: v})
+}
+
+// writeBody writes v as the whole JSON response body.
+func writeBody(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"encode response"}}`)
+		b = []byte(`{"error":"encode response","code":"internal"}`)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")

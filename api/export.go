@@ -6,7 +6,6 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,24 +17,6 @@ import (
 	"github.com/sluice-dev/sluice/dump"
 	"zombiezen.com/go/sqlite"
 )
-
-// fileExt is a dump file's suffix, compression included.
-func fileExt(f sluice.Format, c sluice.Compression) string {
-	ext := ".sql"
-	switch f {
-	case sluice.FormatCSV:
-		ext = ".zip"
-	case sluice.FormatJSON:
-		ext = ".json"
-	case sluice.FormatNDJSON:
-		ext = ".ndjson"
-	}
-	return ext + c.Ext()
-}
-
-func attachment(name string) string {
-	return mime.FormatMediaType("attachment", map[string]string{"filename": name})
-}
 
 // lazyHeader sends the response headers with the first byte, so that an
 // error before any output (an unknown table, say) can still be a JSON
@@ -67,16 +48,23 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 	if s.deps.Dumper == nil {
 		return apiErr(http.StatusServiceUnavailable, "unavailable", "the dump engine is not configured")
 	}
-	spec, err := s.specFromRequest(r, d, nil)
+	p := newSpecParams()
+	if err := p.addValues(r.URL.Query(), false); err != nil {
+		return err
+	}
+	spec, err := p.spec(d.name)
 	if err != nil {
 		return err
 	}
-	name := fmt.Sprintf("%s-%s%s", d.name, time.Now().UTC().Format("20060102T150405Z"), fileExt(spec.Format, spec.Compression))
+	if err := s.checkTables(r, d, append(append([]string(nil), spec.Tables...), spec.Exclude...)); err != nil {
+		return err
+	}
+	name := fmt.Sprintf("%s-%s%s", d.name, time.Now().UTC().Format("20060102T150405Z"), spec.Ext())
 	if d.name == s.defDB && spec.Format == sluice.FormatSQL && spec.Compression == sluice.CompressNone {
 		name = "database_dump.sql" // StarbaseDB's name
 	}
 	lh := &lazyHeader{w: w, before: func() {
-		w.Header().Set("Content-Type", sluice.ContentType(spec.Format, spec.Compression))
+		w.Header().Set("Content-Type", spec.ContentType())
 		w.Header().Set("Content-Disposition", attachment(name))
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 	}}
@@ -101,6 +89,7 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 		ChunkSize: spec.ChunkSize,
 
 		PreserveRowids: spec.PreserveRowids,
+		PlainCSV:       spec.PlainCSV(),
 	}
 	if err := s.deps.Dumper.Dump(r.Context(), bw, d.path, opts); err != nil {
 		return fmt.Errorf("dump %s: %w", d.name, err)
@@ -251,4 +240,23 @@ func writeJSONRows(bw *bufio.Writer, stmt *sqlite.Stmt) error {
 	}
 	_, err := bw.WriteString("\n]\n")
 	return err
+}
+
+// checkTables answers 404 for a table that d does not have, before a
+// streamed dump starts.
+func (s *Server) checkTables(r *http.Request, d *db, tables []string) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	conn, err := d.take(r.Context())
+	if err != nil {
+		return err
+	}
+	defer d.put(conn)
+	for _, t := range tables {
+		if _, err := tableKind(conn, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }

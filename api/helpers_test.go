@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -44,7 +45,7 @@ func (f *fakeJobs) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job
 	defer f.mu.Unlock()
 	f.n++
 	j := &sluice.Job{ID: fmt.Sprintf("job%03d", f.n), State: sluice.StateQueued, Spec: spec, CreatedAt: time.Now(), UpdatedAt: time.Now(),
-		Key: fmt.Sprintf("%s/job%03d%s", spec.Database, f.n, fileExt(spec.Format, spec.Compression))}
+		Key: fmt.Sprintf("%s/job%03d%s", spec.Database, f.n, spec.Ext())}
 	f.jobs[j.ID] = j
 	f.specs = append(f.specs, spec)
 	cp := *j
@@ -84,7 +85,7 @@ func (f *fakeJobs) Get(ctx context.Context, id string) (*sluice.Job, error) {
 	return &cp, nil
 }
 
-func (f *fakeJobs) List(ctx context.Context, q JobQuery) ([]*sluice.Job, string, error) {
+func (f *fakeJobs) List(ctx context.Context, q sluice.JobQuery) ([]*sluice.Job, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var ids []string
@@ -96,10 +97,10 @@ func (f *fakeJobs) List(ctx context.Context, q JobQuery) ([]*sluice.Job, string,
 	next := ""
 	for _, id := range ids {
 		j := f.jobs[id]
-		if q.Cursor != "" && id >= q.Cursor {
+		if q.After != "" && id >= q.After {
 			continue
 		}
-		if (q.Database != "" && j.Spec.Database != q.Database) || (q.State != "" && j.State != q.State) {
+		if (q.Database != "" && j.Spec.Database != q.Database) || (len(q.States) > 0 && !slices.Contains(q.States, j.State)) {
 			continue
 		}
 		if len(out) == q.Limit {
@@ -226,6 +227,11 @@ func (e *testEnv) do(method, path, token string, body io.Reader, hdr ...string) 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if body != nil {
+		// JSON bodies need their type (see bodyTypes); tests of other
+		// types pass their own.
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
@@ -273,10 +279,22 @@ func (e *testEnv) query(path, body string) any {
 func errorCode(t *testing.T, b []byte) (code, msg string) {
 	t.Helper()
 	var eb errorBody
-	if err := json.Unmarshal(b, &eb); err != nil || eb.Error.Code == "" || eb.Error.Message == "" {
+	if err := json.Unmarshal(b, &eb); err != nil || eb.Code == "" || eb.Error == "" {
 		t.Fatalf("not a JSON error body: %q (%v)", b, err)
 	}
-	return eb.Error.Code, eb.Error.Message
+	return eb.Code, eb.Error
+}
+
+// decodeResult decodes the "result" of a success body into v.
+func decodeResult(b []byte, v any) error {
+	var env struct{ Result json.RawMessage }
+	if err := json.Unmarshal(b, &env); err != nil {
+		return err
+	}
+	if len(env.Result) == 0 {
+		return fmt.Errorf("no result in %s", b)
+	}
+	return json.Unmarshal(env.Result, v)
 }
 
 func mustJSON(v any) string {

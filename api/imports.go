@@ -2,11 +2,13 @@ package api
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net/http"
 	"sort"
@@ -111,23 +113,42 @@ func bodyError(err error) error {
 
 // importResult is the "result" of an import response.
 type importResult struct {
-	Message    string `json:"message"`
-	Statements int64  `json:"statements,omitempty"`
-	Rows       int64  `json:"rows,omitempty"`
-	Bytes      int64  `json:"bytes,omitempty"`
+	Message string `json:"message"`
+	// FailedStatements is StarbaseDB's list of rows that failed; an
+	// import here is all or nothing, so it is always empty.
+	FailedStatements []string `json:"failedStatements"`
+	Statements       int64    `json:"statements,omitempty"`
+	Rows             int64    `json:"rows,omitempty"`
+	Bytes            int64    `json:"bytes,omitempty"`
+}
+
+// legacyDumpHeader starts the dumps of StarbaseDB's legacy GET
+// /export/dump: "SQLite format 3" and a NUL on a line of their own.
+const legacyDumpHeader = "SQLite format 3"
+
+// skipLegacyHeader drops the first line of a StarbaseDB legacy dump, which
+// is not SQL; the rest (its "-- Table:" comments, CREATEs and INSERTs)
+// loads as it is.
+func skipLegacyHeader(body io.Reader) io.Reader {
+	br := bufio.NewReader(body)
+	if head, _ := br.Peek(len(legacyDumpHeader)); string(head) == legacyDumpHeader {
+		br.ReadString('\n')
+	}
+	return br
 }
 
 // handleImportDump loads a SQL dump in one transaction, all or nothing.
 func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error {
 	return s.withImport(w, r, func(body io.Reader, conn *sqlite.Conn) error {
-		st, err := sqlload.Load(r.Context(), conn, body, sqlload.Options{Atomic: true})
+		st, err := sqlload.Load(r.Context(), conn, skipLegacyHeader(body), sqlload.Options{Atomic: true})
 		if err != nil {
 			return sqlErr(err)
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
-			Message:    fmt.Sprintf("imported %d statements", st.Statements),
-			Statements: st.Statements, Bytes: st.Bytes,
-		}})
+		writeJSON(w, http.StatusOK, importResult{
+			Message:          fmt.Sprintf("SQL dump import completed. %d statements succeeded, 0 failed.", st.Statements),
+			FailedStatements: []string{},
+			Statements:       st.Statements, Bytes: st.Bytes,
+		})
 		return nil
 	})
 }
@@ -248,20 +269,49 @@ func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(i
 		if err := tw.commit(); err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"result": importResult{
-			Message: fmt.Sprintf("imported %d rows into %s", tw.rows, tw.table), Rows: tw.rows,
-		}})
+		writeJSON(w, http.StatusOK, importResult{
+			Message:          fmt.Sprintf("Imported %d out of %d records successfully. 0 records failed.", tw.rows, tw.rows),
+			FailedStatements: []string{}, Rows: tw.rows,
+		})
 		return nil
 	})
 }
 
 // handleImportCSV loads CSV rows (a header row names the columns; an
-// empty field is NULL) into an existing table, all or nothing.
+// empty field is NULL) into an existing table, all or nothing. The CSV is
+// the body, a multipart file, or StarbaseDB's JSON {"data": "<csv>",
+// "columnMapping": {...}}.
 func (s *Server) handleImportCSV(w http.ResponseWriter, r *http.Request) error {
-	return s.importTable(w, r, loadCSV)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return s.importTable(w, r, func(body io.Reader, tw *tableWriter) error {
+		if ct != typeJSON {
+			return loadCSV(body, tw, nil)
+		}
+		var in struct {
+			Data          *string           `json:"data"`
+			ColumnMapping map[string]string `json:"columnMapping"`
+		}
+		dec := json.NewDecoder(&capReader{r: body, left: s.cfg.MaxBodyBytes})
+		if err := dec.Decode(&in); err != nil {
+			return jsonBodyError(err)
+		}
+		if in.Data == nil {
+			return badRequest("bad_json", `want {"data": "<csv text>", "columnMapping": {...}}`)
+		}
+		return loadCSV(strings.NewReader(*in.Data), tw, in.ColumnMapping)
+	})
 }
 
-func loadCSV(body io.Reader, tw *tableWriter) error {
+// mapColumn renames a column by a StarbaseDB columnMapping (source name
+// to table column).
+func mapColumn(mapping map[string]string, name string) string {
+	if to := mapping[name]; to != "" {
+		return to
+	}
+	return name
+}
+
+func loadCSV(body io.Reader, tw *tableWriter, mapping map[string]string) error {
 	cr := csv.NewReader(body)
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -273,7 +323,7 @@ func loadCSV(body io.Reader, tw *tableWriter) error {
 	}
 	cols := append([]string(nil), header...)
 	for i := range cols {
-		cols[i] = strings.TrimSpace(strings.TrimPrefix(cols[i], "\ufeff"))
+		cols[i] = mapColumn(mapping, strings.TrimSpace(strings.TrimPrefix(cols[i], "\ufeff")))
 	}
 	st, err := tw.stmt(cols)
 	if err != nil {
@@ -301,6 +351,24 @@ func loadCSV(body io.Reader, tw *tableWriter) error {
 	return nil
 }
 
+// capReader fails a read past left bytes with sluice.ErrTooLarge.
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, fmt.Errorf("%w: over the %s limit for a JSON document held in memory (send columnMapping before data, or a bare array)", sluice.ErrTooLarge, "maxBodyBytes")
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
 func csvError(err error) error {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
@@ -309,19 +377,91 @@ func csvError(err error) error {
 	return bodyError(err)
 }
 
-// handleImportJSON loads a JSON array of row objects (or {"data": [...]},
-// StarbaseDB's shape) into an existing table, all or nothing. Nested
-// arrays and objects are stored as JSON text.
+// handleImportJSON loads a JSON array of row objects, or StarbaseDB's
+// {"data": [...], "columnMapping": {...}}, into an existing table, all
+// or nothing. Nested arrays and objects are stored as JSON text.
 func (s *Server) handleImportJSON(w http.ResponseWriter, r *http.Request) error {
-	return s.importTable(w, r, loadJSON)
+	return s.importTable(w, r, func(body io.Reader, tw *tableWriter) error {
+		return loadJSON(body, tw, s.cfg.MaxBodyBytes)
+	})
 }
 
-func loadJSON(body io.Reader, tw *tableWriter) error {
-	dec := json.NewDecoder(body)
+// loadJSON streams the rows. In the object form, a columnMapping that
+// follows data (as JSON.stringify({data, columnMapping}) writes it)
+// means data must be held until the mapping is known: up to maxHeld
+// bytes of it.
+func loadJSON(body io.Reader, tw *tableWriter, maxHeld int64) error {
+	cr := &capReader{r: body, left: math.MaxInt64}
+	dec := json.NewDecoder(cr)
 	dec.UseNumber()
-	if err := openRowsArray(dec); err != nil {
-		return err
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonBodyError(err)
 	}
+	if tok == json.Delim('[') {
+		return loadRows(dec, tw, nil)
+	}
+	if tok != json.Delim('{') {
+		return badRequest("bad_json", wantRows)
+	}
+	var mapping map[string]string
+	var held json.RawMessage
+	seen := false
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return jsonBodyError(err)
+		}
+		switch key {
+		case "columnMapping":
+			if err := dec.Decode(&mapping); err != nil {
+				return badRequest("bad_json", "columnMapping must map column names to column names")
+			}
+		case "data":
+			seen = true
+			if mapping != nil {
+				if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
+					return badRequest("bad_json", wantRows)
+				}
+				if err := loadRows(dec, tw, mapping); err != nil {
+					return err
+				}
+				continue
+			}
+			cr.left = maxHeld
+			if err := dec.Decode(&held); err != nil {
+				return jsonBodyError(err)
+			}
+			cr.left = math.MaxInt64
+		default:
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return jsonBodyError(err)
+			}
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return jsonBodyError(err)
+	}
+	if !seen {
+		return badRequest("bad_json", wantRows)
+	}
+	if held == nil {
+		return nil
+	}
+	hd := json.NewDecoder(bytes.NewReader(held))
+	hd.UseNumber()
+	if tok, err := hd.Token(); err != nil || tok != json.Delim('[') {
+		return badRequest("bad_json", wantRows)
+	}
+	return loadRows(hd, tw, mapping)
+}
+
+const wantRows = `want a JSON array of row objects, or {"data": [...], "columnMapping": {...}}`
+
+// loadRows inserts the row objects of an array whose "[" dec has read,
+// through its "]".
+func loadRows(dec *json.Decoder, tw *tableWriter, mapping map[string]string) error {
 	for dec.More() {
 		var row map[string]json.RawMessage
 		if err := dec.Decode(&row); err != nil {
@@ -332,7 +472,11 @@ func loadJSON(body io.Reader, tw *tableWriter) error {
 			cols = append(cols, k)
 		}
 		sort.Strings(cols)
-		st, err := tw.stmt(cols)
+		mapped := make([]string, len(cols))
+		for i, c := range cols {
+			mapped[i] = mapColumn(mapping, c)
+		}
+		st, err := tw.stmt(mapped)
 		if err != nil {
 			return err
 		}
@@ -347,32 +491,6 @@ func loadJSON(body io.Reader, tw *tableWriter) error {
 	}
 	if _, err := dec.Token(); err != nil {
 		return jsonBodyError(err)
-	}
-	return nil
-}
-
-// openRowsArray consumes the opening of the rows array: "[" or
-// {"data": [ .
-func openRowsArray(dec *json.Decoder) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return jsonBodyError(err)
-	}
-	if tok == json.Delim('[') {
-		return nil
-	}
-	if tok != json.Delim('{') {
-		return badRequest("bad_json", "want a JSON array of objects, or {\"data\": [...]}")
-	}
-	key, err := dec.Token()
-	if err != nil {
-		return jsonBodyError(err)
-	}
-	if key != "data" {
-		return badRequest("bad_json", "want a JSON array of objects, or {\"data\": [...]}")
-	}
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return badRequest("bad_json", "\"data\" must be an array of objects")
 	}
 	return nil
 }

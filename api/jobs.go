@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -9,112 +10,111 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluice-dev/sluice"
-	"github.com/sluice-dev/sluice/dump"
 )
 
 // exportParams are the options of POST /export/dump and the legacy
-// GET /export/dump, from the query string and (POST) a JSON body; the
-// body wins where both give a value.
-var exportParams = map[string]bool{
-	"format": true, "table": true, "tables": true, "exclude": true, "chunkSize": true,
-	"callbackUrl": true, "compress": true, "consistency": true, "key": true,
-	"preserveRowids": true,
+// GET /export/dump. listParams among them name tables.
+var (
+	exportParams = map[string]bool{
+		"format": true, "table": true, "tables": true, "exclude": true, "chunkSize": true,
+		"callbackUrl": true, "compress": true, "consistency": true, "key": true,
+		"preserveRowids": true,
+	}
+	listParams = map[string]bool{"table": true, "tables": true, "exclude": true}
+)
+
+// specParams collects export options from a query string, a form or a
+// JSON body before they become a spec. Later sources win per option.
+type specParams struct {
+	vals  map[string]string
+	lists map[string][]string
 }
 
-// specFromRequest builds and validates a job spec for database d. body
-// holds the decoded JSON body's fields, or is nil.
-func (s *Server) specFromRequest(r *http.Request, d *db, body map[string]json.RawMessage) (sluice.JobSpec, error) {
-	vals := map[string]string{}
-	lists := map[string][]string{}
-	for k, vs := range r.URL.Query() {
-		if !exportParams[k] {
-			return sluice.JobSpec{}, badRequest("invalid_argument", fmt.Sprintf("unknown parameter %q", k))
-		}
-		if k == "table" || k == "tables" || k == "exclude" {
-			for _, v := range vs {
-				lists[k] = append(lists[k], splitList(v)...)
+func newSpecParams() *specParams {
+	return &specParams{vals: map[string]string{}, lists: map[string][]string{}}
+}
+
+// addValues adds a query string's or form's options. `table` is one
+// name; `tables` and `exclude` are comma-separated lists. Unknown names
+// are refused when strict, else ignored (StarbaseDB clients send
+// `source=` to the legacy routes).
+func (p *specParams) addValues(vs url.Values, strict bool) error {
+	for k, v := range vs {
+		switch {
+		case !exportParams[k] && k == "source":
+		case !exportParams[k] && strict:
+			return badRequest("invalid_argument", fmt.Sprintf("unknown parameter %q", k))
+		case !exportParams[k]:
+		case k == "table":
+			p.lists[k] = append([]string(nil), v...)
+		case listParams[k]:
+			p.lists[k] = nil
+			for _, s := range v {
+				p.lists[k] = append(p.lists[k], splitList(s)...)
 			}
-			continue
+		default:
+			p.vals[k] = v[len(v)-1]
 		}
-		vals[k] = vs[len(vs)-1]
 	}
+	return nil
+}
+
+// addJSON adds a JSON body's options. A list option may be an array of
+// names (which may contain commas) or a string as in a query string.
+func (p *specParams) addJSON(body map[string]json.RawMessage) error {
 	for k, raw := range body {
 		if !exportParams[k] {
-			return sluice.JobSpec{}, badRequest("invalid_argument", fmt.Sprintf("unknown field %q", k))
+			return badRequest("invalid_argument", fmt.Sprintf("unknown field %q", k))
 		}
 		var list []string
 		var str string
 		var num json.Number
 		var b bool
 		switch {
-		case json.Unmarshal(raw, &str) == nil:
-			if k == "table" || k == "tables" || k == "exclude" {
-				lists[k] = splitList(str)
-			} else {
-				vals[k] = str
-			}
-		case (k == "table" || k == "tables" || k == "exclude") && json.Unmarshal(raw, &list) == nil:
-			lists[k] = list
-		case k == "chunkSize" && json.Unmarshal(raw, &num) == nil:
-			vals[k] = num.String()
-		case (k == "compress" || k == "preserveRowids") && json.Unmarshal(raw, &b) == nil:
-			vals[k] = strconv.FormatBool(b)
 		case string(raw) == "null":
+		case json.Unmarshal(raw, &str) == nil:
+			if err := p.addValues(url.Values{k: {str}}, true); err != nil {
+				return err
+			}
+		case listParams[k] && json.Unmarshal(raw, &list) == nil:
+			p.lists[k] = list
+		case k == "chunkSize" && json.Unmarshal(raw, &num) == nil:
+			p.vals[k] = num.String()
+		case (k == "compress" || k == "preserveRowids") && json.Unmarshal(raw, &b) == nil:
+			p.vals[k] = strconv.FormatBool(b)
 		default:
-			return sluice.JobSpec{}, badRequest("invalid_argument", fmt.Sprintf("field %q has the wrong type", k))
+			return badRequest("invalid_argument", fmt.Sprintf("field %q has the wrong type", k))
 		}
 	}
+	return nil
+}
 
-	spec := sluice.JobSpec{Database: d.name, CallbackURL: vals["callbackUrl"], Key: vals["key"]}
-	var err error
-	if spec.Format, err = sluice.ParseFormat(vals["format"]); err != nil {
-		return spec, badRequest("unknown_format", err.Error())
+// spec turns the options into a spec for database db and normalises it
+// (sluice.JobSpec.Normalize holds every rule).
+func (p *specParams) spec(db string) (sluice.JobSpec, error) {
+	spec := sluice.JobSpec{
+		Database: db, Format: sluice.Format(p.vals["format"]), Compression: sluice.Compression(p.vals["compress"]),
+		Consistency: sluice.Consistency(p.vals["consistency"]), CallbackURL: p.vals["callbackUrl"], Key: p.vals["key"],
+		Tables: append(p.lists["table"], p.lists["tables"]...), Exclude: p.lists["exclude"],
 	}
-	switch c := strings.ToLower(vals["compress"]); c {
-	case "true", "1", "yes":
-		spec.Compression = sluice.CompressGzip
-	case "false", "0", "no":
-		spec.Compression = sluice.CompressNone
-	default:
-		if spec.Compression, err = sluice.ParseCompression(c); err != nil {
-			return spec, badRequest("unknown_compression", err.Error())
+	if v := strings.TrimSpace(p.vals["chunkSize"]); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return spec, badRequest("invalid_argument", fmt.Sprintf("chunkSize must be an integer from 1 to %d", sluice.MaxChunkSize))
 		}
+		spec.ChunkSize = n
 	}
-	switch v := strings.ToLower(vals["preserveRowids"]); v {
+	switch v := strings.ToLower(strings.TrimSpace(p.vals["preserveRowids"])); v {
 	case "", "false", "0", "no":
 	case "true", "1", "yes":
 		spec.PreserveRowids = true
 	default:
-		return spec, badRequest("invalid_argument", fmt.Sprintf("preserveRowids must be true or false, not %q", vals["preserveRowids"]))
+		return spec, badRequest("invalid_argument", fmt.Sprintf("preserveRowids must be true or false, not %q", v))
 	}
-	if v := vals["chunkSize"]; v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > dump.MaxChunkSize {
-			return spec, badRequest("chunk_size_out_of_range", fmt.Sprintf("chunkSize must be an integer from 1 to %d", dump.MaxChunkSize))
-		}
-		spec.ChunkSize = n
-	}
-	switch c := sluice.Consistency(strings.ToLower(vals["consistency"])); c {
-	case "":
-	case sluice.ConsistencySnapshot, sluice.ConsistencyStrict:
-		spec.Consistency = c
-	default:
-		return spec, badRequest("invalid_argument", fmt.Sprintf("unknown consistency %q (want snapshot or strict)", vals["consistency"]))
-	}
-	if cb := spec.CallbackURL; cb != "" {
-		u, err := url.Parse(cb)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return spec, badRequest("invalid_argument", fmt.Sprintf("callbackUrl %q is not an http(s) URL", cb))
-		}
-	}
-	spec.Tables = append(lists["table"], lists["tables"]...)
-	spec.Exclude = lists["exclude"]
-	if err := s.checkTables(r, d, append(append([]string(nil), spec.Tables...), spec.Exclude...)); err != nil {
-		return spec, err
-	}
-	return spec, nil
+	return spec.Normalize()
 }
 
 func splitList(s string) []string {
@@ -127,22 +127,40 @@ func splitList(s string) []string {
 	return out
 }
 
-// checkTables answers 404 for a table that d does not have.
-func (s *Server) checkTables(r *http.Request, d *db, tables []string) error {
-	if len(tables) == 0 {
-		return nil
+// readSubmitParams reads POST /export/dump's options: the query string,
+// then a JSON or form body, if any (the body wins).
+func (s *Server) readSubmitParams(w http.ResponseWriter, r *http.Request) (*specParams, error) {
+	p := newSpecParams()
+	if err := p.addValues(r.URL.Query(), true); err != nil {
+		return nil, err
 	}
-	conn, err := d.take(r.Context())
+	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
-		return err
+		return nil, jsonError(err)
 	}
-	defer d.put(conn)
-	for _, t := range tables {
-		if _, err := tableKind(conn, t); err != nil {
-			return err
+	if strings.TrimSpace(string(data)) == "" {
+		return p, nil
+	}
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch ct {
+	case "application/json":
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(data, &body); err != nil {
+			return nil, jsonError(err)
 		}
+		return p, p.addJSON(body)
+	case "application/x-www-form-urlencoded":
+		if strings.HasPrefix(strings.TrimSpace(string(data)), "{") {
+			return nil, needJSONType()
+		}
+		form, err := url.ParseQuery(string(data))
+		if err != nil {
+			return nil, badRequest("bad_form", err.Error())
+		}
+		return p, p.addValues(form, true)
 	}
-	return nil
+	return nil, apiErr(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		"send Content-Type: application/json or application/x-www-form-urlencoded, or use query parameters")
 }
 
 func (s *Server) jobs() (JobService, error) {
@@ -152,11 +170,9 @@ func (s *Server) jobs() (JobService, error) {
 	return s.deps.Jobs, nil
 }
 
-// submitResponse is POST /export/dump's answer.
-type submitResponse struct {
-	JobID     string       `json:"jobId"`
-	Status    sluice.State `json:"status"`
-	StatusURL string       `json:"statusUrl"`
+// jobsBase is the URL prefix of the request's database's job routes.
+func (s *Server) jobsBase(r *http.Request) string {
+	return s.baseURL(r) + dbPrefix(r)
 }
 
 func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
@@ -168,38 +184,11 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var body map[string]json.RawMessage
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	p, err := s.readSubmitParams(w, r)
 	if err != nil {
-		return jsonError(err)
+		return err
 	}
-	if trimmed := strings.TrimSpace(string(data)); len(trimmed) > 0 {
-		if strings.HasPrefix(trimmed, "{") {
-			// JSON whatever the Content-Type: `curl -d '{...}'` labels
-			// its body as a form.
-			ct = "application/json"
-		}
-		switch ct {
-		case "application/json", "":
-			if err := json.Unmarshal(data, &body); err != nil {
-				return jsonError(err)
-			}
-		case "application/x-www-form-urlencoded":
-			form, err := url.ParseQuery(string(data))
-			if err != nil {
-				return badRequest("bad_form", err.Error())
-			}
-			body = map[string]json.RawMessage{}
-			for k, v := range form {
-				b, _ := json.Marshal(v[len(v)-1])
-				body[k] = b
-			}
-		default:
-			return apiErr(http.StatusUnsupportedMediaType, "unsupported_media_type", "send JSON or a form, or use query parameters")
-		}
-	}
-	spec, err := s.specFromRequest(r, d, body)
+	spec, err := p.spec(d.name)
 	if err != nil {
 		return err
 	}
@@ -210,14 +199,15 @@ func (s *Server) handleSubmit(w http.ResponseWriter, r *http.Request) error {
 	if job == nil {
 		return fmt.Errorf("submit: jobs service returned no job")
 	}
-	statusURL := s.baseURL(r) + dbPrefix(r) + "/export/dump/status/" + url.PathEscape(job.ID)
-	w.Header().Set("Location", statusURL)
-	writeJSON(w, http.StatusAccepted, submitResponse{JobID: job.ID, Status: job.State, StatusURL: statusURL})
+	v := view(job, s.jobsBase(r))
+	w.Header().Set("Location", v.StatusURL)
+	writeJSON(w, http.StatusAccepted, v)
 	return nil
 }
 
-// job fetches a job and checks that it belongs to the request's database.
-func (s *Server) job(r *http.Request) (*sluice.Job, JobService, error) {
+// job fetches the path's job, which must belong to the request's
+// database; notFound makes the answer for a job that does not.
+func (s *Server) job(r *http.Request, notFound func(id string) error) (*sluice.Job, JobService, error) {
 	d, err := s.database(r)
 	if err != nil {
 		return nil, nil, err
@@ -228,18 +218,13 @@ func (s *Server) job(r *http.Request) (*sluice.Job, JobService, error) {
 	}
 	id := r.PathValue("jobId")
 	job, err := js.Get(r.Context(), id)
+	if errors.Is(err, sluice.ErrNotFound) || (err == nil && (job == nil || job.Spec.Database != d.name)) {
+		return nil, nil, notFound(id)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
-	if job == nil || !s.jobInDB(job, d) {
-		return nil, nil, apiErr(http.StatusNotFound, "not_found", fmt.Sprintf("job %q not found in database %q", id, d.name))
-	}
 	return job, js, nil
-}
-
-// jobInDB reports whether job exports database d.
-func (s *Server) jobInDB(job *sluice.Job, d *db) bool {
-	return job.Spec.Database == d.name || (job.Spec.Database == "" && d.name == s.defDB)
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
@@ -247,43 +232,55 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	job, js, err := s.job(r)
+	job, js, err := s.job(r, jobNotFound)
 	if err != nil {
 		return err
 	}
 	if job, err = waitForEnd(r.Context(), js, job, wait); err != nil {
 		return err
 	}
+	v := statusView(job, s.jobsBase(r))
 	if job.State == sluice.StateCompleted {
+		expires := time.Now().Add(s.cfg.DownloadURLExpiry)
 		u, err := js.DownloadURL(r.Context(), job.ID, s.cfg.DownloadURLExpiry)
 		if err != nil {
 			return err
 		}
-		cp := *job // the service's value stays untouched
-		cp.DownloadURL = u
-		job = &cp
+		v.DirectURL, v.DirectURLExpiresAt = u, expires.UnixMilli()
 	}
-	writeJSON(w, http.StatusOK, job)
+	writeJSON(w, http.StatusOK, v)
 	return nil
 }
 
+// handleCancel cancels a job in flight; a job that has already ended is
+// answered unchanged, so DELETE is idempotent.
 func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) error {
-	job, js, err := s.job(r)
+	job, js, err := s.job(r, jobNotFound)
 	if err != nil {
 		return err
 	}
-	cancelled, err := js.Cancel(r.Context(), job.ID)
-	if err != nil {
-		return err
+	if !job.State.Terminal() {
+		cancelled, err := js.Cancel(r.Context(), job.ID)
+		switch {
+		case errors.Is(err, sluice.ErrConflict):
+			// It ended between Get and Cancel: answer what it became.
+			if job, err = js.Get(r.Context(), job.ID); err != nil {
+				return err
+			}
+		case err != nil:
+			return err
+		case cancelled != nil:
+			job = cancelled
+		}
 	}
-	writeJSON(w, http.StatusOK, cancelled)
+	writeJSON(w, http.StatusOK, statusView(job, s.jobsBase(r)))
 	return nil
 }
 
-// listResponse is GET /export/dump/jobs's answer.
+// listResponse is GET /export/dump/jobs's result.
 type listResponse struct {
-	Jobs       []*sluice.Job `json:"jobs"`
-	NextCursor string        `json:"nextCursor,omitempty"`
+	Jobs       []jobView `json:"jobs"`
+	NextCursor string    `json:"nextCursor,omitempty"`
 }
 
 func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request) error {
@@ -295,26 +292,29 @@ func (s *Server) handleListJobs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	limit, err := queryInt(r, "limit", DefaultPageSize, 1, MaxPageSize)
+	limit, err := queryInt(r, "limit", sluice.DefaultPageSize, 1, sluice.MaxPageSize)
 	if err != nil {
 		return err
 	}
-	st := sluice.State(strings.ToLower(r.URL.Query().Get("state")))
-	switch st {
-	case "", sluice.StateQueued, sluice.StateRunning, sluice.StateCompleted, sluice.StateFailed, sluice.StateCancelled:
-	default:
-		return badRequest("invalid_argument", fmt.Sprintf("unknown state %q", st))
-	}
-	jobs, next, err := js.List(r.Context(), JobQuery{Database: d.name, State: st, Limit: limit, Cursor: r.URL.Query().Get("cursor")})
-	if err != nil {
-		return err
-	}
-	mine := make([]*sluice.Job, 0, len(jobs))
-	for _, j := range jobs {
-		if j != nil && s.jobInDB(j, d) {
-			mine = append(mine, j)
+	q := sluice.JobQuery{Database: d.name, Limit: limit, After: r.URL.Query().Get("cursor")}
+	for _, name := range []string{"status", "state"} {
+		st, err := parseWireState(r.URL.Query().Get(name))
+		if err != nil {
+			return err
+		}
+		if st != "" {
+			q.States = append(q.States, st)
 		}
 	}
-	writeJSON(w, http.StatusOK, listResponse{Jobs: mine, NextCursor: next})
+	jobs, next, err := js.List(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	base := s.jobsBase(r)
+	out := listResponse{Jobs: make([]jobView, 0, len(jobs)), NextCursor: next}
+	for _, j := range jobs {
+		out.Jobs = append(out.Jobs, statusView(j, base))
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -24,19 +24,19 @@ type ScheduleLister interface {
 // jobSummary is a job in one line: what the databases and schedules
 // overviews say about an export.
 type jobSummary struct {
-	JobID      string       `json:"jobId"`
-	Status     sluice.State `json:"status"`
-	CreatedAt  time.Time    `json:"createdAt"`
-	FinishedAt *time.Time   `json:"finishedAt,omitempty"`
-	Size       int64        `json:"size,omitempty"`
-	Error      string       `json:"error,omitempty"`
+	JobID      string     `json:"jobId"`
+	Status     string     `json:"status"` // as on the wire: running is "processing"
+	CreatedAt  time.Time  `json:"createdAt"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
+	Size       int64      `json:"size,omitempty"`
+	Error      string     `json:"error,omitempty"`
 }
 
 func summarize(j *sluice.Job) *jobSummary {
 	if j == nil {
 		return nil
 	}
-	return &jobSummary{JobID: j.ID, Status: j.State, CreatedAt: j.CreatedAt, FinishedAt: j.FinishedAt, Size: j.Size, Error: j.Error}
+	return &jobSummary{JobID: j.ID, Status: wireState(j.State), CreatedAt: j.CreatedAt, FinishedAt: j.FinishedAt, Size: j.Size, Error: j.Error}
 }
 
 // databaseInfo is one entry of GET /databases.
@@ -92,7 +92,7 @@ func (s *Server) describeDB(ctx context.Context, d *db) (databaseInfo, error) {
 	}
 	info.TableCount = len(info.Tables)
 	if s.deps.Jobs != nil {
-		jobs, _, err := s.deps.Jobs.List(ctx, JobQuery{Database: d.name, Limit: 1})
+		jobs, _, err := s.deps.Jobs.List(ctx, sluice.JobQuery{Database: d.name, Limit: 1})
 		if err != nil {
 			return info, err
 		}

@@ -21,6 +21,11 @@ type route struct {
 }
 
 func (s *Server) routes() []route {
+	// Dumps need an admin token unless client tokens may export.
+	exporter := RoleAdmin
+	if s.cfg.ClientExport {
+		exporter = RoleClient
+	}
 	return []route{
 		{"GET", "/{$}", RolePublic, false, s.handleIndex},
 		{"GET", "/healthz", RolePublic, false, s.handleHealth},
@@ -28,8 +33,9 @@ func (s *Server) routes() []route {
 		{"GET", "/openapi.json", RolePublic, false, s.handleOpenAPI},
 		{"GET", "/files/{key...}", RolePublic, false, s.handleFile},
 		{"GET", "/ui/{path...}", RolePublic, false, s.handleConsole},
-		{"GET", "/databases", RoleAdmin, false, s.handleDatabases},
-		{"GET", "/schedules", RoleAdmin, false, s.handleSchedules},
+		// The console's panels: whoever may export may look.
+		{"GET", "/databases", exporter, false, s.handleDatabases},
+		{"GET", "/schedules", exporter, false, s.handleSchedules},
 
 		{"POST", "/query", RoleClient, true, s.handleQuery},
 		{"POST", "/query/raw", RoleClient, true, s.handleQueryRaw},
@@ -37,12 +43,12 @@ func (s *Server) routes() []route {
 		{"GET", "/export/csv/{table}", RoleClient, true, s.handleExportCSV},
 		{"GET", "/export/json/{table}", RoleClient, true, s.handleExportJSON},
 
-		{"GET", "/export/dump", RoleAdmin, true, s.handleLegacyDump},
-		{"POST", "/export/dump", RoleAdmin, true, s.handleSubmit},
-		{"GET", "/export/dump/jobs", RoleAdmin, true, s.handleListJobs},
-		{"GET", "/export/dump/status/{jobId}", RoleAdmin, true, s.handleStatus},
-		{"GET", "/export/dump/download/{jobId}", RoleAdmin, true, s.handleDownload},
-		{"DELETE", "/export/dump/{jobId}", RoleAdmin, true, s.handleCancel},
+		{"GET", "/export/dump", exporter, true, s.handleLegacyDump},
+		{"POST", "/export/dump", exporter, true, s.handleSubmit},
+		{"GET", "/export/dump/jobs", exporter, true, s.handleListJobs},
+		{"GET", "/export/dump/status/{jobId}", exporter, true, s.handleStatus},
+		{"GET", "/export/dump/download/{jobId}", exporter, true, s.handleDownload},
+		{"DELETE", "/export/dump/{jobId}", exporter, true, s.handleCancel},
 
 		{"POST", "/import/dump", RoleAdmin, true, s.handleImportDump},
 		{"POST", "/import/csv/{table}", RoleAdmin, true, s.handleImportCSV},
@@ -68,6 +74,10 @@ func (s *Server) guard(rt route) http.Handler {
 			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
 			}
+			s.writeError(w, r, err)
+			return
+		}
+		if err := checkBodyType(r, rt); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -151,6 +161,14 @@ func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 			}
 			s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
 		}()
+		if !s.auth.enabled() {
+			if err := s.checkNoToken(r); err != nil {
+				s.writeError(sw, r, err)
+				return
+			}
+		} else if s.cors(sw, r) {
+			return // a preflight
+		}
 		if pattern == "" {
 			s.noRoute(sw, r, h)
 			return

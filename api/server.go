@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -34,9 +33,8 @@ type JobService interface {
 	// Get returns a job, or an error wrapping sluice.ErrNotFound.
 	Get(ctx context.Context, id string) (*sluice.Job, error)
 	// List returns jobs, newest first, and a cursor for the next page
-	// ("" when there is none). The API drops jobs of other databases
-	// from a page, in case the service does not filter by database.
-	List(ctx context.Context, q JobQuery) (jobs []*sluice.Job, next string, err error)
+	// ("" when there is none).
+	List(ctx context.Context, q sluice.JobQuery) (jobs []*sluice.Job, next string, err error)
 	// Cancel cancels a job. Cancelling a cancelled job is not an error;
 	// cancelling a completed or failed one may be sluice.ErrConflict.
 	Cancel(ctx context.Context, id string) (*sluice.Job, error)
@@ -47,14 +45,6 @@ type JobService interface {
 	// DownloadURL returns a URL that fetches the completed job's object
 	// without credentials until expiry.
 	DownloadURL(ctx context.Context, id string, expiry time.Duration) (string, error)
-}
-
-// JobQuery selects jobs for JobService.List.
-type JobQuery struct {
-	Database string       // configured database name
-	State    sluice.State // "" means every state
-	Limit    int          // page size, 1..MaxPageSize
-	Cursor   string       // from a previous page's next
 }
 
 // JobCounter is optionally implemented by a JobService; the metrics
@@ -108,8 +98,16 @@ type Config struct {
 	DefaultDB    string
 	AdminTokens  []string // allow everything
 	ClientTokens []string // allow /query* and table exports
-	BaseURL      string   // public URL prefix for statusUrl; "" derives it from the request
-	Version      string   // sluice's version, shown by GET /
+	// PublicURL is the base of every generated URL (Location,
+	// statusUrl, downloadUrl, signed file URLs); see baseURL for "".
+	PublicURL string
+	// ClientExport lets client tokens use the dump and job routes, as
+	// StarbaseDB does; by default they need an admin token.
+	ClientExport bool
+	// CORSAllowOrigins is Access-Control-Allow-Origin's source when
+	// tokens are configured: "*" or a list of origins.
+	CORSAllowOrigins []string
+	Version          string // sluice's version, shown by GET /
 
 	MaxBodyBytes      int64         // JSON request bodies
 	MaxImportBytes    int64         // import bodies, after decompression
@@ -125,8 +123,6 @@ const (
 	DefaultMaxBodyBytes   = 10 << 20
 	DefaultMaxImportBytes = 1 << 30
 	DefaultMaxResultBytes = 32 << 20
-	DefaultPageSize       = 50
-	MaxPageSize           = 500
 )
 
 // NewConfig returns a Config with the defaults filled in.
@@ -140,6 +136,7 @@ func NewConfig() Config {
 		PoolSize:          8,
 		DownloadURLExpiry: time.Hour,
 		ShutdownTimeout:   5 * time.Second,
+		CORSAllowOrigins:  []string{"*"},
 	}
 }
 
@@ -157,6 +154,7 @@ type Server struct {
 	mux     *http.ServeMux
 	openapi []byte
 	console map[string]consoleFile // the web console's files, by path under /ui/
+	public  *url.URL               // Config.PublicURL, parsed; nil when not set
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -197,6 +195,10 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: nil logger")
 	}
 	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}}
+	var err error
+	if s.public, err = parsePublicURL(cfg.PublicURL); err != nil {
+		return nil, err
+	}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	if s.deps.Dumper == nil {
 		s.deps.Dumper = EngineDumper(logger)
@@ -261,6 +263,16 @@ func validDBName(s string) bool {
 		}
 	}
 	return true
+}
+
+// SetJobs sets the jobs service, for a caller that must build the server
+// first (the file store's signed URLs need its bound address). Call it
+// before Serve.
+func (s *Server) SetJobs(js JobService) {
+	s.deps.Jobs = js
+	if c, ok := js.(JobCounter); ok {
+		s.metrics.countJobs(c)
+	}
 }
 
 // Handler returns the server's root handler (for tests and embedding).
@@ -385,18 +397,6 @@ func (s *Server) database(r *http.Request) (*db, error) {
 		return nil, apiErr(http.StatusNotFound, "unknown_database", fmt.Sprintf("unknown database %q", name))
 	}
 	return d, nil
-}
-
-// baseURL is the URL prefix for links in responses.
-func (s *Server) baseURL(r *http.Request) string {
-	if s.cfg.BaseURL != "" {
-		return strings.TrimRight(s.cfg.BaseURL, "/")
-	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // dbPrefix is "" for the default database and "/db/{name}" otherwise.

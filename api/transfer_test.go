@@ -209,6 +209,7 @@ func TestExportDoesNotBlockWrites(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		req, _ := http.NewRequestWithContext(ctx, "POST", e.url+"/query", strings.NewReader(`{"sql":"INSERT INTO big VALUES ('new')"}`))
 		req.Header.Set("Authorization", "Bearer "+adminToken)
+		req.Header.Set("Content-Type", "application/json")
 		r2, err := http.DefaultClient.Do(req)
 		cancel()
 		if err != nil {

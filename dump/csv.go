@@ -18,25 +18,35 @@ import (
 	"strconv"
 )
 
-// csvFormatter writes tables as CSV entries of a zip archive.
+// csvFormatter writes tables as CSV entries of a zip archive, or, when
+// plain, the one selected table as a plain CSV document.
 type csvFormatter struct {
-	z zipWriter
+	z      zipWriter
+	plain  bool
+	header bool // plain: the header row is written (carried across a resume)
 }
 
 var _ formatter = (*csvFormatter)(nil)
 
-// newCSVFormatter returns the formatter of the csv format.
+// newCSVFormatter returns the formatter of the csv format (a zip).
 func newCSVFormatter() formatter { return &csvFormatter{} }
 
 func (f *csvFormatter) begin(b *[]byte)               {}
 func (f *csvFormatter) schema(b *[]byte, stmt string) {}
 
 func (f *csvFormatter) beginTable(b *[]byte, t *tableMeta) {
-	if f.z.open && f.z.cur.table == t.Name {
-		// Resumed inside this table: its entry and header are written.
-		return
+	if f.plain {
+		if f.header {
+			return // resumed: the header is written
+		}
+		f.header = true
+	} else {
+		if f.z.open && f.z.cur.table == t.Name {
+			// Resumed inside this table: its entry and header are written.
+			return
+		}
+		f.z.beginEntry(b, t.Name)
 	}
-	f.z.beginEntry(b, t.Name)
 	start := len(*b)
 	p := *b
 	for i, c := range t.Columns {
@@ -47,7 +57,9 @@ func (f *csvFormatter) beginTable(b *[]byte, t *tableMeta) {
 	}
 	p = append(p, '\r', '\n')
 	*b = p
-	f.z.data((*b)[start:])
+	if !f.plain {
+		f.z.data((*b)[start:])
+	}
 }
 
 func (f *csvFormatter) row(b *[]byte, t *tableMeta, vals []Value) {
@@ -73,17 +85,43 @@ func (f *csvFormatter) row(b *[]byte, t *tableMeta, vals []Value) {
 	}
 	p = append(p, '\r', '\n')
 	*b = p
-	f.z.data((*b)[start:])
+	if !f.plain {
+		f.z.data((*b)[start:])
+	}
 }
 
-func (f *csvFormatter) endTable(b *[]byte, t *tableMeta) { f.z.endEntry(b) }
-func (f *csvFormatter) end(b *[]byte)                    { f.z.finish(b) }
+func (f *csvFormatter) endTable(b *[]byte, t *tableMeta) {
+	if !f.plain {
+		f.z.endEntry(b)
+	}
+}
 
-func (f *csvFormatter) state() []byte { return f.z.appendState(nil) }
+func (f *csvFormatter) end(b *[]byte) {
+	if !f.plain {
+		f.z.finish(b)
+	}
+}
+
+func (f *csvFormatter) state() []byte {
+	if f.plain {
+		if f.header {
+			return []byte{1}
+		}
+		return nil
+	}
+	return f.z.appendState(nil)
+}
 
 // restore takes back a state from state(); an empty state is the start of
 // the output.
 func (f *csvFormatter) restore(state []byte) error {
+	if f.plain {
+		if len(state) > 1 || (len(state) == 1 && state[0] != 1) {
+			return errors.New("csv: bad plain formatter state")
+		}
+		f.header = len(state) == 1
+		return nil
+	}
 	if len(state) == 0 {
 		f.z = zipWriter{}
 		return nil

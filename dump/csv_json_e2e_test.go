@@ -158,7 +158,7 @@ func TestChinookJSON(t *testing.T) {
 	want := readSourceTables(t, path)
 	jq := requireTool(t, "jq")
 	for _, ndjson := range []bool{false, true} {
-		format := sluice.FormatJSON
+		format := sluice.FormatJSONTyped
 		if ndjson {
 			format = sluice.FormatNDJSON
 		}
@@ -240,7 +240,7 @@ func columnsOf(tabs []sourceTable, name string) []string {
 func TestChinookResume(t *testing.T) {
 	path := corpusCopy(t, "chinook.sqlite")
 	ctx := context.Background()
-	for _, format := range []sluice.Format{sluice.FormatCSV, sluice.FormatJSON, sluice.FormatNDJSON} {
+	for _, format := range []sluice.Format{sluice.FormatCSV, sluice.FormatJSON, sluice.FormatJSONTyped, sluice.FormatNDJSON} {
 		t.Run(string(format), func(t *testing.T) {
 			opts := Options{Format: format, ChunkSize: 1000}
 
@@ -379,6 +379,32 @@ func decodeDump(t *testing.T, format sluice.Format, out []byte) decodedDump {
 			}
 		}
 	case sluice.FormatJSON:
+		// {"<table>": [rows], …}, tables in dump order.
+		dec := json.NewDecoder(bytes.NewReader(out))
+		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+			t.Fatalf("json: want an object: %v %v", tok, err)
+		}
+		for dec.More() {
+			name, err := dec.Token()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows []json.RawMessage
+			if err := dec.Decode(&rows); err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) == 0 {
+				add(name.(string), nil, nil)
+			}
+			for _, raw := range rows {
+				keys, row, err := jsonRowKeys(raw)
+				if err != nil {
+					t.Fatalf("table %s: %v", name, err)
+				}
+				add(name.(string), keys, row)
+			}
+		}
+	case sluice.FormatJSONTyped:
 		var doc jsonDoc
 		if err := json.Unmarshal(out, &doc); err != nil {
 			t.Fatal(err)
@@ -444,11 +470,14 @@ func TestEdgeDBCSVJSON(t *testing.T) {
 	for _, r := range readTypedRows(t, path, `SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('table', 'virtual') AND name NOT LIKE 'sqlite\_%' ESCAPE '\' ORDER BY name`) {
 		want = append(want, string(r[0].Bytes))
 	}
-	for _, format := range []sluice.Format{sluice.FormatCSV, sluice.FormatJSON, sluice.FormatNDJSON} {
+	for _, format := range []sluice.Format{sluice.FormatCSV, sluice.FormatJSON, sluice.FormatJSONTyped, sluice.FormatNDJSON} {
 		t.Run(string(format), func(t *testing.T) {
 			out := dumpAll(t, path, Options{Format: format})
 			if format != sluice.FormatCSV {
 				args := []string{"-e", ".tables | length > 0"}
+				if format == sluice.FormatJSON {
+					args = []string{"-e", "type == \"object\" and length > 0"}
+				}
 				if format == sluice.FormatNDJSON {
 					args = []string{"-R", "-e", "fromjson | .row | type == \"object\""}
 				}

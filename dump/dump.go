@@ -40,7 +40,7 @@ import (
 const DefaultChunkSize = 1000
 
 // MaxChunkSize is the largest accepted Options.ChunkSize.
-const MaxChunkSize = 100_000
+const MaxChunkSize = sluice.MaxChunkSize
 
 // ErrStop is returned by a checkpoint callback to stop a dump cleanly at
 // the current boundary.
@@ -48,8 +48,11 @@ var ErrStop = errors.New("dump: stop requested")
 
 // Options selects what a dump contains and how it is read.
 type Options struct {
-	Format         sluice.Format // sql (default), csv, json, ndjson
-	Tables         []string      // only these tables (exact names); empty means all
+	Format sluice.Format // sql (default), csv, json, json-typed, ndjson
+	Tables []string      // only these tables (exact names); empty means all
+	// PlainCSV writes a csv dump of one table as a plain CSV document
+	// instead of a zip (see sluice.JobSpec.PlainCSV).
+	PlainCSV       bool
 	Exclude        []string      // tables to leave out
 	SchemaOnly     bool          // schema, no rows
 	DataOnly       bool          // rows, no schema
@@ -69,6 +72,7 @@ type Cursor struct {
 	After      Key    `json:"after,omitempty"` // last key written in Table; nil means the table's start
 	Bytes      int64  `json:"bytes"`           // uncompressed bytes written before this position
 	Rows       int64  `json:"rows"`            // rows written before this position
+	TableRows  int64  `json:"tableRows"`       // rows of Table written before this position
 	TablesDone int    `json:"tablesDone"`      // tables finished before this position
 	Done       bool   `json:"done"`            // the dump is complete
 	State      []byte `json:"state,omitempty"` // format-specific state (for example the zip directory so far)

@@ -207,6 +207,7 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 					}
 					gate.leave()
 					d.cur.Rows += int64(pg.rows)
+					d.cur.TableRows += int64(pg.rows)
 					done := pg.done
 					if !done && t.paged && pg.rows > 0 {
 						d.cur.After = toKey(pg.key)
@@ -235,7 +236,7 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 		}
 		d.cur.Step = i + 1
 		d.cur.After = nil
-		d.cur.Table = ""
+		d.cur.Table, d.cur.TableRows = "", 0
 		if i+1 < len(s.steps) && s.steps[i+1].kind == stepTable {
 			d.cur.Table = s.steps[i+1].t.meta.Name
 		}

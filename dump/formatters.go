@@ -13,11 +13,13 @@ func newFormatter(opts Options) (formatter, error) {
 	case sluice.FormatSQL, "":
 		return &sqlFormatter{dataOnly: opts.DataOnly}, nil
 	case sluice.FormatCSV:
-		return newCSVFormatter(), nil
+		return &csvFormatter{plain: opts.PlainCSV}, nil
 	case sluice.FormatJSON:
-		return newJSONFormatter(false), nil
+		return &jsonFormatter{layout: jsonKeyed}, nil
+	case sluice.FormatJSONTyped:
+		return &jsonFormatter{layout: jsonTyped}, nil
 	case sluice.FormatNDJSON:
-		return newJSONFormatter(true), nil
+		return &jsonFormatter{layout: jsonLines}, nil
 	}
 	return nil, fmt.Errorf("dump: %w: unknown format %q", sluice.ErrInvalid, opts.Format)
 }

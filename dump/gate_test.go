@@ -17,7 +17,7 @@ import (
 // once, and that a dump waiting at a full gate honours cancellation.
 func TestGate(t *testing.T) {
 	db := testsupport.CopyFile(t, testsupport.Corpus(t, "chinook.sqlite"), t.TempDir())
-	for _, f := range []sluice.Format{sluice.FormatSQL, sluice.FormatCSV, sluice.FormatJSON, sluice.FormatNDJSON} {
+	for _, f := range []sluice.Format{sluice.FormatSQL, sluice.FormatCSV, sluice.FormatJSON, sluice.FormatJSONTyped, sluice.FormatNDJSON} {
 		t.Run(string(f), func(t *testing.T) {
 			want := dumpAll(t, db, Options{Format: f, ChunkSize: 50})
 			gate := NewGate(1)

@@ -10,8 +10,9 @@ package dump
 //	{"$text_base64":"<base64>"}   TEXT that is not valid UTF-8, bytes as stored
 //	{"$real":"Infinity"}          also "-Infinity" and "NaN"
 //
-// json:   {"tables":[\n{"name":..,"columns":[..],"rows":[\n{row},\n{row}\n]},\n...\n]}\n
-// ndjson: one line per row: {"table":"<name>","row":{row}}\n
+// json:       {\n"<name>":[\n{row},\n{row}\n],\n...\n}\n  (StarbaseDB's, tables in dump order)
+// json-typed: {"tables":[\n{"name":..,"columns":[..],"rows":[\n{row},\n{row}\n]},\n...\n]}\n
+// ndjson:     one line per row: {"table":"<name>","row":{row}}\n
 
 import (
 	"encoding/base64"
@@ -23,9 +24,18 @@ import (
 	"unicode/utf8"
 )
 
-// jsonFormatter writes the json and ndjson formats.
+// jsonLayout is one of the JSON formats' shapes.
+type jsonLayout int
+
+const (
+	jsonKeyed jsonLayout = iota // json: an object keyed by table name
+	jsonTyped                   // json-typed: {"tables": [{name, columns, rows}]}
+	jsonLines                   // ndjson
+)
+
+// jsonFormatter writes the json, json-typed and ndjson formats.
 type jsonFormatter struct {
-	ndjson bool
+	layout jsonLayout
 
 	// Carried across a resume by state()/restore().
 	begun   bool   // the document's opening is written
@@ -43,16 +53,24 @@ type jsonFormatter struct {
 
 var _ formatter = (*jsonFormatter)(nil)
 
-// newJSONFormatter returns the formatter of the json format, or of the
-// ndjson format when ndjson is true.
-func newJSONFormatter(ndjson bool) formatter { return &jsonFormatter{ndjson: ndjson} }
+// newJSONFormatter returns the formatter of the json-typed format, or of
+// the ndjson format when ndjson is true.
+func newJSONFormatter(ndjson bool) formatter {
+	if ndjson {
+		return &jsonFormatter{layout: jsonLines}
+	}
+	return &jsonFormatter{layout: jsonTyped}
+}
 
 func (f *jsonFormatter) begin(b *[]byte) {
 	if f.begun {
 		return // resumed
 	}
 	f.begun = true
-	if !f.ndjson {
+	switch f.layout {
+	case jsonKeyed:
+		*b = append(*b, '{')
+	case jsonTyped:
 		*b = append(*b, `{"tables":[`...)
 	}
 }
@@ -71,12 +89,18 @@ func (f *jsonFormatter) beginTable(b *[]byte, t *tableMeta) {
 	f.table = t.Name
 	f.rows = 0
 	f.tables++
-	if f.ndjson {
+	if f.layout == jsonLines {
 		return
 	}
 	p := *b
 	if f.tables > 1 {
 		p = append(p, ',')
+	}
+	if f.layout == jsonKeyed {
+		p = append(p, '\n')
+		p = appendJSONName(p, t.Name)
+		*b = append(p, ':', '[')
+		return
 	}
 	p = append(p, "\n{\"name\":"...)
 	p = appendJSONName(p, t.Name)
@@ -115,7 +139,7 @@ func (f *jsonFormatter) row(b *[]byte, t *tableMeta, vals []Value) {
 		f.prepare(t)
 	}
 	p := *b
-	if f.ndjson {
+	if f.layout == jsonLines {
 		p = append(p, f.prefix...)
 	} else {
 		if f.rows > 0 {
@@ -131,7 +155,7 @@ func (f *jsonFormatter) row(b *[]byte, t *tableMeta, vals []Value) {
 		}
 		p = appendJSONValue(p, &vals[i])
 	}
-	if f.ndjson {
+	if f.layout == jsonLines {
 		p = append(p, '}', '}', '\n')
 	} else {
 		p = append(p, '}')
@@ -147,7 +171,10 @@ func (f *jsonFormatter) endTable(b *[]byte, t *tableMeta) {
 	f.inTable = false
 	f.table = ""
 	f.rows = 0
-	if !f.ndjson {
+	switch f.layout {
+	case jsonKeyed:
+		*b = append(*b, "\n]"...)
+	case jsonTyped:
 		*b = append(*b, "\n]}"...)
 	}
 }
@@ -156,7 +183,10 @@ func (f *jsonFormatter) end(b *[]byte) {
 	if f.inTable {
 		f.endTable(b, nil)
 	}
-	if !f.ndjson {
+	switch f.layout {
+	case jsonKeyed:
+		*b = append(*b, "\n}\n"...)
+	case jsonTyped:
 		*b = append(*b, "\n]}\n"...)
 	}
 }
@@ -184,7 +214,7 @@ func (f *jsonFormatter) state() []byte {
 // restore takes back a state from state(); an empty state is the start of
 // the output.
 func (f *jsonFormatter) restore(state []byte) error {
-	nf := jsonFormatter{ndjson: f.ndjson}
+	nf := jsonFormatter{layout: f.layout}
 	if len(state) == 0 {
 		*f = nf
 		return nil

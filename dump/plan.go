@@ -168,13 +168,26 @@ func (s *Source) buildPlan() error {
 		if err != nil {
 			return err
 		}
+		seqDelete := "DELETE FROM sqlite_sequence"
+		if isSeq && (len(include) > 0 || len(exclude) > 0) {
+			// A subset carries only its own tables' counters, and only
+			// when it has some: a dump whose tables have none must not
+			// touch sqlite_sequence, which a fresh database lacks.
+			var ok bool
+			if seqDelete, ok, err = s.narrowSequence(t, s.plan.Tables); err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+		}
 		t.rows = !s.opts.SchemaOnly
 		t.meta.Index = len(s.plan.Tables)
 		st := step{kind: stepTable, t: t}
 		if sqlFormat && !s.opts.DataOnly {
 			switch {
 			case isSeq:
-				st.stmt = "DELETE FROM sqlite_sequence"
+				st.stmt = seqDelete
 			case isStat:
 				st.stmt = "ANALYZE sqlite_schema"
 			default:
@@ -288,6 +301,35 @@ type columnInfo struct {
 }
 
 // tableSpec works out a table's columns, key and queries.
+// narrowSequence restricts the sqlite_sequence step t to the rows of the
+// tables a subset dump carries. It returns the statement that clears
+// those rows before they are loaded, and false when there are none.
+func (s *Source) narrowSequence(t *tableSpec, tables []TableInfo) (string, bool, error) {
+	names := make([]string, 0, len(tables))
+	for _, ti := range tables {
+		names = append(names, quoteLiteral(ti.Name))
+	}
+	if len(names) == 0 {
+		return "", false, nil
+	}
+	in := " WHERE name IN (" + strings.Join(names, ",") + ")"
+	n, err := s.queryText("SELECT count(*) FROM sqlite_sequence" + in)
+	if err != nil {
+		return "", false, fmt.Errorf("read sqlite_sequence: %w", explain(err))
+	}
+	if n == "0" {
+		return "", false, nil
+	}
+	cols := make([]string, len(t.meta.Columns))
+	for i, c := range t.meta.Columns {
+		cols[i] = quoteIdent(c)
+	}
+	// A few rows: one unpaged scan.
+	t.first = "SELECT " + strings.Join(cols, ",") + " FROM sqlite_sequence" + in
+	t.paged, t.nkey, t.next, t.large, t.nextLarge = false, 0, "", false, ""
+	return "DELETE FROM sqlite_sequence" + in, true, nil
+}
+
 func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, error) {
 	cols, err := s.columns(name)
 	if err != nil {

@@ -39,10 +39,10 @@ func TestSubmitBadInput(t *testing.T) {
 	}{
 		{"unknown format", sluice.JobSpec{Format: "xml"}, sluice.ErrInvalid, "unknown format"},
 		{"unknown compression", sluice.JobSpec{Compression: "lz4"}, sluice.ErrInvalid, "unknown compression"},
-		{"unknown table", sluice.JobSpec{Tables: []string{"Album", "Nope"}}, sluice.ErrNotFound, `no table "Nope"`},
-		{"unknown excluded table", sluice.JobSpec{Exclude: []string{"Nope"}}, sluice.ErrNotFound, `no table "Nope"`},
-		{"negative chunk", sluice.JobSpec{ChunkSize: -1}, sluice.ErrInvalid, "chunk size"},
-		{"chunk too large", sluice.JobSpec{ChunkSize: dump.MaxChunkSize + 1}, sluice.ErrInvalid, "chunk size"},
+		{"unknown table", sluice.JobSpec{Tables: []string{"Album", "Nope"}}, sluice.ErrNotFound, `table "Nope"`},
+		{"unknown excluded table", sluice.JobSpec{Exclude: []string{"Nope"}}, sluice.ErrNotFound, `table "Nope"`},
+		{"negative chunk", sluice.JobSpec{ChunkSize: -1}, sluice.ErrInvalid, "chunkSize"},
+		{"chunk too large", sluice.JobSpec{ChunkSize: dump.MaxChunkSize + 1}, sluice.ErrInvalid, "chunkSize"},
 		{"unknown database", sluice.JobSpec{Database: "other"}, sluice.ErrNotFound, `unknown database "other"`},
 		{"missing database file", sluice.JobSpec{Database: "gone"}, sluice.ErrNotFound, "does not exist"},
 		{"bad consistency", sluice.JobSpec{Consistency: "eventual"}, sluice.ErrInvalid, "consistency"},
@@ -52,7 +52,9 @@ func TestSubmitBadInput(t *testing.T) {
 		{"taken key", sluice.JobSpec{Key: "taken.sql"}, sluice.ErrExists, "already exists"},
 		{"metadata callback", sluice.JobSpec{CallbackURL: "http://169.254.169.254/"}, sluice.ErrInvalid, "callback"},
 		{"private callback", sluice.JobSpec{CallbackURL: "http://10.0.0.1/"}, sluice.ErrInvalid, "callback"},
-		{"callback scheme", sluice.JobSpec{CallbackURL: "file:///etc/passwd"}, sluice.ErrInvalid, "scheme"},
+		{"callback scheme", sluice.JobSpec{CallbackURL: "file:///etc/passwd"}, sluice.ErrInvalid, "not an http(s) URL"},
+		{"reserved key", sluice.JobSpec{Key: ".sluice/x"}, sluice.ErrInvalid, "reserved"},
+		{"reserved key root", sluice.JobSpec{Key: ".sluice"}, sluice.ErrInvalid, "reserved"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +64,7 @@ func TestSubmitBadInput(t *testing.T) {
 			}
 		})
 	}
-	jobs, _, _ := svc.List(ctx, ListOptions{})
+	jobs, _, _ := svc.List(ctx, sluice.JobQuery{})
 	if len(jobs) != 1 {
 		t.Errorf("%d jobs exist; refused submissions must create none", len(jobs))
 	}

@@ -208,7 +208,7 @@ func (e *binEnv) submit(spec map[string]any) string {
 		JobID string `json:"jobId"`
 	}
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusAccepted || json.Unmarshal(body, &out) != nil || out.JobID == "" {
+	if resp.StatusCode != http.StatusAccepted || testsupport.Result(body, &out) != nil || out.JobID == "" {
 		e.t.Fatalf("submit: %d %s", resp.StatusCode, body)
 	}
 	return out.JobID
@@ -221,11 +221,25 @@ func (e *binEnv) status(id string) sluice.Job {
 		e.t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var j sluice.Job
+	// The wire view: StarbaseDB's names, sluice's extras beside them.
+	var w struct {
+		sluice.Job
+		Status   string `json:"status"`
+		Progress struct {
+			BytesWritten  int64 `json:"bytesWritten"`
+			PartsUploaded int   `json:"partsUploaded"`
+		} `json:"progress"`
+	}
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || json.Unmarshal(body, &j) != nil {
+	if resp.StatusCode != 200 || testsupport.Result(body, &w) != nil {
 		e.t.Fatalf("status: %d %s", resp.StatusCode, body)
 	}
+	j := w.Job
+	j.State = sluice.State(w.Status)
+	if w.Status == "processing" {
+		j.State = sluice.StateRunning
+	}
+	j.Progress = sluice.Progress{Bytes: w.Progress.BytesWritten, PartsUploaded: w.Progress.PartsUploaded}
 	return j
 }
 

@@ -230,7 +230,7 @@ func TestSSRFRefusedAtSubmit(t *testing.T) {
 			t.Errorf("submit with callback %s: %v, want ErrInvalid", u, err)
 		}
 	}
-	jobs, _, _ := svc.List(context.Background(), ListOptions{})
+	jobs, _, _ := svc.List(context.Background(), sluice.JobQuery{})
 	if len(jobs) != 0 {
 		t.Fatalf("%d jobs created", len(jobs))
 	}

@@ -355,7 +355,7 @@ func TestList(t *testing.T) {
 	var got []string
 	after := ""
 	for {
-		page, next, err := svc.List(ctx, ListOptions{Limit: 2, After: after, States: []sluice.State{sluice.StateCompleted}})
+		page, next, err := svc.List(ctx, sluice.JobQuery{Limit: 2, After: after, States: []sluice.State{sluice.StateCompleted}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -370,10 +370,10 @@ func TestList(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(ids) {
 		t.Fatalf("paged list %v, want %v", got, ids)
 	}
-	if page, _, _ := svc.List(ctx, ListOptions{States: []sluice.State{sluice.StateRunning}}); len(page) != 0 {
+	if page, _, _ := svc.List(ctx, sluice.JobQuery{States: []sluice.State{sluice.StateRunning}}); len(page) != 0 {
 		t.Errorf("running jobs: %d", len(page))
 	}
-	if _, _, err := svc.List(ctx, ListOptions{States: []sluice.State{"bogus"}}); !errors.Is(err, sluice.ErrInvalid) {
+	if _, _, err := svc.List(ctx, sluice.JobQuery{States: []sluice.State{"bogus"}}); !errors.Is(err, sluice.ErrInvalid) {
 		t.Errorf("bad state filter: %v", err)
 	}
 }

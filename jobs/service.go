@@ -261,6 +261,9 @@ func New(ctx context.Context, cfg Config, st *state.DB, store objstore.Store, lo
 		return nil, err
 	}
 	if err := s.st.Update(ctx, func(tx *state.Tx) error {
+		if err := tx.SetDefaultDatabase(cfg.DefaultDatabase); err != nil {
+			return err
+		}
 		t, err := tx.GetTask(housekeepingKey)
 		if err != nil || t != nil {
 			return err

@@ -17,7 +17,7 @@ import (
 // for consistency=strict the job's snapshot copy in the data dir, made
 // on the job's first tick.
 func (s *Service) sourcePath(ctx context.Context, t state.Task, job *sluice.Job, cp *state.Checkpoint, cur cpCursor) (string, error) {
-	name := s.dbName(job.Spec.Database)
+	name := job.Spec.Database
 	path, ok := s.cfg.Databases[name]
 	if !ok {
 		return "", permanent(fmt.Errorf("database %q is no longer configured", name))
@@ -104,11 +104,4 @@ func syncFile(name string) error {
 	}
 	defer f.Close()
 	return f.Sync()
-}
-
-func (s *Service) dbName(name string) string {
-	if name == "" {
-		return s.cfg.DefaultDatabase
-	}
-	return name
 }

@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/sluice-dev/sluice"
-	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/state"
 )
@@ -21,13 +18,14 @@ import (
 // key or callback URL), sluice.ErrNotFound (unknown database or table, a
 // missing bucket) or sluice.ErrExists (the key holds an object).
 func (s *Service) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job, error) {
-	spec, path, err := s.validate(ctx, spec)
+	spec, path, tables, err := s.validate(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
 	now := s.now()
 	job := &sluice.Job{
 		ID: newID(), State: sluice.StateQueued, Spec: spec, Consistency: sluice.ConsistencySnapshot,
+		Progress:  sluice.Progress{Tables: tables, TablesTotal: len(tables)},
 		CreatedAt: now, UpdatedAt: now,
 	}
 	if spec.Consistency == sluice.ConsistencyStrict {
@@ -54,77 +52,52 @@ func (s *Service) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job,
 	return job, nil
 }
 
-// validate normalises spec and checks it against the configuration and
-// the database itself. It returns the database's path.
-func (s *Service) validate(ctx context.Context, spec sluice.JobSpec) (sluice.JobSpec, string, error) {
-	var err error
-	spec.Database = s.dbName(spec.Database)
+// validate normalises spec (sluice.JobSpec.Normalize) and checks what
+// needs the configuration, the database or the store: the database, its
+// tables, the key against the store's rules and the callback URL's
+// addresses. It returns the database's path and the tables to dump, in
+// dump order.
+func (s *Service) validate(ctx context.Context, spec sluice.JobSpec) (sluice.JobSpec, string, []string, error) {
+	spec, err := spec.Normalize()
+	if err != nil {
+		return spec, "", nil, fmt.Errorf("jobs: %w", err)
+	}
+	if spec.Database == "" {
+		spec.Database = s.cfg.DefaultDatabase
+	}
 	path, ok := s.cfg.Databases[spec.Database]
 	if !ok {
-		return spec, "", fmt.Errorf("jobs: %w: unknown database %q", sluice.ErrNotFound, spec.Database)
-	}
-	if spec.Format, err = sluice.ParseFormat(string(spec.Format)); err != nil {
-		return spec, "", fmt.Errorf("jobs: %w", err)
-	}
-	if spec.Compression, err = sluice.ParseCompression(string(spec.Compression)); err != nil {
-		return spec, "", fmt.Errorf("jobs: %w", err)
-	}
-	switch spec.Consistency {
-	case "", sluice.ConsistencySnapshot:
-		spec.Consistency = sluice.ConsistencySnapshot
-	case sluice.ConsistencyStrict:
-	default:
-		return spec, "", fmt.Errorf("jobs: %w: unknown consistency %q (want snapshot or strict)", sluice.ErrInvalid, spec.Consistency)
-	}
-	if spec.ChunkSize < 0 || spec.ChunkSize > dump.MaxChunkSize {
-		return spec, "", fmt.Errorf("jobs: %w: chunk size %d out of range (1 to %d rows)", sluice.ErrInvalid, spec.ChunkSize, dump.MaxChunkSize)
+		return spec, "", nil, fmt.Errorf("jobs: %w: unknown database %q", sluice.ErrNotFound, spec.Database)
 	}
 	if spec.Key != "" {
-		if err := checkKey(spec.Key); err != nil {
-			return spec, "", err
+		// The store's own rule, reserved keys included, so that a job
+		// cannot be accepted for a key its upload would be refused.
+		if err := objstore.ValidateKey(spec.Key); err != nil {
+			return spec, "", nil, fmt.Errorf("jobs: %w: %w", sluice.ErrInvalid, err)
 		}
 	}
 	if spec.CallbackURL != "" {
 		if err := s.guard.checkURL(ctx, spec.CallbackURL); err != nil {
-			return spec, "", fmt.Errorf("jobs: %w: callback URL: %w", sluice.ErrInvalid, err)
+			return spec, "", nil, fmt.Errorf("jobs: %w: callback URL: %w", sluice.ErrInvalid, err)
 		}
 	}
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return spec, "", fmt.Errorf("jobs: %w: database %q (%s) does not exist", sluice.ErrNotFound, spec.Database, path)
+			return spec, "", nil, fmt.Errorf("jobs: %w: database %q (%s) does not exist", sluice.ErrNotFound, spec.Database, path)
 		}
-		return spec, "", fmt.Errorf("jobs: database %q: %w", spec.Database, err)
+		return spec, "", nil, fmt.Errorf("jobs: database %q: %w", spec.Database, err)
 	}
 	// Check the tables against the database's real schema.
-	src, err := s.cfg.Open(ctx, path, dump.Options{Format: spec.Format, ChunkSize: 1}, s.log)
+	src, err := s.cfg.Open(ctx, path, dumpOptions(spec, 1), s.log)
+	if errors.Is(err, sluice.ErrNotFound) {
+		return spec, "", nil, fmt.Errorf("jobs: database %q: %w", spec.Database, err)
+	}
 	if err != nil {
-		return spec, "", fmt.Errorf("jobs: %w: open database %q: %w", sluice.ErrInvalid, spec.Database, err)
+		return spec, "", nil, fmt.Errorf("jobs: %w: open database %q: %w", sluice.ErrInvalid, spec.Database, err)
 	}
-	plan := src.Plan()
+	tables := tableNames(src.Plan())
 	src.Close()
-	have := make(map[string]bool, len(plan.Tables))
-	for _, t := range plan.Tables {
-		have[t.Name] = true
-	}
-	for _, list := range [][]string{spec.Tables, spec.Exclude} {
-		for _, name := range list {
-			if !have[name] {
-				return spec, "", fmt.Errorf("jobs: %w: no table %q in database %q", sluice.ErrNotFound, name, spec.Database)
-			}
-		}
-	}
-	return spec, path, nil
-}
-
-// checkKey refuses keys that could not name an object safely in every
-// store; the store checks again before any I/O.
-func checkKey(key string) error {
-	bad := key == "" || strings.HasPrefix(key, "/") || strings.ContainsAny(key, "\x00\\") ||
-		slices.Contains(strings.Split(key, "/"), "..") || slices.Contains(strings.Split(key, "/"), ".")
-	if bad {
-		return fmt.Errorf("jobs: %w: key %q cannot name an object (no leading /, no . or .. segments, no NUL or backslash)", sluice.ErrInvalid, key)
-	}
-	return nil
+	return spec, path, tables, nil
 }
 
 // checkDestination lists the store at the key: this proves the store is
@@ -149,8 +122,8 @@ func (s *Service) checkDestination(ctx context.Context, key string) error {
 
 // defaultKey names the database, the UTC time, the job and the format.
 func (s *Service) defaultKey(spec sluice.JobSpec, now time.Time, id string) string {
-	return fmt.Sprintf("%s%s-%s-%s%s%s", s.cfg.KeyPrefix, safeName(spec.Database), now.UTC().Format("20060102T150405Z"),
-		id[len(id)-8:], formatExt(spec.Format), spec.Compression.Ext())
+	return fmt.Sprintf("%s%s-%s-%s%s", s.cfg.KeyPrefix, safeName(spec.Database), now.UTC().Format("20060102T150405Z"),
+		id[len(id)-8:], spec.Ext())
 }
 
 func safeName(s string) string {
@@ -167,18 +140,6 @@ func safeName(s string) string {
 	return string(out)
 }
 
-func formatExt(f sluice.Format) string {
-	switch f {
-	case sluice.FormatCSV:
-		return ".zip" // one CSV document per table, in a zip stream
-	case sluice.FormatJSON:
-		return ".json"
-	case sluice.FormatNDJSON:
-		return ".ndjson"
-	}
-	return ".sql"
-}
-
 // Get returns a job's status; an unknown id is sluice.ErrNotFound.
 func (s *Service) Get(ctx context.Context, id string) (*sluice.Job, error) {
 	var job *sluice.Job
@@ -192,24 +153,17 @@ func (s *Service) Get(ctx context.Context, id string) (*sluice.Job, error) {
 	return job, nil
 }
 
-// ListOptions select and page jobs.
-type ListOptions struct {
-	States []sluice.State // any of these; empty means all
-	After  string         // page token: the last id of the previous page
-	Limit  int            // page size; 0 means 50, at most 500
-}
-
 // List returns jobs newest first, and the token of the next page ("" at
-// the end).
-func (s *Service) List(ctx context.Context, opts ListOptions) ([]*sluice.Job, string, error) {
-	limit := opts.Limit
+// the end). The database filter is the state's own column.
+func (s *Service) List(ctx context.Context, q sluice.JobQuery) ([]*sluice.Job, string, error) {
+	limit := q.Limit
 	if limit <= 0 {
-		limit = 50
+		limit = sluice.DefaultPageSize
 	}
-	if limit > 500 {
-		return nil, "", fmt.Errorf("jobs: %w: limit %d over 500", sluice.ErrInvalid, limit)
+	if limit > sluice.MaxPageSize {
+		return nil, "", fmt.Errorf("jobs: %w: limit %d over %d", sluice.ErrInvalid, limit, sluice.MaxPageSize)
 	}
-	for _, st := range opts.States {
+	for _, st := range q.States {
 		switch st {
 		case sluice.StateQueued, sluice.StateRunning, sluice.StateCompleted, sluice.StateFailed, sluice.StateCancelled:
 		default:
@@ -218,7 +172,7 @@ func (s *Service) List(ctx context.Context, opts ListOptions) ([]*sluice.Job, st
 	}
 	var jobs []*sluice.Job
 	err := s.st.View(ctx, func(tx *state.Tx) (err error) {
-		jobs, err = tx.ListJobs(state.JobFilter{States: opts.States, Before: opts.After, Limit: limit + 1})
+		jobs, err = tx.ListJobs(state.JobFilter{Database: q.Database, States: q.States, Before: q.After, Limit: limit + 1})
 		return err
 	})
 	if err != nil {

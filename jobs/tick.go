@@ -209,11 +209,12 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 	src.lastUsed = time.Now()
 	s.mu.Unlock()
 	plan := src.src.Plan()
+	job.Progress.Tables = tableNames(plan)
 	job.Progress.TablesTotal = len(plan.Tables)
 	job.Progress.EstimatedBytes = plan.EstimatedBytes
 
 	wopts := objstore.WriterOptions{
-		ContentType:  sluice.ContentType(job.Spec.Format, job.Spec.Compression),
+		ContentType:  job.Spec.ContentType(),
 		Metadata:     map[string]string{"sluice-job": job.ID},
 		ExpectedSize: plan.EstimatedBytes,
 		Concurrency:  s.cfg.UploadConcurrency,
@@ -228,7 +229,7 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 		// leftover: dump again from the start.
 		s.log.Warn("jobs: checkpoint leftover lost; restarting the job from the start", "job", job.ID, "err", lost)
 		cur.Dump, cp.Leftover = dump.Cursor{}, nil
-		job.Progress = sluice.Progress{TablesTotal: len(plan.Tables), EstimatedBytes: plan.EstimatedBytes}
+		job.Progress = sluice.Progress{Tables: job.Progress.Tables, TablesTotal: len(plan.Tables), EstimatedBytes: plan.EstimatedBytes}
 	}
 	if ust.Key == "" {
 		w, err = objstore.NewWriter(ctx, s.store, job.Key, wopts, s.log)
@@ -250,7 +251,7 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 				return derr
 			}
 			cur.Dump, ust, cp.Leftover = dump.Cursor{}, objstore.State{}, nil
-			job.Progress = sluice.Progress{TablesTotal: len(plan.Tables), EstimatedBytes: plan.EstimatedBytes}
+			job.Progress = sluice.Progress{Tables: job.Progress.Tables, TablesTotal: len(plan.Tables), EstimatedBytes: plan.EstimatedBytes}
 			w, err = objstore.NewWriter(ctx, s.store, job.Key, wopts, s.log)
 		}
 	}
@@ -283,7 +284,7 @@ func (s *Service) tick(ctx context.Context, t state.Task, job *sluice.Job) error
 
 	progress := func(c dump.Cursor) {
 		p := &job.Progress
-		p.Rows, p.TablesDone, p.CurrentTable = c.Rows, c.TablesDone, c.Table
+		p.Rows, p.TablesDone, p.CurrentTable, p.RowOffset = c.Rows, c.TablesDone, c.Table, c.TableRows
 		p.Bytes = cw.n
 		p.PartsUploaded = partsBase + w.PartsUploaded()
 		ratio := 1.0
@@ -593,13 +594,22 @@ func (s *Service) removeSnapshot(jobID string) {
 	}
 }
 
+// tableNames lists a plan's tables in dump order.
+func tableNames(plan dump.Plan) []string {
+	names := make([]string, len(plan.Tables))
+	for i, t := range plan.Tables {
+		names[i] = t.Name
+	}
+	return names
+}
+
 func dumpOptions(spec sluice.JobSpec, defChunk int) dump.Options {
 	chunk := spec.ChunkSize
 	if chunk == 0 {
 		chunk = defChunk
 	}
 	return dump.Options{Format: spec.Format, Tables: spec.Tables, Exclude: spec.Exclude, ChunkSize: chunk,
-		PreserveRowids: spec.PreserveRowids}
+		PreserveRowids: spec.PreserveRowids, PlainCSV: spec.PlainCSV()}
 }
 
 // dumpErr classifies an error from the dump engine: a busy database is

@@ -9,16 +9,26 @@ import (
 // MaxKeyLen is S3's limit on a key's length in bytes.
 const MaxKeyLen = 1024
 
+// Reserved is the first key segment that stores keep for their own
+// bookkeeping (the file store's uploads, metadata and temporary files).
+// No caller's key may use it, in any store, so that a key accepted by
+// one store is accepted by all.
+const Reserved = ".sluice"
+
 // ValidateKey reports, as an error wrapping ErrInvalidKey, why key cannot
 // name an object the same way in every backend: empty, longer than
 // MaxKeyLen, invalid UTF-8, containing NUL or another control character or
 // a backslash, absolute (leading slash), ending with a slash (a
-// "directory" object), or with an empty, "." or ".." segment. Backends
+// "directory" object), with an empty, "." or ".." segment, or under the
+// Reserved directory. Backends
 // call it before any I/O, so a key that would escape a directory or mean
 // different objects on different stores is refused everywhere.
 func ValidateKey(key string) error {
 	if err := checkPath(key, false); err != nil {
 		return fmt.Errorf("key %q: %w: %s", key, ErrInvalidKey, err)
+	}
+	if key == Reserved || strings.HasPrefix(key, Reserved+"/") {
+		return fmt.Errorf("key %q: %w: %s/ is reserved for the store's own files", key, ErrInvalidKey, Reserved)
 	}
 	return nil
 }

@@ -23,10 +23,10 @@ func (tx *Tx) InsertJob(j *sluice.Job) error {
 		return fmt.Errorf("state: insert job: %w", err)
 	}
 	err = tx.exec(`INSERT INTO jobs (id, spec, state, progress, error, key, size, sha256, consistency, resumed,
-			schedule_id, created_at, started_at, updated_at, finished_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, nil,
+			schedule_id, database, created_at, started_at, updated_at, finished_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, nil,
 		j.ID, string(spec), string(j.State), string(prog), j.Error, j.Key, j.Size, j.SHA256,
-		string(j.Consistency), j.Resumed, j.Spec.ScheduleID,
+		string(j.Consistency), j.Resumed, j.Spec.ScheduleID, j.Spec.Database,
 		ms(j.CreatedAt), optMS(j.StartedAt), ms(j.UpdatedAt), optMS(j.FinishedAt))
 	if err != nil {
 		if sqlite.ErrCode(err) == sqlite.ResultConstraintPrimaryKey {
@@ -78,6 +78,7 @@ func (tx *Tx) GetJob(id string) (*sluice.Job, error) {
 // JobFilter selects jobs for ListJobs.
 type JobFilter struct {
 	States     []sluice.State // any of these; empty means all
+	Database   string         // only jobs of this database, if set
 	ScheduleID string         // only jobs of this schedule, if set
 	Before     string         // only IDs sorting before this one (paging, newest first)
 	Limit      int            // at most this many; 0 means 100
@@ -92,6 +93,10 @@ func (tx *Tx) ListJobs(f JobFilter) ([]*sluice.Job, error) {
 		for _, s := range f.States {
 			args = append(args, string(s))
 		}
+	}
+	if f.Database != "" {
+		q += ` AND database = ?`
+		args = append(args, f.Database)
 	}
 	if f.ScheduleID != "" {
 		q += ` AND schedule_id = ?`
@@ -120,6 +125,18 @@ func (tx *Tx) ListJobs(f JobFilter) ([]*sluice.Job, error) {
 		return nil, fmt.Errorf("state: list jobs: %w", err)
 	}
 	return out, nil
+}
+
+// SetDefaultDatabase names def as the database of the jobs that were
+// stored without one (before the database column, by older builds), in
+// the column and in their spec. It is the one place where "no database"
+// means the default one.
+func (tx *Tx) SetDefaultDatabase(def string) error {
+	err := tx.exec(`UPDATE jobs SET database = ?, spec = json_set(spec, '$.database', ?) WHERE database = ''`, nil, def, def)
+	if err != nil {
+		return fmt.Errorf("state: set default database: %w", err)
+	}
+	return nil
 }
 
 // CountJobs returns how many jobs are in state st.

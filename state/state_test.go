@@ -345,3 +345,46 @@ func TestCallbackAttemptsAndSchedules(t *testing.T) {
 		return nil
 	})
 }
+
+// TestJobDatabase checks the database column: ListJobs filters on it,
+// and SetDefaultDatabase names the default for jobs stored without one
+// (by builds before the column), in the column and in the spec.
+func TestJobDatabase(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, "")
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for i, name := range []string{"a", "b", "", "a"} {
+		j := &sluice.Job{ID: fmt.Sprintf("j%d", i), State: sluice.StateQueued, Spec: sluice.JobSpec{Database: name},
+			CreatedAt: base, UpdatedAt: base}
+		if err := db.Update(ctx, func(tx *Tx) error { return tx.InsertJob(j) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := func(database string) string {
+		t.Helper()
+		var out []string
+		err := db.View(ctx, func(tx *Tx) error {
+			jobs, err := tx.ListJobs(JobFilter{Database: database})
+			for _, j := range jobs {
+				out = append(out, j.ID+"="+j.Spec.Database)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(out)
+	}
+	if got := ids("a"); got != "[j3=a j0=a]" {
+		t.Errorf("database a: %s", got)
+	}
+	if err := db.Update(ctx, func(tx *Tx) error { return tx.SetDefaultDatabase("a") }); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids("a"); got != "[j3=a j2=a j0=a]" {
+		t.Errorf("database a after the default: %s", got)
+	}
+	if got := ids(""); got != "[j3=a j2=a j1=b j0=a]" {
+		t.Errorf("every database: %s", got)
+	}
+}

@@ -24,6 +24,10 @@ import (
 type Config struct {
 	// Listen is the HTTP listen address.
 	Listen string `json:"listen"`
+	// PublicURL is the base of every URL the server generates (Location,
+	// statusUrl, downloadUrl, signed file URLs), e.g. the address of a
+	// proxy in front. Empty: see docs/api.md ("Generated URLs").
+	PublicURL string `json:"publicURL"`
 	// DataDir holds sluice's state database (sluice.db), the default
 	// database and, with the file store, the exports.
 	DataDir string `json:"dataDir"`
@@ -35,6 +39,7 @@ type Config struct {
 	DefaultDatabase string         `json:"defaultDatabase"`
 	Store           StoreConfig    `json:"store"`
 	Tokens          TokensConfig   `json:"tokens"`
+	CORS            CORSConfig     `json:"cors"`
 	Callbacks       CallbackConfig `json:"callbacks"`
 	Schedules       []Schedule     `json:"schedules"`
 	Limits          LimitsConfig   `json:"limits"`
@@ -71,6 +76,17 @@ type S3StoreConfig struct {
 type TokensConfig struct {
 	Admin  []string `json:"admin"`
 	Client []string `json:"client"`
+	// ClientExport lets client tokens run dumps and export jobs, as
+	// StarbaseDB lets any token; by default they need an admin token.
+	ClientExport bool `json:"clientExport"`
+}
+
+// CORSConfig is the CORS answer when tokens are configured (without
+// tokens, no CORS headers are sent and other origins are refused).
+type CORSConfig struct {
+	// AllowOrigins is "*" (the default, as in StarbaseDB) or a list of
+	// origins such as "https://app.example.com".
+	AllowOrigins []string `json:"allowOrigins"`
 }
 
 // CallbackConfig configures job-completion callbacks.
@@ -148,6 +164,7 @@ func NewConfig() Config {
 		Databases:       map[string]string{"default": "default.db"},
 		DefaultDatabase: "default",
 		Store:           StoreConfig{Type: "file", Dir: "exports"},
+		CORS:            CORSConfig{AllowOrigins: []string{"*"}},
 		Limits: LimitsConfig{
 			MaxConcurrentJobs: 4,
 			TickBudget:        Duration(20 * time.Second),
@@ -216,6 +233,7 @@ var envVars = []struct {
 	set  func(c *Config, v string) error
 }{
 	{"SLUICE_LISTEN", "listen address", func(c *Config, v string) error { c.Listen = v; return nil }},
+	{"SLUICE_PUBLIC_URL", "base URL of generated links, e.g. https://sluice.example.com", func(c *Config, v string) error { c.PublicURL = v; return nil }},
 	{"SLUICE_DATA_DIR", "data directory", func(c *Config, v string) error { c.DataDir = v; return nil }},
 	{"SLUICE_DB", "path of the default database", func(c *Config, v string) error {
 		if c.Databases == nil {

@@ -53,6 +53,18 @@ func TestConfigFile(t *testing.T) {
 					t.Fatalf("limits: %+v", c.Limits)
 				}
 			}},
+		{name: "StarbaseDB keys", json: `{"publicURL":"https://file.example","tokens":{"admin":["a"],"clientExport":true},
+			"cors":{"allowOrigins":["https://app.example"]}}`,
+			env: map[string]string{"SLUICE_PUBLIC_URL": "https://env.example"},
+			check: func(t *testing.T, c Config) {
+				a := apiConfig(c)
+				if a.PublicURL != "https://env.example" || !a.ClientExport || strings.Join(a.CORSAllowOrigins, "|") != "https://app.example" {
+					t.Fatalf("%+v", a)
+				}
+				if d := apiConfig(NewConfig()); len(d.CORSAllowOrigins) != 1 || d.CORSAllowOrigins[0] != "*" || d.ClientExport {
+					t.Fatalf("defaults: %+v", d)
+				}
+			}},
 		{name: "env overrides file", json: `{"listen":"127.0.0.1:9000"}`,
 			env: map[string]string{"SLUICE_LISTEN": "127.0.0.1:9999", "SLUICE_ADMIN_TOKENS": "x, y", "SLUICE_S3_PATH_STYLE": "true"},
 			check: func(t *testing.T, c Config) {

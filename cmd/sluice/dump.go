@@ -14,7 +14,7 @@ import (
 	"github.com/sluice-dev/sluice/dump"
 )
 
-const dumpSynopsis = `--db path.db [--format sql|csv|json|ndjson] [--tables a,b] [--exclude c]
+const dumpSynopsis = `--db path.db [--format sql|csv|json|json-typed|ndjson] [--tables a,b] [--exclude c]
         [--schema-only|--data-only] [--preserve-rowids] [--chunk-size N]
         [--compress gzip|zstd] [-o out|-] [--to s3://bucket/key|file:///dir/key]
 
@@ -39,7 +39,7 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	fs := newFlagSet(e, "dump", dumpSynopsis)
 	a := &dumpArgs{}
 	fs.StringVar(&a.db, "db", "", "SQLite database to dump (required; opened read-only)")
-	format := fs.String("format", "sql", "output format: sql, csv (a zip of one CSV per table), json or ndjson")
+	format := fs.String("format", "sql", "output format: sql, csv (a zip of one CSV per table), json ({table: rows}), json-typed or ndjson")
 	tables := fs.String("tables", "", "comma-separated tables to dump (default: all)")
 	exclude := fs.String("exclude", "", "comma-separated tables to leave out")
 	fs.BoolVar(&a.opts.SchemaOnly, "schema-only", false, "dump the schema only, no rows")

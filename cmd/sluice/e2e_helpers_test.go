@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"math"
 	"net/http"
@@ -148,10 +149,11 @@ type e2eJob struct {
 	Key         string `json:"key"`
 	Size        int64  `json:"size"`
 	SHA256      string `json:"sha256"`
-	DownloadURL string `json:"downloadUrl"`
+	DownloadURL string `json:"downloadUrl"` // the download route
+	DirectURL   string `json:"directUrl"`   // the store's presigned URL
 	Progress    struct {
-		Rows          int64 `json:"rows"`
-		Bytes         int64 `json:"bytes"`
+		Rows          int64 `json:"rowsDumped"`
+		Bytes         int64 `json:"bytesWritten"`
 		PartsUploaded int   `json:"partsUploaded"`
 	} `json:"progress"`
 }
@@ -166,7 +168,7 @@ func (s *e2eServer) submit(opts map[string]any) string {
 		s.t.Fatalf("submit %s: %d %s", b, resp.StatusCode, body)
 	}
 	var sub struct{ JobID, Status, StatusURL string }
-	if err := json.Unmarshal(body, &sub); err != nil || sub.JobID == "" || sub.StatusURL == "" {
+	if err := testsupport.Result(body, &sub); err != nil || sub.JobID == "" || sub.StatusURL == "" {
 		s.t.Fatalf("submit response %s: %v", body, err)
 	}
 	if loc := resp.Header.Get("Location"); loc != sub.StatusURL {
@@ -183,7 +185,7 @@ func (s *e2eServer) status(id string) e2eJob {
 		s.t.Fatalf("status %s: %d %s", id, resp.StatusCode, body)
 	}
 	var j e2eJob
-	if err := json.Unmarshal(body, &j); err != nil {
+	if err := testsupport.Result(body, &j); err != nil {
 		s.t.Fatalf("status %s: %v", body, err)
 	}
 	return j

@@ -2,7 +2,7 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"net/http"
 	"os"
@@ -101,7 +101,7 @@ func TestServeDefaults(t *testing.T) {
 		t.Fatalf("submit: %d %s", code, b)
 	}
 	var sub struct{ JobID, StatusURL string }
-	if err := json.Unmarshal(b, &sub); err != nil || sub.StatusURL == "" {
+	if err := testsupport.Result(b, &sub); err != nil || sub.StatusURL == "" {
 		t.Fatalf("submit response %s: %v", b, err)
 	}
 	var job struct {
@@ -119,7 +119,7 @@ func TestServeDefaults(t *testing.T) {
 		if code != 200 {
 			t.Fatalf("status %d: %s", code, b)
 		}
-		json.Unmarshal(b, &job)
+		testsupport.Result(b, &job)
 		if job.Status == "failed" || job.Status == "cancelled" {
 			t.Fatalf("job %s: %s", job.Status, job.Error)
 		}

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/api"
 	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/jobs"
@@ -39,8 +38,8 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	defer st.Close()
 
 	// The API is built and bound first: the file store's signed URLs
-	// point at the address it actually listens on (which may be :0).
-	proxy := &jobsProxy{defaultDB: cfg.DefaultDatabase}
+	// point at its public URL, which may be the address it actually
+	// listens on (:0); the job service is set on it once built.
 	files := &api.Files{}
 	// Every export (legacy route, table exports, jobs) shares one gate
 	// that leaves a core for queries and runs at a lower priority: see
@@ -52,7 +51,7 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 		opts.Gate = gate
 		return engine.Dump(ctx, w, path, opts)
 	})
-	srv, err := api.New(apiConfig(cfg), api.Deps{Jobs: proxy, Dumper: dumper, Files: files}, log)
+	srv, err := api.New(apiConfig(cfg), api.Deps{Dumper: dumper, Files: files}, log)
 	if err != nil {
 		return err
 	}
@@ -60,7 +59,7 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 		srv.Close()
 		return err
 	}
-	store, err := buildStore(ctx, cfg, srv.URL(), files, log)
+	store, err := buildStore(ctx, cfg, srv.PublicURL(), files, log)
 	if err != nil {
 		srv.Close()
 		return err
@@ -77,15 +76,15 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 		srv.Close()
 		return err
 	}
-	proxy.svc = svc
+	srv.SetJobs(svc)
 	if err := srv.Serve(); err != nil {
 		srv.Close()
 		svc.Close(context.Background())
 		return err
 	}
-	log.Info("sluice serving", "url", srv.URL(), "version", versionString(), "data_dir", absPath(cfg.DataDir),
+	log.Info("sluice serving", "url", srv.PublicURL(), "listen", srv.URL(), "version", versionString(), "data_dir", absPath(cfg.DataDir),
 		"databases", cfg.Databases, "exports", describeStore(cfg.Store))
-	printBanner(e.stderr, cfg, srv.URL())
+	printBanner(e.stderr, cfg, srv.PublicURL())
 
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -123,6 +122,9 @@ func apiConfig(cfg Config) api.Config {
 	}
 	c.AdminTokens = cfg.Tokens.Admin
 	c.ClientTokens = cfg.Tokens.Client
+	c.ClientExport = cfg.Tokens.ClientExport
+	c.PublicURL = cfg.PublicURL
+	c.CORSAllowOrigins = cfg.CORS.AllowOrigins
 	c.MaxImportBytes = cfg.Limits.MaxBodyBytes
 	// The API gets 2/5 of the shutdown budget; jobs get the rest.
 	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
@@ -241,85 +243,8 @@ func signingKey(path string) ([]byte, error) {
 	return key, nil
 }
 
-// jobsProxy adapts *jobs.Service to the API's JobService: the API is
-// built before the service (see serve), and job listings are filtered by
-// database here.
-type jobsProxy struct {
-	svc       *jobs.Service
-	defaultDB string
-}
-
+// The job service is the API's JobService, and it feeds GET /schedules.
 var (
-	_ api.JobService     = (*jobsProxy)(nil)
-	_ api.ScheduleLister = (*jobsProxy)(nil)
+	_ api.JobService     = (*jobs.Service)(nil)
+	_ api.ScheduleLister = (*jobs.Service)(nil)
 )
-
-func (p *jobsProxy) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job, error) {
-	return p.svc.Submit(ctx, spec)
-}
-
-func (p *jobsProxy) Get(ctx context.Context, id string) (*sluice.Job, error) {
-	return p.svc.Get(ctx, id)
-}
-
-func (p *jobsProxy) Cancel(ctx context.Context, id string) (*sluice.Job, error) {
-	return p.svc.Cancel(ctx, id)
-}
-
-func (p *jobsProxy) Open(ctx context.Context, id string, offset, length int64) (io.ReadCloser, objstore.ObjectInfo, error) {
-	return p.svc.Open(ctx, id, offset, length)
-}
-
-// CountByState feeds the sluice_jobs metric.
-func (p *jobsProxy) CountByState(ctx context.Context) (map[sluice.State]int, error) {
-	return p.svc.CountByState(ctx)
-}
-
-// Schedules feeds GET /schedules.
-func (p *jobsProxy) Schedules(ctx context.Context) ([]sluice.ScheduleStatus, error) {
-	return p.svc.Schedules(ctx)
-}
-
-func (p *jobsProxy) DownloadURL(ctx context.Context, id string, expiry time.Duration) (string, error) {
-	return p.svc.DownloadURL(ctx, id, expiry)
-}
-
-// List pages through the service's jobs (newest first), keeping those of
-// q.Database, until a page of q.Limit is full.
-func (p *jobsProxy) List(ctx context.Context, q api.JobQuery) ([]*sluice.Job, string, error) {
-	opts := jobs.ListOptions{After: q.Cursor, Limit: q.Limit}
-	if q.State != "" {
-		opts.States = []sluice.State{q.State}
-	}
-	limit := q.Limit
-	if limit <= 0 {
-		limit = api.DefaultPageSize
-	}
-	opts.Limit = limit
-	var out []*sluice.Job
-	for {
-		page, next, err := p.svc.List(ctx, opts)
-		if err != nil {
-			return nil, "", err
-		}
-		for _, j := range page {
-			if q.Database == "" || p.dbOf(j) == q.Database {
-				out = append(out, j)
-				if len(out) == limit {
-					return out, j.ID, nil
-				}
-			}
-		}
-		if next == "" {
-			return out, "", nil
-		}
-		opts.After = next
-	}
-}
-
-func (p *jobsProxy) dbOf(j *sluice.Job) string {
-	if j.Spec.Database == "" {
-		return p.defaultDB
-	}
-	return j.Spec.Database
-}

@@ -10,6 +10,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/url"
@@ -210,4 +212,17 @@ func (s S3Server) AWSEnv() []string {
 		"AWS_ACCESS_KEY_ID=" + s.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s.SecretKey, "AWS_REGION=" + s.Region,
 		"AWS_ENDPOINT_URL_S3=" + s.Endpoint, "AWS_ENDPOINT_URL=", "AWS_SESSION_TOKEN=",
 	}
+}
+
+// Result decodes the "result" member of a sluice API success body (the
+// {"result": …} envelope) into v.
+func Result(body []byte, v any) error {
+	var env struct{ Result json.RawMessage }
+	if err := json.Unmarshal(body, &env); err != nil {
+		return err
+	}
+	if len(env.Result) == 0 {
+		return fmt.Errorf("no result in %.200s", body)
+	}
+	return json.Unmarshal(env.Result, v)
 }
