@@ -160,6 +160,9 @@ var (
 	ErrForbidden = errors.New("forbidden")
 	// ErrTooLarge marks a request body or value over a configured limit.
 	ErrTooLarge = errors.New("too large")
+	// ErrBusy marks a request refused because a capacity limit is
+	// reached (too many jobs); it may succeed later.
+	ErrBusy = errors.New("busy")
 )
 
 // Consistency says how a job's snapshot guarantee is kept across restarts.
@@ -194,6 +197,36 @@ type JobSpec struct {
 	CallbackURL    string      `json:"callbackUrl,omitempty"` // POSTed the job's status when it ends
 	Consistency    Consistency `json:"consistency,omitempty"` // snapshot (default) or strict
 	ScheduleID     string      `json:"scheduleId,omitempty"`  // set on jobs started by a schedule
+	// Verify reads the object back after it is stored and checks it
+	// against its manifest (docs/verify.md); the callback waits for it.
+	Verify bool `json:"verify,omitempty"`
+}
+
+// Verification states of a job with JobSpec.Verify.
+const (
+	VerifyPending = "pending"
+	VerifyRunning = "running"
+	VerifyPassed  = "passed"
+	VerifyFailed  = "failed"
+)
+
+// Verification is the outcome of reading a completed job's object back
+// and comparing its digests with its manifest.
+type Verification struct {
+	Status  string  `json:"status"` // pending, running, passed, failed
+	Tables  int     `json:"tables"`
+	Rows    int64   `json:"rows"`
+	Seconds float64 `json:"seconds"`
+	// Mismatch is the first difference found, or why verification could
+	// not run (then Table is empty).
+	Mismatch *VerifyMismatch `json:"mismatch,omitempty"`
+}
+
+// VerifyMismatch names where a verification failed.
+type VerifyMismatch struct {
+	Table  string `json:"table,omitempty"`
+	Key    string `json:"key,omitempty"`
+	Reason string `json:"reason"`
 }
 
 // Progress is a job's persisted progress, readable at any time. Tables is
@@ -227,6 +260,8 @@ type Job struct {
 	StartedAt   *time.Time  `json:"startedAt,omitempty"`
 	UpdatedAt   time.Time   `json:"updatedAt"`
 	FinishedAt  *time.Time  `json:"finishedAt,omitempty"`
+	// Verification is set on completed jobs whose spec asked for it.
+	Verification *Verification `json:"verification,omitempty"`
 }
 
 // JobQuery selects and pages jobs, newest first.

@@ -114,17 +114,19 @@ var clientAuthorizer = sqlite.AuthorizeFunc(func(a sqlite.Action) sqlite.AuthRes
 	case sqlite.OpAttach, sqlite.OpDetach:
 		return sqlite.AuthResultDeny
 	case sqlite.OpPragma:
-		name := strings.ToLower(a.Pragma())
-		if a.PragmaArg() == "" && readPragmas[name] {
-			return sqlite.AuthResultOK
-		}
-		if namePragmas[name] {
+		if readOnlyPragma(a) {
 			return sqlite.AuthResultOK
 		}
 		return sqlite.AuthResultDeny
 	}
 	return sqlite.AuthResultOK
 })
+
+// readOnlyPragma reports whether a PRAGMA action only reads.
+func readOnlyPragma(a sqlite.Action) bool {
+	name := strings.ToLower(a.Pragma())
+	return namePragmas[name] || (a.PragmaArg() == "" && readPragmas[name])
+}
 
 // namePragmas take an object name as their argument and only read.
 var namePragmas = map[string]bool{

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -70,7 +69,7 @@ func startConformance(t *testing.T, mutate func(*api.Config)) *sbServer {
 		t.Fatal(err)
 	}
 	files.Store = store
-	files.Verify = func(k string, q url.Values) error { return store.Verify(k, q.Get("expires"), q.Get("sig"), time.Now()) }
+	files.Verify, files.Version = store.VerifyQuery, file.Version
 	st, err := state.Open(ctx, filepath.Join(dir, state.FileName), log)
 	if err != nil {
 		t.Fatal(err)

@@ -19,10 +19,19 @@ import (
 type db struct {
 	name string
 	path string
-	pool *sqlitex.Pool
+	pool *connPool
 }
 
-func openDB(name, path string, size int, logger *slog.Logger) (*db, error) {
+// dbOptions configure a hosted database's connections.
+type dbOptions struct {
+	poolSize int
+	// journalSizeLimit is PRAGMA journal_size_limit on every pooled
+	// connection: the size, in bytes, the WAL is truncated to after a
+	// checkpoint resets it (-1: never truncated, SQLite's default).
+	journalSizeLimit int64
+}
+
+func openDB(name, path string, opts dbOptions, logger *slog.Logger) (*db, error) {
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("database %s: %w", name, err)
@@ -42,41 +51,47 @@ func openDB(name, path string, size int, logger *slog.Logger) (*db, error) {
 	if !strings.EqualFold(mode, "wal") {
 		logger.Warn("database is not in WAL mode: exports may block writers", "db", name, "journal_mode", mode)
 	}
-	pool, err := sqlitex.NewPool(path, sqlitex.PoolOptions{
-		Flags:    sqlite.OpenReadWrite | sqlite.OpenCreate,
-		PoolSize: size,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("database %s: pool: %w", name, err)
+	open := func() (*sqlite.Conn, error) {
+		conn, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+		// Per connection: the connection whose commit runs the
+		// automatic checkpoint is the one that truncates the WAL.
+		if err := exec(conn, fmt.Sprintf("PRAGMA journal_size_limit=%d", opts.journalSizeLimit)); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("set journal_size_limit: %w", err)
+		}
+		return conn, nil
 	}
-	return &db{name: name, path: path, pool: pool}, nil
+	// Fail at startup, not at the first request, when the file cannot
+	// be opened read-write.
+	conn, err = open()
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", name, err)
+	}
+	conn.Close()
+	return &db{name: name, path: path, pool: newConnPool(name, opts.poolSize, open)}, nil
 }
 
 func (d *db) close() error {
-	if err := d.pool.Close(); err != nil {
+	if err := d.pool.close(); err != nil {
 		return fmt.Errorf("database %s: close: %w", d.name, err)
 	}
 	return nil
 }
 
-// take returns a pooled connection whose statements are interrupted
-// when ctx ends. Release it with put.
-func (d *db) take(ctx context.Context) (*sqlite.Conn, error) {
-	conn, err := d.pool.Take(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("database %s: %w", d.name, err)
-	}
-	return conn, nil
+// take returns a pooled connection for a request that uses it as use
+// says; its statements are interrupted when ctx ends. Release it with
+// put, which rolls back an open transaction and drops a connection the
+// request left state on (see connPool).
+func (d *db) take(ctx context.Context, use connUse) (*sqlite.Conn, error) {
+	return d.pool.take(ctx, use)
 }
 
-// put returns a connection to the pool, rolling back any transaction a
-// failed request left open.
+// put returns a connection to the pool.
 func (d *db) put(conn *sqlite.Conn) {
-	if !conn.AutocommitEnabled() {
-		conn.SetInterrupt(nil)
-		_ = exec(conn, "ROLLBACK")
-	}
-	d.pool.Put(conn)
+	d.pool.put(conn)
 }
 
 // openRead opens a dedicated read-only connection for a streaming export.

@@ -194,16 +194,23 @@ func (s *Server) handleDownload(w http.ResponseWriter, r *http.Request) error {
 // (/files/{key...}?expires=..&sig=..). The signature is the credential.
 func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) error {
 	f := s.deps.Files
-	if f == nil || f.Store == nil || f.Verify == nil {
+	if f == nil || f.Store == nil || f.Verify == nil || f.Version == nil {
 		return apiErr(http.StatusNotFound, "not_found", "no file store is configured")
 	}
 	key := r.PathValue("key")
-	if err := f.Verify(key, r.URL.Query()); err != nil {
+	version, err := f.Verify(key, r.URL.Query())
+	if err != nil {
 		return apiErr(http.StatusForbidden, "bad_signature", "invalid or expired file URL")
 	}
+	// The signature binds the object's version: an object deleted and
+	// written again at the key is not the one the URL was made for.
+	replaced := apiErr(http.StatusNotFound, "not_found", "the object was replaced or deleted since the URL was signed")
 	info, err := f.Store.Head(r.Context(), key)
 	if err != nil {
 		return err
+	}
+	if f.Version(info) != version {
+		return replaced
 	}
 	etag := ""
 	if info.ETag != "" {
@@ -216,7 +223,11 @@ func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) error {
 	return s.serveObject(w, r, object{
 		size: info.Size, etag: etag, name: path.Base(key), ctype: ctype, modified: info.LastModified,
 		open: func(off, n int64) (io.ReadCloser, error) {
-			rc, _, err := f.Store.Get(r.Context(), key, off, n)
+			rc, info, err := f.Store.Get(r.Context(), key, off, n)
+			if err == nil && f.Version(info) != version {
+				rc.Close()
+				return nil, replaced
+			}
 			return rc, err
 		},
 	})

@@ -70,6 +70,8 @@ func classify(err error) *Error {
 		return apiErr(http.StatusForbidden, "forbidden", msg)
 	case errors.Is(err, sluice.ErrNotFound), errors.Is(err, objstore.ErrNotExist):
 		return apiErr(http.StatusNotFound, "not_found", msg)
+	case errors.Is(err, sluice.ErrBusy):
+		return apiErr(http.StatusTooManyRequests, "too_many_jobs", msg)
 	case errors.Is(err, sluice.ErrConflict):
 		return apiErr(http.StatusConflict, "conflict", msg)
 	case errors.Is(err, sluice.ErrExists), errors.Is(err, objstore.ErrExist):
@@ -111,6 +113,10 @@ func classifySQLite(err error, code sqlite.ResultCode, msg string) *Error {
 	return apiErr(http.StatusInternalServerError, "internal", msg)
 }
 
+// retryAfter is the Retry-After of a 429, in seconds: a job slot frees
+// when a job ends, which is rarely sooner.
+const retryAfter = "30"
+
 // writeError writes err as a JSON error response.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := classify(err)
@@ -118,6 +124,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
 	} else {
 		s.logger.Debug("request rejected", "method", r.Method, "path", r.URL.Path, "status", e.Status, "err", err)
+	}
+	if e.Status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	body := errorBody{Error: e.Message, Code: e.Code}
 	if e.State != "" {

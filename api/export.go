@@ -248,7 +248,7 @@ func (s *Server) checkTables(r *http.Request, d *db, tables []string) error {
 	if len(tables) == 0 {
 		return nil
 	}
-	conn, err := d.take(r.Context())
+	conn, err := d.take(r.Context(), connUse{})
 	if err != nil {
 		return err
 	}

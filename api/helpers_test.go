@@ -8,7 +8,6 @@ import (
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"io"
 	"net/http"
-	"net/url"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -191,10 +190,8 @@ func newEnv(t *testing.T, opts ...envOption) *testEnv {
 	cfg.MaxResultBytes = 1 << 20
 	jobs := newFakeJobs()
 	deps := Deps{
-		Jobs: jobs,
-		Files: &Files{Store: store, Verify: func(key string, q url.Values) error {
-			return store.Verify(key, q.Get("expires"), q.Get("sig"), time.Now())
-		}},
+		Jobs:  jobs,
+		Files: &Files{Store: store, Verify: store.VerifyQuery, Version: file.Version},
 	}
 	for _, o := range opts {
 		o(&cfg, &deps)

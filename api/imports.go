@@ -81,6 +81,41 @@ func (s *Server) importBody(w http.ResponseWriter, r *http.Request) (io.Reader, 
 	return &limitedBody{r: out, left: s.cfg.MaxImportBytes}, closeFn, nil
 }
 
+// recordLimit bounds one record (a CSV or JSON row) of an upload. The
+// table writer calls rowDone after each row; a read that takes the bytes
+// since then over twice max (plus the decoders' buffers) fails with
+// sluice.ErrTooLarge. Twice,
+// because the decoders read ahead by up to their buffer, which after a
+// row near max is about max: so a row over max may pass, one over twice
+// max never does, and memory for one row stays within a few times max.
+type recordLimit struct {
+	r     io.Reader
+	max   int64
+	total int64 // bytes read
+	mark  int64 // total when the last row ended
+}
+
+func (l *recordLimit) Read(p []byte) (int, error) {
+	if l.total-l.mark > 2*l.max+recordSlack {
+		return 0, l.tooLarge()
+	}
+	n, err := l.r.Read(p)
+	l.total += int64(n)
+	if l.total-l.mark > 2*l.max+recordSlack {
+		return 0, l.tooLarge()
+	}
+	return n, err
+}
+
+// recordSlack allows for the decoders' own buffers.
+const recordSlack = 64 << 10
+
+func (l *recordLimit) tooLarge() error {
+	return fmt.Errorf("%w: a row of the upload is over %d bytes (limits.maxImportStatementBytes)", sluice.ErrTooLarge, l.max)
+}
+
+func (l *recordLimit) rowDone() { l.mark = l.total }
+
 // limitedBody bounds the decompressed size and marks read failures as
 // the caller's (a corrupt gzip stream, a connection cut short).
 type limitedBody struct {
@@ -105,7 +140,8 @@ func (l *limitedBody) Read(p []byte) (int, error) {
 
 func bodyError(err error) error {
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) || errors.Is(err, sluice.ErrTooLarge) {
+	var ae *Error
+	if errors.As(err, &mbe) || errors.Is(err, sluice.ErrTooLarge) || errors.As(err, &ae) {
 		return err
 	}
 	return fmt.Errorf("%w: read upload: %v", sluice.ErrInvalid, err)
@@ -139,8 +175,16 @@ func skipLegacyHeader(body io.Reader) io.Reader {
 
 // handleImportDump loads a SQL dump in one transaction, all or nothing.
 func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error {
-	return s.withImport(w, r, func(body io.Reader, conn *sqlite.Conn) error {
-		st, err := sqlload.Load(r.Context(), conn, skipLegacyHeader(body), sqlload.Options{Atomic: true})
+	return s.withImport(w, r, func(d *db, body io.Reader, conn *sqlite.Conn) error {
+		// The dump is untrusted, whoever sends it: sqlload's
+		// authorizer refuses what a dump never needs, and quick_check
+		// runs before the commit.
+		st, err := sqlload.Load(r.Context(), conn, skipLegacyHeader(body), sqlload.Options{
+			Atomic:            true,
+			Check:             true,
+			MaxStatementBytes: int(s.cfg.MaxImportStatementBytes),
+			Authorizer:        d.pool.authorizer(conn),
+		})
 		if err != nil {
 			return sqlErr(err)
 		}
@@ -156,7 +200,7 @@ func (s *Server) handleImportDump(w http.ResponseWriter, r *http.Request) error 
 // withImport resolves the path's database, opens the (possibly
 // compressed) upload and takes a connection, then runs fn over them; it
 // releases all three when fn returns.
-func (s *Server) withImport(w http.ResponseWriter, r *http.Request, fn func(body io.Reader, conn *sqlite.Conn) error) error {
+func (s *Server) withImport(w http.ResponseWriter, r *http.Request, fn func(d *db, body io.Reader, conn *sqlite.Conn) error) error {
 	d, err := s.database(r)
 	if err != nil {
 		return err
@@ -166,12 +210,14 @@ func (s *Server) withImport(w http.ResponseWriter, r *http.Request, fn func(body
 		return err
 	}
 	defer closeBody()
-	conn, err := d.take(r.Context())
+	// A statement or row is at most MaxImportStatementBytes, and so is
+	// any value SQLite builds while loading them.
+	conn, err := d.take(r.Context(), connUse{maxValue: s.cfg.MaxImportStatementBytes})
 	if err != nil {
 		return err
 	}
 	defer d.put(conn)
-	return fn(body, conn)
+	return fn(d, body, conn)
 }
 
 // tableWriter inserts rows into one table inside a transaction, with one
@@ -182,6 +228,8 @@ type tableWriter struct {
 	writable map[string]bool
 	stmts    map[string]*sqlite.Stmt
 	rows     int64
+	// rowDone, if set, is called after each row is inserted.
+	rowDone func()
 }
 
 func newTableWriter(conn *sqlite.Conn, table string) (*tableWriter, error) {
@@ -236,6 +284,9 @@ func (t *tableWriter) insert(st *sqlite.Stmt) error {
 		return fmt.Errorf("row %d: %w", t.rows+1, sqlErr(err))
 	}
 	t.rows++
+	if t.rowDone != nil {
+		t.rowDone()
+	}
 	return nil
 }
 
@@ -257,13 +308,15 @@ func (t *tableWriter) close() {
 // importTable opens the upload and a transaction on the path's table,
 // runs load over them, then commits and reports the rows inserted.
 func (s *Server) importTable(w http.ResponseWriter, r *http.Request, load func(io.Reader, *tableWriter) error) error {
-	return s.withImport(w, r, func(body io.Reader, conn *sqlite.Conn) error {
+	return s.withImport(w, r, func(_ *db, body io.Reader, conn *sqlite.Conn) error {
 		tw, err := newTableWriter(conn, r.PathValue("table"))
 		if err != nil {
 			return err
 		}
 		defer tw.close()
-		if err := load(body, tw); err != nil {
+		rows := &recordLimit{r: body, max: s.cfg.MaxImportStatementBytes}
+		tw.rowDone = rows.rowDone
+		if err := load(rows, tw); err != nil {
 			return err
 		}
 		if err := tw.commit(); err != nil {

@@ -21,7 +21,7 @@ var (
 	exportParams = map[string]bool{
 		"format": true, "table": true, "tables": true, "exclude": true, "chunkSize": true,
 		"callbackUrl": true, "compress": true, "consistency": true, "key": true,
-		"preserveRowids": true,
+		"preserveRowids": true, "verify": true,
 	}
 	listParams = map[string]bool{"table": true, "tables": true, "exclude": true}
 )
@@ -83,7 +83,7 @@ func (p *specParams) addJSON(body map[string]json.RawMessage) error {
 			p.lists[k] = list
 		case k == "chunkSize" && json.Unmarshal(raw, &num) == nil:
 			p.vals[k] = num.String()
-		case (k == "compress" || k == "preserveRowids") && json.Unmarshal(raw, &b) == nil:
+		case (k == "compress" || k == "preserveRowids" || k == "verify") && json.Unmarshal(raw, &b) == nil:
 			p.vals[k] = strconv.FormatBool(b)
 		default:
 			return badRequest("invalid_argument", fmt.Sprintf("field %q has the wrong type", k))
@@ -107,14 +107,26 @@ func (p *specParams) spec(db string) (sluice.JobSpec, error) {
 		}
 		spec.ChunkSize = n
 	}
-	switch v := strings.ToLower(strings.TrimSpace(p.vals["preserveRowids"])); v {
-	case "", "false", "0", "no":
-	case "true", "1", "yes":
-		spec.PreserveRowids = true
-	default:
-		return spec, badRequest("invalid_argument", fmt.Sprintf("preserveRowids must be true or false, not %q", v))
+	var err error
+	if spec.PreserveRowids, err = p.flag("preserveRowids"); err != nil {
+		return spec, err
+	}
+	if spec.Verify, err = p.flag("verify"); err != nil {
+		return spec, err
 	}
 	return spec.Normalize()
+}
+
+// flag reads a boolean option; absent is false.
+func (p *specParams) flag(name string) (bool, error) {
+	switch v := strings.ToLower(strings.TrimSpace(p.vals[name])); v {
+	case "", "false", "0", "no":
+		return false, nil
+	case "true", "1", "yes":
+		return true, nil
+	default:
+		return false, badRequest("invalid_argument", fmt.Sprintf("%s must be true or false, not %q", name, v))
+	}
 }
 
 func splitList(s string) []string {

@@ -26,6 +26,7 @@ type Metrics struct {
 	uploadRetries prometheus.Counter
 	tickDuration  prometheus.Histogram
 	httpDuration  *prometheus.HistogramVec
+	verifications *prometheus.CounterVec
 
 	mu        sync.Mutex
 	counter   JobCounter
@@ -64,8 +65,19 @@ func NewMetrics() *Metrics {
 		m.uploadRetries, m.tickDuration, m.httpDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		jobsCollector{m})
+	m.verifications = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_verifications_total", Help: "Verifications of completed exports against their manifests, by outcome.",
+	}, []string{"outcome"})
+	for _, o := range []string{sluice.VerifyPassed, sluice.VerifyFailed} {
+		m.verifications.WithLabelValues(o)
+	}
+	m.reg.MustRegister(m.verifications)
 	return m
 }
+
+// AddVerification counts one verification with its outcome (passed or
+// failed).
+func (m *Metrics) AddVerification(outcome string) { m.verifications.WithLabelValues(outcome).Inc() }
 
 // Registry returns the registry, for other collectors.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
@@ -93,14 +105,26 @@ func (m *Metrics) AddUploadRetry() { m.uploadRetries.Inc() }
 // ObserveTick records a job tick's duration.
 func (m *Metrics) ObserveTick(d time.Duration) { m.tickDuration.Observe(d.Seconds()) }
 
+// observeHTTP records a request's latency. Every label comes from a
+// bounded set, so that no client can grow the series: the method is one
+// of RFC 9110's (or "other"), the route is the route table's pattern
+// that matched (or "unmatched"), and the status is a number the server
+// chose.
 func (m *Metrics) observeHTTP(method, pattern string, status int, d time.Duration) {
-	if pattern == "" {
-		pattern = "unmatched"
-	}
 	if status == 0 {
 		status = http.StatusOK
 	}
-	m.httpDuration.WithLabelValues(method, pattern, strconv.Itoa(status)).Observe(d.Seconds())
+	m.httpDuration.WithLabelValues(methodLabel(method), pattern, strconv.Itoa(status)).Observe(d.Seconds())
+}
+
+// methodLabel maps a request method to the metric's method label.
+func methodLabel(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return method
+	}
+	return "other"
 }
 
 func (m *Metrics) countJobs(c JobCounter) {

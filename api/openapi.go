@@ -111,7 +111,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
 	sort.Strings(names)
 	for _, n := range names {
 		d := s.dbs[n]
-		conn, err := d.take(r.Context())
+		conn, err := d.take(r.Context(), connUse{})
 		if err != nil {
 			return apiErr(http.StatusServiceUnavailable, "unhealthy", err.Error())
 		}

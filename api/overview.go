@@ -77,7 +77,7 @@ func (s *Server) describeDB(ctx context.Context, d *db) (databaseInfo, error) {
 	if info.WALBytes, err = fileSize(d.path + "-wal"); err != nil {
 		return info, err
 	}
-	conn, err := d.take(ctx)
+	conn, err := d.take(ctx, connUse{})
 	if err != nil {
 		return info, err
 	}

@@ -102,8 +102,11 @@ func decodeQuery(r io.Reader) (queryRequest, error) {
 
 // jsonError turns a decoding error into a 400 (or keeps a 413).
 func jsonError(err error) error {
+	// A body that could not be read (too large, too slow) is not bad
+	// JSON: those errors keep their own status.
 	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
+	var ae *Error
+	if errors.As(err, &mbe) || errors.As(err, &ae) {
 		return err
 	}
 	if errors.Is(err, io.EOF) {
@@ -215,7 +218,7 @@ func bindOne(stmt *sqlite.Stmt, i int, v any) {
 // runSQL runs every statement in sql (params only with a single
 // statement) and returns the encoded result of the last statement that
 // has columns, or of the last statement.
-func (s *Server) runSQL(conn *sqlite.Conn, sql string, p params, raw bool, budget *int64) ([]byte, error) {
+func (s *Server) runSQL(conn *sqlite.Conn, sql string, p params, raw bool, budget *queryBudget) ([]byte, error) {
 	var last []byte
 	lastHasCols := false
 	first := true
@@ -276,8 +279,9 @@ func hasStatement(conn *sqlite.Conn, text string) bool {
 
 // encodeRows steps stmt to the end, encoding its rows as an array of
 // objects, or (raw) as {columns, rows, meta}. budget bounds the bytes of
-// the whole response.
-func encodeRows(conn *sqlite.Conn, stmt *sqlite.Stmt, raw bool, budget *int64) ([]byte, error) {
+// the whole response; a text or blob value is charged before it is
+// copied out of SQLite, so one over the budget is never materialised.
+func encodeRows(conn *sqlite.Conn, stmt *sqlite.Stmt, raw bool, budget *queryBudget) ([]byte, error) {
 	before := totalChanges(conn)
 	ncol := stmt.ColumnCount()
 	names := make([]string, ncol)
@@ -310,6 +314,7 @@ func encodeRows(conn *sqlite.Conn, stmt *sqlite.Stmt, raw bool, budget *int64) (
 			b = append(b, ',')
 		}
 		mark := len(b)
+		var charged int64
 		if raw {
 			b = append(b, '[')
 		} else {
@@ -323,6 +328,14 @@ func encodeRows(conn *sqlite.Conn, stmt *sqlite.Stmt, raw bool, budget *int64) (
 				b = appendJSONString(b, names[i])
 				b = append(b, ':')
 			}
+			if t := stmt.ColumnType(i); t == sqlite.TypeText || t == sqlite.TypeBlob {
+				// Encoded, a value takes at least its own length.
+				n := int64(stmt.ColumnLen(i))
+				if err := budget.take(n); err != nil {
+					return nil, err
+				}
+				charged += n
+			}
 			b = appendValue(b, stmt, i)
 		}
 		if raw {
@@ -331,9 +344,8 @@ func encodeRows(conn *sqlite.Conn, stmt *sqlite.Stmt, raw bool, budget *int64) (
 			b = append(b, '}')
 		}
 		rows++
-		*budget -= int64(len(b) - mark)
-		if *budget < 0 {
-			return nil, badRequest("result_too_large", "the result is over the configured limit; add a LIMIT or use /export/json/{table}")
+		if err := budget.take(int64(len(b)-mark) - charged); err != nil {
+			return nil, err
 		}
 	}
 	if raw {
@@ -458,52 +470,61 @@ func (s *Server) query(w http.ResponseWriter, r *http.Request, raw bool) error {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.QueryTimeout)
 	defer cancel()
-	conn, err := d.take(ctx)
+	client := false
+	if s.auth.enabled() {
+		role, _ := s.auth.role(r)
+		client = role < RoleAdmin
+	}
+	// No value larger than a whole response may be built: SQLite fails
+	// such a statement ("string or blob too big") before allocating it.
+	conn, err := d.take(ctx, connUse{client: client, maxValue: s.cfg.MaxResultBytes})
 	if err != nil {
 		return err
 	}
 	defer d.put(conn)
-	if s.auth.enabled() {
-		if role, _ := s.auth.role(r); role < RoleAdmin {
-			if err := conn.SetAuthorizer(clientAuthorizer); err != nil {
-				return err
-			}
-			defer conn.SetAuthorizer(nil)
-		}
-	}
-	budget := s.cfg.MaxResultBytes
+	budget := newQueryBudget(s.cfg.MaxResultBytes, s.queryMem)
+	defer budget.close()
 
-	var out []byte
+	var results [][]byte
 	if q.Transaction == nil {
-		res, err := s.runSQL(conn, q.SQL, q.Params, raw, &budget)
+		res, err := s.runSQL(conn, q.SQL, q.Params, raw, budget)
 		if err != nil {
 			return timeoutOr(ctx, err)
 		}
-		out = append(append([]byte(`{"result":`), res...), "}\n"...)
+		results = append(results, res)
 	} else {
 		if err := exec(conn, "BEGIN IMMEDIATE"); err != nil {
 			return timeoutOr(ctx, sqlErr(err))
 		}
-		out = append(out, `{"result":[`...)
 		for i, it := range q.Transaction {
-			res, err := s.runSQL(conn, it.SQL, it.Params, raw, &budget)
+			res, err := s.runSQL(conn, it.SQL, it.Params, raw, budget)
 			if err != nil {
 				_ = exec(conn, "ROLLBACK")
 				e := classify(timeoutOr(ctx, err))
 				return &Error{Status: e.Status, Code: e.Code, Message: fmt.Sprintf("transaction[%d]: %s", i, e.Message)}
 			}
-			if i > 0 {
-				out = append(out, ',')
-			}
-			out = append(out, res...)
+			results = append(results, res)
 		}
 		if err := exec(conn, "COMMIT"); err != nil {
 			return timeoutOr(ctx, sqlErr(err))
 		}
-		out = append(out, "]}\n"...)
 	}
+	// Written piece by piece: the response is not copied once more.
 	w.Header().Set("Content-Type", "application/json")
-	w.Write(out)
+	if q.Transaction == nil {
+		w.Write([]byte(`{"result":`))
+		w.Write(results[0])
+		w.Write([]byte("}\n"))
+		return nil
+	}
+	w.Write([]byte(`{"result":[`))
+	for i, res := range results {
+		if i > 0 {
+			w.Write([]byte{','})
+		}
+		w.Write(res)
+	}
+	w.Write([]byte("]}\n"))
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -60,16 +61,32 @@ func (s *Server) routes() []route {
 // routes, under /db/{db}.
 func (s *Server) register(rt route) {
 	h := s.guard(rt)
-	s.mux.Handle(rt.Method+" "+rt.Path, h)
+	patterns := []string{rt.Method + " " + rt.Path}
 	if rt.PerDB {
-		s.mux.Handle(rt.Method+" /db/{db}"+rt.Path, h)
+		patterns = append(patterns, rt.Method+" /db/{db}"+rt.Path)
 	}
+	for _, p := range patterns {
+		s.mux.Handle(p, h)
+		s.patterns[p] = true
+	}
+}
+
+// routeLabel is the metrics label of the pattern the mux chose: a
+// pattern of the route table, or "unmatched". The mux also names paths
+// of its own (a CONNECT redirect names the request's path), which must
+// never become a label.
+func (s *Server) routeLabel(pattern string) string {
+	if s.patterns[pattern] {
+		return pattern
+	}
+	return "unmatched"
 }
 
 // guard applies auth and turns a handler's error into a JSON response.
 func (s *Server) guard(rt route) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.auth.check(r, rt.Role); err != nil {
+			refuseBody(w, r)
 			var ae *Error
 			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="sluice"`)
@@ -86,9 +103,13 @@ func (s *Server) guard(rt route) http.Handler {
 				// Headers are out: all we can do is cut the response
 				// short, so the client sees a broken transfer rather
 				// than a truncated file that looks complete.
-				if r.Context().Err() != nil {
+				switch {
+				case r.Context().Err() != nil:
 					s.logger.Debug("client went away", "path", r.URL.Path, "err", err)
-				} else {
+				case errors.Is(err, os.ErrDeadlineExceeded):
+					s.logger.Warn("response cut off: the client read slower than the minimum rate",
+						"path", r.URL.Path, "remote", r.RemoteAddr, "min_rate", s.cfg.MinResponseRate, "stall", s.cfg.StallTimeout)
+				default:
 					s.logger.Error("response aborted", "path", r.URL.Path, "err", err)
 				}
 				panic(http.ErrAbortHandler)
@@ -105,6 +126,7 @@ type statusWriter struct {
 	status int
 	wrote  bool
 	bytes  int64
+	out    *rateBudget // the minimum rate at which the client must read
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -120,7 +142,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 		w.status = http.StatusOK
 		w.wrote = true
 	}
-	n, err := w.ResponseWriter.Write(b)
+	n, err := w.out.do(func() (int, error) { return w.ResponseWriter.Write(b) })
 	w.bytes += int64(n)
 	return n, err
 }
@@ -135,7 +157,7 @@ func (w *statusWriter) Flush() {
 			w.status = http.StatusOK
 			w.wrote = true
 		}
-		f.Flush()
+		w.out.do(func() (int, error) { f.Flush(); return 0, nil })
 	}
 }
 
@@ -144,12 +166,13 @@ func (w *statusWriter) Flush() {
 func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw, r := s.limitTransfer(w, r)
 		h, pattern := mux.Handler(r)
 		defer func() {
+			sw.out.arm() // for the flush after the handler
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
-					s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
+					s.metrics.observeHTTP(r.Method, s.routeLabel(pattern), sw.status, time.Since(start))
 					panic(v)
 				}
 				s.logger.Error("panic in handler", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
@@ -159,7 +182,7 @@ func (s *Server) wrap(mux *http.ServeMux) http.Handler {
 					panic(http.ErrAbortHandler)
 				}
 			}
-			s.metrics.observeHTTP(r.Method, pattern, sw.status, time.Since(start))
+			s.metrics.observeHTTP(r.Method, s.routeLabel(pattern), sw.status, time.Since(start))
 		}()
 		if !s.auth.enabled() {
 			if err := s.checkNoToken(r); err != nil {

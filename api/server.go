@@ -71,8 +71,12 @@ func (f DumperFunc) Dump(ctx context.Context, w io.Writer, dbPath string, opts d
 // Files serves the file store's presigned URLs (GET /files/{key...}).
 type Files struct {
 	Store objstore.Store
-	// Verify checks the presigned URL's query (expires, sig) for key.
-	Verify func(key string, query url.Values) error
+	// Verify checks the presigned URL's query for key and returns the
+	// version of the object it was signed for.
+	Verify func(key string, query url.Values) (version string, err error)
+	// Version names the version of a stored object, as Verify does; a
+	// URL serves only the version it was signed for.
+	Version func(objstore.ObjectInfo) string
 }
 
 // Deps are the services the server uses. Jobs and Files may be nil
@@ -109,13 +113,30 @@ type Config struct {
 	CORSAllowOrigins []string
 	Version          string // sluice's version, shown by GET /
 
-	MaxBodyBytes      int64         // JSON request bodies
-	MaxImportBytes    int64         // import bodies, after decompression
-	MaxResultBytes    int64         // a /query response
-	QueryTimeout      time.Duration // per /query request
+	MaxBodyBytes   int64         // JSON request bodies
+	MaxImportBytes int64         // import bodies, after decompression
+	MaxResultBytes int64         // a /query response, and the largest value SQLite may build for one
+	MaxQueryMemory int64         // the response bytes of all /query requests in flight together
+	QueryTimeout   time.Duration // per /query request
+	// MaxImportStatementBytes bounds one statement of /import/dump and
+	// one row of /import/csv and /import/json (413 above it), and the
+	// largest value SQLite may build during an import.
+	MaxImportStatementBytes int64
+	// JournalSizeLimit is PRAGMA journal_size_limit on the served
+	// databases: the WAL is truncated to this size after a checkpoint
+	// resets it; -1 never truncates.
+	JournalSizeLimit  int64
 	PoolSize          int           // connections per database
 	DownloadURLExpiry time.Duration // lifetime of a status downloadUrl
 	ShutdownTimeout   time.Duration // how long Close waits for requests
+
+	// Connection limits; docs/security.md explains them.
+	MaxConnections    int           // client connections open at once; more wait in the backlog
+	ReadHeaderTimeout time.Duration // to read a request's headers
+	IdleTimeout       time.Duration // a keep-alive connection waiting for its next request
+	StallTimeout      time.Duration // longest a body or response may run below its minimum rate
+	MinBodyRate       int64         // bytes/s a request body must arrive at, over StallTimeout
+	MinResponseRate   int64         // bytes/s a client must read a response at, over StallTimeout
 }
 
 // Defaults.
@@ -123,20 +144,38 @@ const (
 	DefaultMaxBodyBytes   = 10 << 20
 	DefaultMaxImportBytes = 1 << 30
 	DefaultMaxResultBytes = 32 << 20
+	DefaultMaxQueryMemory = 128 << 20
+	// DefaultMaxImportStatementBytes allows a row holding a 32 MiB
+	// BLOB, written as hex, in a dump.
+	DefaultMaxImportStatementBytes = 64 << 20
+	DefaultJournalSizeLimit        = 64 << 20
+
+	DefaultMaxConnections  = 1024
+	DefaultMinBodyRate     = 4 << 10
+	DefaultMinResponseRate = 16 << 10
 )
 
 // NewConfig returns a Config with the defaults filled in.
 func NewConfig() Config {
 	return Config{
-		Listen:            "127.0.0.1:8080",
-		MaxBodyBytes:      DefaultMaxBodyBytes,
-		MaxImportBytes:    DefaultMaxImportBytes,
-		MaxResultBytes:    DefaultMaxResultBytes,
-		QueryTimeout:      30 * time.Second,
-		PoolSize:          8,
-		DownloadURLExpiry: time.Hour,
-		ShutdownTimeout:   5 * time.Second,
-		CORSAllowOrigins:  []string{"*"},
+		Listen:                  "127.0.0.1:8080",
+		MaxBodyBytes:            DefaultMaxBodyBytes,
+		MaxImportBytes:          DefaultMaxImportBytes,
+		MaxResultBytes:          DefaultMaxResultBytes,
+		QueryTimeout:            30 * time.Second,
+		MaxQueryMemory:          DefaultMaxQueryMemory,
+		MaxImportStatementBytes: DefaultMaxImportStatementBytes,
+		JournalSizeLimit:        DefaultJournalSizeLimit,
+		PoolSize:                8,
+		DownloadURLExpiry:       time.Hour,
+		ShutdownTimeout:         5 * time.Second,
+		MaxConnections:          DefaultMaxConnections,
+		ReadHeaderTimeout:       10 * time.Second,
+		IdleTimeout:             time.Minute,
+		StallTimeout:            30 * time.Second,
+		MinBodyRate:             DefaultMinBodyRate,
+		MinResponseRate:         DefaultMinResponseRate,
+		CORSAllowOrigins:        []string{"*"},
 	}
 }
 
@@ -154,7 +193,11 @@ type Server struct {
 	mux     *http.ServeMux
 	openapi []byte
 	console map[string]consoleFile // the web console's files, by path under /ui/
-	public  *url.URL               // Config.PublicURL, parsed; nil when not set
+	// queryMem is the memory all /query responses in flight share.
+	queryMem *memBudget
+	public   *url.URL // Config.PublicURL, parsed; nil when not set
+	// patterns are the mux patterns registered from the route table.
+	patterns map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -176,6 +219,15 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	if cfg.MaxResultBytes <= 0 {
 		cfg.MaxResultBytes = def.MaxResultBytes
 	}
+	if cfg.MaxQueryMemory <= 0 {
+		cfg.MaxQueryMemory = def.MaxQueryMemory
+	}
+	if cfg.MaxImportStatementBytes <= 0 {
+		cfg.MaxImportStatementBytes = def.MaxImportStatementBytes
+	}
+	if cfg.JournalSizeLimit == 0 {
+		cfg.JournalSizeLimit = def.JournalSizeLimit
+	}
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = def.QueryTimeout
 	}
@@ -188,13 +240,31 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = def.ShutdownTimeout
 	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = def.MaxConnections
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = def.ReadHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = def.IdleTimeout
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = def.StallTimeout
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = def.MinBodyRate
+	}
+	if cfg.MinResponseRate <= 0 {
+		cfg.MinResponseRate = def.MinResponseRate
+	}
 	if len(cfg.Databases) == 0 {
 		return nil, fmt.Errorf("api: no databases configured")
 	}
 	if logger == nil {
 		return nil, fmt.Errorf("api: nil logger")
 	}
-	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}}
+	s := &Server{cfg: cfg, deps: deps, logger: logger, dbs: map[string]*db{}, queryMem: &memBudget{max: cfg.MaxQueryMemory}}
 	var err error
 	if s.public, err = parsePublicURL(cfg.PublicURL); err != nil {
 		return nil, err
@@ -223,7 +293,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 			s.closeDBs()
 			return nil, fmt.Errorf("api: database %q configured twice", d.Name)
 		}
-		h, err := openDB(d.Name, d.Path, cfg.PoolSize, logger)
+		h, err := openDB(d.Name, d.Path, dbOptions{poolSize: cfg.PoolSize, journalSizeLimit: cfg.JournalSizeLimit}, logger)
 		if err != nil {
 			s.closeDBs()
 			return nil, fmt.Errorf("api: %w", err)
@@ -246,6 +316,7 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.mux = http.NewServeMux()
+	s.patterns = map[string]bool{}
 	for _, rt := range s.routes() {
 		s.register(rt)
 	}
@@ -294,7 +365,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("api: listen: %w", err)
 	}
-	s.ln = ln
+	s.ln = newLimitListener(ln, s.cfg.MaxConnections)
 	return nil
 }
 
@@ -329,10 +400,11 @@ func (s *Server) Serve() error {
 	}
 	s.srv = &http.Server{
 		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No read or write timeout: uploads and streamed dumps may
-		// take as long as they need.
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		// No overall read or write timeout: uploads and streamed dumps
+		// may take as long as they need, as long as they keep the
+		// minimum rates (see rateBudget).
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:    slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}

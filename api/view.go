@@ -64,6 +64,8 @@ type jobView struct {
 	StartedAt   *time.Time         `json:"startedAt,omitempty"`
 	UpdatedAt   time.Time          `json:"updatedAt"`
 	FinishedAt  *time.Time         `json:"finishedAt,omitempty"`
+	// Verification is set for jobs submitted with "verify": true.
+	Verification *sluice.Verification `json:"verification,omitempty"`
 }
 
 // progressView is PR #251's DumpJobProgress (times in epoch
@@ -115,6 +117,7 @@ func view(job *sluice.Job, base string) jobView {
 		Database:    job.Spec.Database, Spec: job.Spec, Consistency: job.Consistency, Resumed: job.Resumed,
 		Key: job.Key, Size: job.Size, SHA256: job.SHA256,
 		CreatedAt: job.CreatedAt, StartedAt: job.StartedAt, UpdatedAt: job.UpdatedAt, FinishedAt: job.FinishedAt,
+		Verification: job.Verification,
 	}
 }
 

@@ -59,6 +59,9 @@ type Options struct {
 	PreserveRowids bool          // keep implicit rowids, as sqlite3 --preserve-rowids
 	ChunkSize      int           // rows per page; 0 means DefaultChunkSize
 	BusyTimeout    time.Duration // how long to wait for a locked database; 0 means 5s
+	// DigestOnly computes the digests of Format's plan and writes no
+	// bytes (verification); it is not part of the dump's content.
+	DigestOnly bool `json:"-"`
 	// Gate, if set, is shared by dumps that must not take every core
 	// between them (see Gate). It is not part of the dump's content.
 	Gate *Gate `json:"-"`
@@ -76,6 +79,9 @@ type Cursor struct {
 	TablesDone int    `json:"tablesDone"`      // tables finished before this position
 	Done       bool   `json:"done"`            // the dump is complete
 	State      []byte `json:"state,omitempty"` // format-specific state (for example the zip directory so far)
+	// Digest is the per-table digest state (docs/verify.md). A cursor
+	// past the start without it resumes without digests.
+	Digest *DigestState `json:"digest,omitempty"`
 }
 
 // Key is a keyset-pagination key: the rowid, or the primary key values of
@@ -93,6 +99,8 @@ type KeyValue struct {
 type Plan struct {
 	Tables         []TableInfo // selected tables, in dump order
 	EstimatedBytes int64       // estimate of the uncompressed output size
+	PageSize       int64       // the database's page size
+	PageCount      int64       // the database's page count in the snapshot
 }
 
 // TableInfo describes one selected table.

@@ -63,6 +63,15 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 
 	wr := &dumpWriter{w: w, f: f, cur: from, out: make([]byte, 0, flushAt+flushAt/4)}
 	wr.cur.State = nil
+	wr.cur.Digest = nil
+	if from.Step == 0 && from.After == nil {
+		wr.dg = newDigester()
+	} else if from.Digest != nil {
+		wr.dg = newDigester()
+		if err := wr.dg.restore(from.Digest, from.After != nil); err != nil {
+			return from, err
+		}
+	}
 	var cur Cursor
 	if g := s.opts.Gate; g != nil && g.nice > 0 {
 		// A goroutine of its own, so that only it is pinned to the
@@ -114,6 +123,7 @@ type dumpWriter struct {
 	f   formatter
 	cur Cursor // position of the next byte; Bytes counts what w accepted
 	out []byte
+	dg  *digester // nil when resumed from a cursor without digest state
 }
 
 func (d *dumpWriter) flush() error {
@@ -139,6 +149,9 @@ func (d *dumpWriter) mark(checkpoint func(Cursor) error) (stop bool, err error) 
 	}
 	c := d.cur
 	c.State = d.f.state()
+	if d.dg != nil {
+		c.Digest = d.dg.state(c.After != nil)
+	}
 	if err := checkpoint(c); err != nil {
 		if errors.Is(err, ErrStop) {
 			d.cur = c
@@ -168,6 +181,9 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 				d.f.schema(&d.out, st.stmt)
 			}
 			d.f.beginTable(&d.out, &t.meta)
+			if !mid && d.dg != nil {
+				d.dg.beginTable(&t.meta)
+			}
 			if t.rows {
 				for {
 					var pg *page
@@ -194,7 +210,11 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 						return d.cur, ctx.Err()
 					}
 					for r := 0; r < pg.rows; r++ {
-						d.f.row(&d.out, &t.meta, pg.vals[r*pg.ncols:(r+1)*pg.ncols:(r+1)*pg.ncols])
+						row := pg.vals[r*pg.ncols : (r+1)*pg.ncols : (r+1)*pg.ncols]
+						d.f.row(&d.out, &t.meta, row)
+						if d.dg != nil {
+							d.dg.row(row)
+						}
 						if len(d.out) >= flushAt {
 							gate.leave()
 							if err := d.flush(); err != nil {
@@ -232,6 +252,9 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 				}
 			}
 			d.f.endTable(&d.out, &t.meta)
+			if d.dg != nil {
+				d.dg.endTable(&t.meta)
+			}
 			d.cur.TablesDone++
 		}
 		d.cur.Step = i + 1
@@ -245,6 +268,9 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 				return d.cur, err
 			}
 			d.cur.Done = true
+			if d.dg != nil {
+				d.cur.Digest = d.dg.state(false)
+			}
 			return d.cur, nil
 		}
 		if stop, err := d.mark(checkpoint); stop || err != nil {

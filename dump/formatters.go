@@ -9,6 +9,9 @@ import (
 // newFormatter returns the formatter for opts.Format. The switch is the
 // one place that knows every format; there is no registry.
 func newFormatter(opts Options) (formatter, error) {
+	if opts.DigestOnly {
+		return nopFormatter{}, nil
+	}
 	switch opts.Format {
 	case sluice.FormatSQL, "":
 		return &sqlFormatter{dataOnly: opts.DataOnly}, nil

@@ -232,6 +232,7 @@ func (s *Source) buildPlan() error {
 	fmt.Sscan(pageCount, &pc)
 	fmt.Sscan(pageSize, &ps)
 	s.plan.EstimatedBytes = pc * ps
+	s.plan.PageSize, s.plan.PageCount = ps, pc
 	return nil
 }
 

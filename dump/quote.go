@@ -43,6 +43,7 @@ func needsQuote(name string) bool {
 }
 
 func isASCIIAlpha(c byte) bool { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') }
+func isDigit(c byte) bool      { return c >= '0' && c <= '9' }
 
 // appendIdent appends name as sqlite3 .dump writes it: bare when that is
 // safe, else in double quotes with inner quotes doubled.

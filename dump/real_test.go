@@ -12,7 +12,7 @@ import (
 // same double as the big.Float emulation of x87 long double arithmetic.
 func TestRealFastPathMatchesBig(t *testing.T) {
 	var fast, slow realWriter
-	slow.slow = true
+	slow.p.Slow = true
 	r := rand.New(rand.NewSource(3))
 	for i := 0; i < 200000; i++ {
 		var f float64

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/sluice-dev/sluice"
@@ -78,7 +79,11 @@ func TestResumeEveryBoundary(t *testing.T) {
 					t.Fatal(err)
 				}
 				totalRows := final.Rows
+				wantDigests, ok := src.Digests(final)
 				src.Close()
+				if !ok || len(wantDigests.Tables) != len(src.Plan().Tables) {
+					t.Fatalf("uninterrupted dump: digests %+v, ok %v", wantDigests, ok)
+				}
 				if len(marks) < 20 && opts.Tables == nil || len(marks) < 5 {
 					t.Fatalf("only %d checkpoints with ChunkSize 1", len(marks))
 				}
@@ -117,7 +122,11 @@ func TestResumeEveryBoundary(t *testing.T) {
 					}
 					var rest bytes.Buffer
 					end, err := src2.Dump(ctx, &rest, back, nil)
+					gotDigests, ok := src2.Digests(end)
 					src2.Close()
+					if !ok || !reflect.DeepEqual(gotDigests, wantDigests) {
+						t.Fatalf("resume from %s: digests %+v, want %+v", js, gotDigests, wantDigests)
+					}
 					if err != nil {
 						t.Fatalf("resume from %s: %v", js, err)
 					}

@@ -54,6 +54,7 @@ func TestSubmitBadInput(t *testing.T) {
 		{"private callback", sluice.JobSpec{CallbackURL: "http://10.0.0.1/"}, sluice.ErrInvalid, "callback"},
 		{"callback scheme", sluice.JobSpec{CallbackURL: "file:///etc/passwd"}, sluice.ErrInvalid, "not an http(s) URL"},
 		{"reserved key", sluice.JobSpec{Key: ".sluice/x"}, sluice.ErrInvalid, "reserved"},
+		{"manifest key", sluice.JobSpec{Key: "a.sql.manifest.json"}, sluice.ErrInvalid, "reserved for manifests"},
 		{"reserved key root", sluice.JobSpec{Key: ".sluice"}, sluice.ErrInvalid, "reserved"},
 	}
 	for _, tc := range tests {

@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/objstore/file"
 	"github.com/sluice-dev/sluice/state"
+	"github.com/sluice-dev/sluice/verify"
 )
 
 const testPartSize = 64 << 10
@@ -32,9 +33,15 @@ type testStore struct {
 	crashed   atomic.Bool
 	failParts atomic.Int64 // fail this many UploadPart calls with a retryable error first
 	crashPut  atomic.Bool  // the next successful Put "kills the process"
+	// corruptManifests changes a digest in every manifest stored.
+	corruptManifests atomic.Bool
 }
 
 func (s *testStore) Put(ctx context.Context, key string, r io.Reader, size int64, opts objstore.PutOptions) (objstore.ObjectInfo, error) {
+	if s.corruptManifests.Load() && verify.IsManifestKey(key) {
+		b := corruptManifest(r)
+		r, size = bytes.NewReader(b), int64(len(b))
+	}
 	info, err := s.Store.Put(ctx, key, r, size, opts)
 	if err == nil && s.crashPut.CompareAndSwap(true, false) {
 		s.crashed.Store(true)
@@ -288,6 +295,7 @@ func assertClean(t *testing.T, store objstore.Store, keys ...string) {
 	want := map[string]bool{}
 	for _, k := range keys {
 		want[k] = true
+		want[verify.ManifestKey(k)] = true // a completed export's manifest is part of it
 	}
 	for _, o := range objs {
 		if !want[o.Key] {

@@ -156,8 +156,9 @@ func (s *Service) applyRetention(ctx context.Context, name string) error {
 	}
 	now := s.now()
 	var errs []error
+	verified := lastVerified(done)
 	for i, j := range done { // newest first
-		if i == 0 {
+		if i == 0 || j == verified {
 			continue
 		}
 		old := sc.MaxAge > 0 && j.FinishedAt != nil && now.Sub(*j.FinishedAt) > sc.MaxAge
@@ -174,6 +175,18 @@ func (s *Service) applyRetention(ctx context.Context, name string) error {
 	return errors.Join(errs...)
 }
 
+// lastVerified returns the newest export that passed verification, which
+// retention keeps so that a failed verification of a newer one never
+// leaves a schedule without a verified export; nil if none passed.
+func lastVerified(done []*sluice.Job) *sluice.Job {
+	for _, j := range done {
+		if j.Verification != nil && j.Verification.Status == sluice.VerifyPassed {
+			return j
+		}
+	}
+	return nil
+}
+
 // deleteJob removes a finished job's object, any incomplete upload at
 // its key, and then its record.
 func (s *Service) deleteJob(ctx context.Context, j *sluice.Job) error {
@@ -181,8 +194,8 @@ func (s *Service) deleteJob(ctx context.Context, j *sluice.Job) error {
 		return err
 	}
 	if j.State == sluice.StateCompleted {
-		if err := s.store.Delete(ctx, j.Key); err != nil {
-			return fmt.Errorf("delete %s: %w", j.Key, err)
+		if err := s.deleteExport(ctx, j.Key); err != nil {
+			return err
 		}
 	}
 	return s.st.Update(ctx, func(tx *state.Tx) error { return tx.DeleteJob(j.ID) })

@@ -146,6 +146,8 @@ func (s *Service) run(t state.Task) {
 		err = s.runSchedule(soft, t)
 	case kindHousekeeping:
 		err = s.runHousekeeping(soft, t)
+	case kindVerify:
+		err = s.runVerify(soft, t)
 	default:
 		err = fmt.Errorf("unknown task kind %q", t.Kind)
 		s.finish(t)

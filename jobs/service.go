@@ -29,6 +29,7 @@ import (
 	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/state"
+	"github.com/sluice-dev/sluice/verify"
 )
 
 // Source is an opened, read-only snapshot of a database being dumped.
@@ -63,6 +64,7 @@ type Config struct {
 
 	TickBudget  time.Duration // longest a tick runs before it yields; default 20s
 	MaxRunning  int           // jobs running at once, across processes; default 4
+	MaxQueued   int           // jobs queued or running at once; Submit refuses more (sluice.ErrBusy); default 100
 	Workers     int           // tasks run at once in this process; default 4
 	Lease       time.Duration // task lease, renewed while a task runs; default 30s
 	Poll        time.Duration // idle poll of the task table; default 1s
@@ -109,6 +111,13 @@ type Config struct {
 	// housekeeping may abort it as an orphan; default 1h.
 	OrphanGrace time.Duration
 
+	// Restore loads a SQL dump into a new database file, for the
+	// verification of jobs with JobSpec.Verify; cmd/sluice passes the
+	// function `sluice restore` uses. Nil makes such verifications fail.
+	Restore verify.Restorer
+	// Version is sluice's version, written into manifests.
+	Version string
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -132,6 +141,7 @@ func (c *Config) setDefaults() {
 	def(&c.Housekeeping, time.Hour)
 	def(&c.OrphanGrace, time.Hour)
 	defInt(&c.MaxRunning, 4)
+	defInt(&c.MaxQueued, 100)
 	defInt(&c.Workers, 4)
 	defInt(&c.ChunkSize, dump.DefaultChunkSize)
 	defInt(&c.MaxAttempts, 5)

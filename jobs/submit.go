@@ -11,6 +11,7 @@ import (
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/state"
+	"github.com/sluice-dev/sluice/verify"
 )
 
 // Submit validates spec and queues a job for it. Validation errors wrap
@@ -39,17 +40,42 @@ func (s *Service) Submit(ctx context.Context, spec sluice.JobSpec) (*sluice.Job,
 		return nil, err
 	}
 	err = s.st.Update(ctx, func(tx *state.Tx) error {
+		// Counted in the transaction that inserts, so that concurrent
+		// submits cannot all pass the check.
+		if err := s.checkQueue(tx); err != nil {
+			return err
+		}
 		if err := tx.InsertJob(job); err != nil {
 			return err
 		}
 		return tx.PutTask(state.Task{Kind: kindTick, Key: state.TickKey(job.ID), DueAt: now})
 	})
+	if errors.Is(err, sluice.ErrBusy) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("jobs: submit: %w", err)
 	}
 	s.log.Info("jobs: job queued", "job", job.ID, "database", spec.Database, "path", path, "key", job.Key)
 	s.poke()
 	return job, nil
+}
+
+// checkQueue refuses a new job when Config.MaxQueued jobs are already
+// queued or running.
+func (s *Service) checkQueue(tx *state.Tx) error {
+	n := 0
+	for _, st := range []sluice.State{sluice.StateQueued, sluice.StateRunning} {
+		c, err := tx.CountJobs(st)
+		if err != nil {
+			return err
+		}
+		n += c
+	}
+	if n >= s.cfg.MaxQueued {
+		return fmt.Errorf("jobs: %w: %d jobs are queued or running, the limit (limits.maxQueuedJobs); retry when some have finished", sluice.ErrBusy, n)
+	}
+	return nil
 }
 
 // validate normalises spec (sluice.JobSpec.Normalize) and checks what
@@ -74,6 +100,10 @@ func (s *Service) validate(ctx context.Context, spec sluice.JobSpec) (sluice.Job
 		// cannot be accepted for a key its upload would be refused.
 		if err := objstore.ValidateKey(spec.Key); err != nil {
 			return spec, "", nil, fmt.Errorf("jobs: %w: %w", sluice.ErrInvalid, err)
+		}
+		if verify.IsManifestKey(spec.Key) {
+			// Another job's manifest could be written over it.
+			return spec, "", nil, fmt.Errorf("jobs: %w: key %q: keys ending in %s are reserved for manifests", sluice.ErrInvalid, spec.Key, verify.ManifestSuffix)
 		}
 	}
 	if spec.CallbackURL != "" {

@@ -453,6 +453,9 @@ func (s *Service) fence(tx *state.Tx, t state.Task, jobID string) error {
 // completeJob records a finished upload: completed state, size, SHA-256,
 // no checkpoint, and the callback queued, all in one transaction.
 func (s *Service) completeJob(ctx context.Context, t state.Task, job *sluice.Job, size int64, sum string, parts int) error {
+	if err := s.writeManifest(ctx, job, size, sum); err != nil {
+		return err
+	}
 	now := s.now()
 	err := s.st.Update(ctx, func(tx *state.Tx) error {
 		if err := s.fence(tx, t, job.ID); err != nil {
@@ -468,11 +471,11 @@ func (s *Service) completeJob(ctx context.Context, t state.Task, job *sluice.Job
 		if err := tx.DeleteCheckpoint(job.ID); err != nil {
 			return err
 		}
-		return s.queueCallback(tx, job)
+		return s.afterComplete(tx, job)
 	})
 	if errors.Is(err, errCancelled) {
 		// Cancelled while completing: the object is ours and unwanted.
-		if derr := s.store.Delete(s.hardCtx, job.Key); derr != nil {
+		if derr := s.deleteExport(s.hardCtx, job.Key); derr != nil {
 			return errors.Join(err, derr)
 		}
 		return err
@@ -551,6 +554,9 @@ func (s *Service) cleanup(ctx context.Context, jobID string) error {
 	}
 	// Uploads created after the last checkpoint are not in it.
 	if err := s.abortUploadsOf(ctx, jobID, ""); err != nil {
+		return err
+	}
+	if err := s.removeManifestOf(ctx, jobID); err != nil {
 		return err
 	}
 	s.removeSnapshot(jobID)

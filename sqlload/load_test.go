@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -96,8 +97,8 @@ func TestSplitIncomplete(t *testing.T) {
 
 func TestSplitTooLong(t *testing.T) {
 	sp := newSplitter(strings.NewReader("SELECT '"+strings.Repeat("x", 100)+"';"), 50)
-	if _, _, err := sp.next(); !errors.Is(err, errTooLong) {
-		t.Fatalf("err = %v, want errTooLong", err)
+	if _, _, err := sp.next(); !errors.Is(err, ErrTooLong) {
+		t.Fatalf("err = %v, want ErrTooLong", err)
 	}
 }
 
@@ -346,4 +347,39 @@ func TestLoadCorpus(t *testing.T) {
 			t.Errorf("CRLF inside a literal not kept: %s", got)
 		}
 	})
+}
+
+// TestSplitTooLongMemory: refusing a statement over the limit allocates
+// about twice the limit, not the statement's size.
+func TestSplitTooLongMemory(t *testing.T) {
+	const max = 8 << 20
+	in := io.MultiReader(strings.NewReader("INSERT INTO t VALUES('"), &repeatReader{b: 'x', n: 5 * max})
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := newSplitter(in, max).next()
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrTooLong) {
+		t.Fatalf("err = %v, want ErrTooLong", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 2*max+max/4 {
+		t.Errorf("allocated %d bytes to refuse a statement over %d", got, max)
+	}
+}
+
+// repeatReader reads n copies of b.
+type repeatReader struct {
+	b byte
+	n int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(len(p), r.n)]
+	for i := range p {
+		p[i] = r.b
+	}
+	r.n -= len(p)
+	return len(p), nil
 }

@@ -2,14 +2,9 @@ package sqlload
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 )
-
-// errTooLong is returned by the splitter when one statement exceeds the
-// configured maximum.
-var errTooLong = errors.New("statement too long")
 
 // lexical states of the splitter.
 const (
@@ -86,6 +81,10 @@ type splitter struct {
 	sawToken bool
 }
 
+// bigStatement is the size past which the splitter does not keep a
+// statement's buffer for the next one.
+const bigStatement = 4 << 20
+
 func newSplitter(r io.Reader, max int) *splitter {
 	return &splitter{r: r, rbuf: make([]byte, 64<<10), max: max}
 }
@@ -96,6 +95,11 @@ func newSplitter(r io.Reader, max int) *splitter {
 // returns io.EOF, or an error if an incomplete statement remains. The
 // returned slice is valid until the next call.
 func (s *splitter) next() (stmt []byte, first string, err error) {
+	if cap(s.buf) > bigStatement {
+		// Let the memory of a very large statement go rather than
+		// keep it for the rest of the script.
+		s.buf = nil
+	}
 	s.buf = s.buf[:0]
 	s.first = ""
 	s.sawToken = false
@@ -120,8 +124,9 @@ func (s *splitter) next() (stmt []byte, first string, err error) {
 		}
 		i, done := s.scan(s.chunk)
 		if len(s.buf)+i > s.max {
-			return nil, "", fmt.Errorf("%w: over %d bytes", errTooLong, s.max)
+			return nil, "", fmt.Errorf("%w: over %d bytes", ErrTooLong, s.max)
 		}
+		s.grow(i)
 		s.buf = append(s.buf, s.chunk[:i]...)
 		s.n += int64(i)
 		s.chunk = s.chunk[i:]
@@ -134,6 +139,25 @@ func (s *splitter) next() (stmt []byte, first string, err error) {
 			return s.buf, s.first, nil
 		}
 	}
+}
+
+// grow makes room for n more bytes of statement. It doubles the
+// buffer, up to max: append would grow a large buffer by a quarter at a
+// time, and the arrays it leaves behind add up to several times the
+// statement before the garbage collector frees them. Doubling leaves at
+// most the statement's size behind.
+func (s *splitter) grow(n int) {
+	need := len(s.buf) + n
+	if need <= cap(s.buf) {
+		return
+	}
+	c := max(2*cap(s.buf), 64<<10, need)
+	if c > s.max && need <= s.max {
+		c = s.max
+	}
+	b := make([]byte, len(s.buf), c)
+	copy(b, s.buf)
+	s.buf = b
 }
 
 // finish settles what is pending at the end of the input.

@@ -12,13 +12,20 @@ import (
 const jobColumns = `id, spec, state, progress, error, key, size, sha256, consistency, resumed,
 	created_at, started_at, updated_at, finished_at`
 
+// progressRecord is what the progress column holds: the progress and,
+// beside it, the verification outcome (one JSON object, so no migration).
+type progressRecord struct {
+	sluice.Progress
+	Verification *sluice.Verification `json:"verification,omitempty"`
+}
+
 // InsertJob stores a new job. The ID must be unique.
 func (tx *Tx) InsertJob(j *sluice.Job) error {
 	spec, err := json.Marshal(j.Spec)
 	if err != nil {
 		return fmt.Errorf("state: insert job: %w", err)
 	}
-	prog, err := json.Marshal(j.Progress)
+	prog, err := json.Marshal(progressRecord{j.Progress, j.Verification})
 	if err != nil {
 		return fmt.Errorf("state: insert job: %w", err)
 	}
@@ -40,7 +47,7 @@ func (tx *Tx) InsertJob(j *sluice.Job) error {
 // UpdateJob overwrites a job's mutable fields (state, progress, error,
 // key, size, sha256, consistency, resumed and the timestamps).
 func (tx *Tx) UpdateJob(j *sluice.Job) error {
-	prog, err := json.Marshal(j.Progress)
+	prog, err := json.Marshal(progressRecord{j.Progress, j.Verification})
 	if err != nil {
 		return fmt.Errorf("state: update job: %w", err)
 	}
@@ -188,8 +195,10 @@ func scanJob(s *sqlite.Stmt) (*sluice.Job, error) {
 	if err := json.Unmarshal([]byte(s.ColumnText(1)), &j.Spec); err != nil {
 		return nil, fmt.Errorf("job %s: decode spec: %w", j.ID, err)
 	}
-	if err := json.Unmarshal([]byte(s.ColumnText(3)), &j.Progress); err != nil {
+	var pr progressRecord
+	if err := json.Unmarshal([]byte(s.ColumnText(3)), &pr); err != nil {
 		return nil, fmt.Errorf("job %s: decode progress: %w", j.ID, err)
 	}
+	j.Progress, j.Verification = pr.Progress, pr.Verification
 	return j, nil
 }

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/api"
 	"github.com/sluice-dev/sluice/dump"
+	"github.com/sluice-dev/sluice/sqlload"
 )
 
 // Config is the configuration of `sluice serve`. Its defaults come from
@@ -127,6 +129,44 @@ type LimitsConfig struct {
 	// together (each dump uses two); the default, CPUs − 1 (at least 1),
 	// keeps a core for queries.
 	ExportThreads int `json:"exportThreads"`
+	// MaxQueuedJobs caps jobs queued or running at once: more submits
+	// get 429 with Retry-After.
+	MaxQueuedJobs int `json:"maxQueuedJobs"`
+	// MinFreeBytes is the file store's free-disk floor: a write that
+	// would leave less free space fails the job instead of filling the
+	// disk. 0 disables it.
+	MinFreeBytes int64 `json:"minFreeBytes"`
+	// MaxConnections caps open client connections; more wait in the
+	// kernel's backlog until one closes.
+	MaxConnections int `json:"maxConnections"`
+	// ReadHeaderTimeout bounds reading a request's headers.
+	ReadHeaderTimeout Duration `json:"readHeaderTimeout"`
+	// IdleTimeout closes a keep-alive connection idle this long.
+	IdleTimeout Duration `json:"idleTimeout"`
+	// StallTimeout is how long a request body or a streamed response
+	// may stay below its minimum rate (or stop) before the connection is
+	// cut off.
+	StallTimeout Duration `json:"stallTimeout"`
+	// MinBodyRate is the rate, in bytes/s, a request body must arrive at.
+	MinBodyRate int64 `json:"minBodyRate"`
+	// MinResponseRate is the rate, in bytes/s, a client must read a
+	// response at, so that a slow reader cannot pin a snapshot (and the
+	// WAL) for long.
+	MinResponseRate int64 `json:"minResponseRate"`
+	// MaxResultBytes caps one /query response, and so the largest
+	// string or BLOB a query may build (SQLITE_LIMIT_LENGTH).
+	MaxResultBytes int64 `json:"maxResultBytes"`
+	// MaxQueryMemory caps the response bytes of all /query requests in
+	// flight together; a query that finds it spent gets 503.
+	MaxQueryMemory int64 `json:"maxQueryMemory"`
+	// MaxImportStatementBytes caps one statement of /import/dump and one
+	// row of /import/csv and /import/json (413 above it), and the
+	// largest value SQLite may build during an import.
+	MaxImportStatementBytes int64 `json:"maxImportStatementBytes"`
+	// JournalSizeLimit is PRAGMA journal_size_limit on the served
+	// databases: after a checkpoint resets the WAL, the file is
+	// truncated to this many bytes. -1 never truncates.
+	JournalSizeLimit int64 `json:"journalSizeLimit"`
 	// ExportNice is the nice value (0–19) of the threads that run exports,
 	// so that queries take a core from an export at once (Linux). The
 	// default, 19, is the lowest priority; 0 leaves exports at the
@@ -173,6 +213,19 @@ func NewConfig() Config {
 			ShutdownTimeout:   Duration(4 * time.Second),
 			ExportThreads:     dump.DefaultGateSize(),
 			ExportNice:        dump.DefaultNice,
+			MaxQueuedJobs:     100,
+			MinFreeBytes:      512 << 20,
+			MaxConnections:    api.DefaultMaxConnections,
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			IdleTimeout:       Duration(time.Minute),
+			StallTimeout:      Duration(30 * time.Second),
+			MinBodyRate:       api.DefaultMinBodyRate,
+			MinResponseRate:   api.DefaultMinResponseRate,
+
+			MaxResultBytes:          api.DefaultMaxResultBytes,
+			MaxQueryMemory:          api.DefaultMaxQueryMemory,
+			MaxImportStatementBytes: api.DefaultMaxImportStatementBytes,
+			JournalSizeLimit:        api.DefaultJournalSizeLimit,
 		},
 	}
 }
@@ -271,9 +324,19 @@ var envVars = []struct {
 		c.Limits.MaxConcurrentJobs = n
 		return err
 	}},
+	{"SLUICE_MAX_QUEUED_JOBS", "limit on queued plus running jobs", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.Limits.MaxQueuedJobs = n
+		return err
+	}},
 	{"SLUICE_TICK_BUDGET", "job tick budget, e.g. 20s", func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		c.Limits.TickBudget = Duration(d)
+		return err
+	}},
+	{"SLUICE_MAX_IMPORT_STATEMENT_BYTES", "largest statement or row of an import", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		c.Limits.MaxImportStatementBytes = n
 		return err
 	}},
 }
@@ -335,6 +398,18 @@ func (c *Config) validate() error {
 	if c.Limits.MaxBodyBytes <= 0 {
 		return errors.New("limits.maxBodyBytes must be positive")
 	}
+	if err := c.Limits.validateConnLimits(); err != nil {
+		return err
+	}
+	if c.Limits.MaxResultBytes <= 0 || c.Limits.MaxQueryMemory < c.Limits.MaxResultBytes {
+		return errors.New("limits.maxResultBytes must be positive and limits.maxQueryMemory at least as large")
+	}
+	if c.Limits.MaxImportStatementBytes <= 0 || c.Limits.MaxImportStatementBytes > sqlload.DefaultMaxStatementBytes {
+		return fmt.Errorf("limits.maxImportStatementBytes must be 1 to %d (SQLite's own maximum)", sqlload.DefaultMaxStatementBytes)
+	}
+	if c.Limits.JournalSizeLimit < -1 || c.Limits.JournalSizeLimit == 0 {
+		return errors.New("limits.journalSizeLimit must be positive, or -1 for no limit")
+	}
 	seen := map[string]bool{}
 	for i, s := range c.Schedules {
 		if s.Name == "" || seen[s.Name] {
@@ -347,6 +422,24 @@ func (c *Config) validate() error {
 		if s.KeepLast < 0 || s.MaxAge < 0 {
 			return fmt.Errorf("schedule %q: keepLast and maxAge must not be negative", s.Name)
 		}
+	}
+	return nil
+}
+
+// validateConnLimits checks the job cap, the disk floor and the
+// connection limits.
+func (l LimitsConfig) validateConnLimits() error {
+	switch {
+	case l.MaxQueuedJobs < l.MaxConcurrentJobs:
+		return errors.New("limits.maxQueuedJobs must be at least limits.maxConcurrentJobs")
+	case l.MinFreeBytes < 0:
+		return errors.New("limits.minFreeBytes must not be negative")
+	case l.MaxConnections < 1:
+		return errors.New("limits.maxConnections must be at least 1")
+	case l.ReadHeaderTimeout <= 0 || l.IdleTimeout <= 0 || l.StallTimeout <= 0:
+		return errors.New("limits.readHeaderTimeout, idleTimeout and stallTimeout must be positive")
+	case l.MinBodyRate <= 0 || l.MinResponseRate <= 0:
+		return errors.New("limits.minBodyRate and minResponseRate must be positive")
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +84,26 @@ func TestConfigFile(t *testing.T) {
 		{name: "default db missing", json: `{"databases":{"a":"a.db"}}`, wantErr: `defaultDatabase "default" is not in databases`},
 		{name: "bad listen", json: `{"listen":"8080"}`, wantErr: "listen address"},
 		{name: "zero jobs", json: `{"limits":{"maxConcurrentJobs":0}}`, wantErr: "maxConcurrentJobs"},
+		{name: "queue below running", json: `{"limits":{"maxConcurrentJobs":4,"maxQueuedJobs":2}}`, wantErr: "maxQueuedJobs"},
+		{name: "zero stall timeout", json: `{"limits":{"stallTimeout":"0s"}}`, wantErr: "stallTimeout"},
+		{name: "zero connections", json: `{"limits":{"maxConnections":0}}`, wantErr: "maxConnections"},
+		{name: "negative disk floor", json: `{"limits":{"minFreeBytes":-1}}`, wantErr: "minFreeBytes"},
+		{name: "connection limits", json: `{"limits":{"maxConnections":10,"stallTimeout":"5s","minBodyRate":100,"minResponseRate":200,"minFreeBytes":0}}`,
+			env: map[string]string{"SLUICE_MAX_QUEUED_JOBS": "7"},
+			check: func(t *testing.T, c Config) {
+				l := c.Limits
+				if l.MaxConnections != 10 || l.StallTimeout != Duration(5*time.Second) || l.MinBodyRate != 100 ||
+					l.MinResponseRate != 200 || l.MinFreeBytes != 0 || l.MaxQueuedJobs != 7 {
+					t.Fatalf("limits: %+v", l)
+				}
+				a := apiConfig(c)
+				if a.MaxConnections != 10 || a.StallTimeout != 5*time.Second || a.MinBodyRate != 100 || a.MinResponseRate != 200 {
+					t.Fatalf("api config: %+v", a)
+				}
+				if j := jobsConfig(c); j.MaxQueued != 7 {
+					t.Fatalf("jobs config MaxQueued %d", j.MaxQueued)
+				}
+			}},
 		{name: "duplicate schedule", json: `{"schedules":[{"name":"a","cron":"* * * * *"},{"name":"a","cron":"* * * * *"}]}`, wantErr: "unique name"},
 		{name: "bad env bool", json: `{}`, env: map[string]string{"SLUICE_S3_PATH_STYLE": "maybe"}, wantErr: "SLUICE_S3_PATH_STYLE"},
 	}
@@ -122,5 +143,27 @@ func TestLoopbackOnly(t *testing.T) {
 		if got := loopbackOnly(addr); got != want {
 			t.Errorf("loopbackOnly(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// TestREADMEConfigExample keeps the README's config example in step with
+// the strict decoder: every key it shows must exist.
+func TestREADMEConfigExample(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join(testsupport.ModuleRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Configuration")
+	if !ok {
+		t.Fatal("README has no Configuration section")
+	}
+	_, rest, ok = strings.Cut(rest, "```json\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("README's Configuration section has no json example")
+	}
+	c := NewConfig()
+	if err := decodeConfig(strings.NewReader(example), &c); err != nil {
+		t.Fatalf("README config example: %v", err)
 	}
 }

@@ -22,7 +22,9 @@ Dumps one read snapshot of a SQLite database. With -o the output is written
 to <out>.tmp and renamed when complete. With --to it streams into a store
 as a multipart upload. Without -o or --to it goes to stdout. A .gz or .zst
 suffix on -o or --to selects the compression when --compress is not given.
-A summary (rows, bytes, sha256 of the output, seconds) is printed on stderr.`
+A summary (rows, bytes, sha256 of the output, seconds) is printed on stderr.
+A --to object gets <key>.manifest.json beside it (per-table digests, for
+'sluice verify'); -o file gets <file>.manifest.json with --manifest.`
 
 // dumpArgs are the parsed flags of `sluice dump`.
 type dumpArgs struct {
@@ -32,6 +34,7 @@ type dumpArgs struct {
 	out      string // "" or "-" for stdout
 	to       string
 	progress string
+	manifest bool
 	s3       *s3Flags
 }
 
@@ -50,6 +53,7 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	compress := fs.String("compress", "", "compression: gzip or zstd (default: none, or from the -o/--to suffix)")
 	fs.StringVar(&a.out, "o", "", "output file, or - for stdout (default: stdout)")
 	fs.StringVar(&a.to, "to", "", "stream into a store: s3://bucket/key or file:///abs/dir/key")
+	fs.BoolVar(&a.manifest, "manifest", false, "with -o file: also write <file>.manifest.json (always written beside a --to object)")
 	fs.StringVar(&a.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always or never")
 	a.s3 = registerS3Flags(fs)
 	newLogger := logFlags(fs, "warn")
@@ -85,6 +89,9 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	}
 	if a.out != "" && a.to != "" {
 		return nil, nil, usagef("-o and --to exclude each other")
+	}
+	if a.manifest && (a.out == "" || a.out == "-") && a.to == "" {
+		return nil, nil, usagef("--manifest needs -o file (a --to object always gets one)")
 	}
 	switch a.progress {
 	case "auto", "always", "never":
@@ -213,6 +220,11 @@ func runDump(ctx context.Context, e *env, args []string) error {
 	}
 	committed = true
 	bar.done(cur)
+	if a.to != "" || a.manifest {
+		if err := writeDumpManifest(ctx, out, a, src, cur, pipe); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(e.stderr, "sluice: dump complete: tables=%d rows=%d bytes=%d raw_bytes=%d sha256=%s seconds=%.2f output=%s\n",
 		cur.TablesDone, cur.Rows, pipe.count.Load(), cur.Bytes, pipe.sum(), time.Since(start).Seconds(), out)
 	return nil

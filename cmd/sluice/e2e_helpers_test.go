@@ -151,7 +151,12 @@ type e2eJob struct {
 	SHA256      string `json:"sha256"`
 	DownloadURL string `json:"downloadUrl"` // the download route
 	DirectURL   string `json:"directUrl"`   // the store's presigned URL
-	Progress    struct {
+	// Verification is set for jobs submitted with "verify": true.
+	Verification *struct {
+		Status string `json:"status"`
+		Rows   int64  `json:"rows"`
+	} `json:"verification"`
+	Progress struct {
 		Rows          int64 `json:"rowsDumped"`
 		Bytes         int64 `json:"bytesWritten"`
 		PartsUploaded int   `json:"partsUploaded"`

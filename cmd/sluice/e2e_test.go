@@ -88,10 +88,20 @@ func TestServeE2E(t *testing.T) {
 			}
 			if f.format == "sql" {
 				opts["preserveRowids"] = true // the restore is compared rowid for rowid
+				opts["verify"] = true         // read back, restored and checked against the manifest
 			}
 			id := s.submit(opts)
 			j := s.waitJob(id, 60*time.Second, func(j e2eJob) bool { return j.Status == "completed" })
 			keys["exports/"+j.Key] = true // the store's prefix
+			keys["exports/"+j.Key+".manifest.json"] = true
+			if f.format == "sql" {
+				for deadline := time.Now().Add(60 * time.Second); j.Verification == nil || j.Verification.Status != "passed"; time.Sleep(50 * time.Millisecond) {
+					if j.Verification != nil && j.Verification.Status == "failed" || time.Now().After(deadline) {
+						t.Fatalf("verification %+v\nserver log:\n%s", j.Verification, s.logs)
+					}
+					j = s.status(id)
+				}
+			}
 			if j.SHA256 == "" || j.Size <= 0 || j.DirectURL == "" {
 				t.Fatalf("completed job lacks sha256, size or downloadUrl: %+v", j)
 			}
@@ -194,7 +204,8 @@ func TestServeE2E(t *testing.T) {
 			t.Fatalf("download of a cancelled job: %d %s", resp.StatusCode, body)
 		}
 		// The job's multipart upload is aborted and nothing is left under
-		// its key; the bucket holds exactly the four completed exports.
+		// its key; the bucket holds exactly the four completed exports
+		// and their manifests.
 		deadline := time.Now().Add(20 * time.Second)
 		for {
 			var uploads, objects []string

@@ -32,6 +32,7 @@ Commands:
   dump      dump a database as sql, csv, json or ndjson to a file, stdout or a store
   restore   load a SQL dump (optionally .gz or .zst) into a new database
   get       download a stored dump (s3:// or file:// URL), resuming a partial download
+  verify    prove a dump holds exactly its source's rows (manifest or --db)
   serve     run the HTTP API and the durable export jobs
   version   print the version
   help      show help for a command: sluice help <command>
@@ -74,6 +75,7 @@ func commands() []command {
 		{"dump", "dump a database", runDump},
 		{"restore", "load a SQL dump into a new database", runRestore},
 		{"get", "download a stored dump", runGet},
+		{"verify", "prove a dump restores to exactly its source", runVerify},
 		{"serve", "run the HTTP API", runServe},
 		{"version", "print the version", runVersion},
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,18 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/zstd"
-	"github.com/schollz/progressbar/v3"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 
-	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/sqlload"
+	"github.com/sluice-dev/sluice/verify"
 )
 
 const restoreSynopsis = `--db new.db [--force] dump.sql[.gz|.zst]|-
@@ -30,7 +25,9 @@ Loads a SQL dump (written by sluice dump or sqlite3 .dump) into a new
 database, streaming one statement at a time. The dump is decompressed by
 its suffix or, failing that, by its magic bytes. The database is built in
 <db>.tmp and renamed into place only when the whole dump loaded and passed
-PRAGMA quick_check, so a failed restore leaves nothing behind. An existing
+PRAGMA quick_check, so a failed restore leaves nothing behind. The dump
+is not trusted: ATTACH, VACUUM, TEMP objects and every PRAGMA but
+foreign_keys are refused (see docs/security.md). An existing
 database is refused unless --force is given; --force replaces it, and no
 other process may have it open.`
 
@@ -90,41 +87,16 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		raw = f
 	}
 	counted := &countingReader{r: raw}
-	r, closeDec, err := decompressReader(counted, compressionFromName(input))
+	r, closeDec, err := verify.Decompress(counted, compressionFromName(input))
 	if err != nil {
 		return fmt.Errorf("read dump %s: %w", input, err)
 	}
 	defer closeDec()
 
-	var bar *progressbar.ProgressBar
-	if *progress == "always" || (*progress == "auto" && e.stderrTTY) {
-		bar = progressbar.NewOptions64(size,
-			progressbar.OptionSetWriter(e.stderr), progressbar.OptionShowBytes(true),
-			progressbar.OptionSetPredictTime(true), progressbar.OptionSetWidth(24),
-			progressbar.OptionThrottle(150*time.Millisecond), progressbar.OptionClearOnFinish(),
-			progressbar.OptionSetDescription("restore"))
-		stopBar := make(chan struct{})
-		defer close(stopBar)
-		go func() {
-			t := time.NewTicker(200 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stopBar:
-					return
-				case <-t.C:
-					bar.Set64(counted.n.Load())
-				}
-			}
-		}()
-	}
-
+	stopBar := startByteBar(e, *progress, size, "restore", counted)
 	start := time.Now()
 	st, err := restoreInto(ctx, log, *db, r, *check)
-	if bar != nil {
-		bar.Exit()
-		fmt.Fprintln(e.stderr)
-	}
+	stopBar()
 	if err != nil {
 		if ctx.Err() != nil {
 			return fmt.Errorf("interrupted; %s was not created", *db)
@@ -160,23 +132,14 @@ func restoreInto(ctx context.Context, log *slog.Logger, db string, r io.Reader, 
 			return sqlload.Stats{}, fmt.Errorf("%s: %w", p, err)
 		}
 	}
-	st, err := sqlload.Load(ctx, conn, r, sqlload.Options{Atomic: true})
+	// The dump is untrusted: sqlload refuses what a dump never needs
+	// (ATTACH, VACUUM INTO, PRAGMAs but foreign_keys, ...) and runs
+	// quick_check before it commits.
+	st, err := sqlload.Load(ctx, conn, r, sqlload.Options{Atomic: true, Check: check})
 	if err != nil {
 		return st, fmt.Errorf("load: %w", err)
 	}
 	log.Debug("restore: loaded", "statements", st.Statements, "bytes", st.Bytes)
-	if check {
-		var result []string
-		err := sqlitex.ExecuteTransient(conn, "PRAGMA quick_check", &sqlitex.ExecOptions{
-			ResultFunc: func(s *sqlite.Stmt) error { result = append(result, s.ColumnText(0)); return nil },
-		})
-		if err != nil {
-			return st, fmt.Errorf("quick_check: %w", err)
-		}
-		if len(result) != 1 || result[0] != "ok" {
-			return st, fmt.Errorf("quick_check failed: %s", strings.Join(result, "; "))
-		}
-	}
 	if err := conn.Close(); err != nil {
 		conn = nil
 		return st, fmt.Errorf("close %s: %w", tmp, err)
@@ -216,40 +179,6 @@ func syncFile(path string) error {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
-}
-
-// decompressReader returns a reader of r's decompressed bytes. The kind
-// comes from the name's suffix when it has one, else from magic bytes.
-func decompressReader(r io.Reader, byName sluice.Compression) (io.Reader, func(), error) {
-	br := bufio.NewReaderSize(r, 256<<10)
-	kind := byName
-	if kind == sluice.CompressNone {
-		magic, err := br.Peek(4)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, nil, err
-		}
-		switch {
-		case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-			kind = sluice.CompressGzip
-		case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
-			kind = sluice.CompressZstd
-		}
-	}
-	switch kind {
-	case sluice.CompressGzip:
-		gz, err := gzip.NewReader(br)
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip: %w", err)
-		}
-		return gz, func() { gz.Close() }, nil
-	case sluice.CompressZstd:
-		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
-		if err != nil {
-			return nil, nil, fmt.Errorf("zstd: %w", err)
-		}
-		return zr, zr.Close, nil
-	}
-	return br, func() {}, nil
 }
 
 // countingReader counts the bytes read through it, for progress.

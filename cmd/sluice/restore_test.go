@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
@@ -177,5 +178,45 @@ func TestReadmeSampleCommand(t *testing.T) {
 	// 15 rows in the tables, plus sqlite_sequence's.
 	if s := summary(t, r.stderr); (s["rows"] != "15" && s["rows"] != "16") || s["sha256"] != fileSHA(t, filepath.Join(dir, "sample.sql.zst")) {
 		t.Fatalf("summary %v", s)
+	}
+}
+
+// TestRestoreUntrustedDump restores hostile dumps with the real binary:
+// each fails with a clear message and a non-zero exit, creates no
+// database, and touches no other file.
+func TestRestoreUntrustedDump(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(dir, "victim.db")
+	sqlite3(t, victim, "CREATE TABLE v(a); INSERT INTO v VALUES (1);\n")
+	before, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	planted := filepath.Join(dir, "planted.db")
+	tests := []struct{ name, dump, contains string }{
+		{"attach and change another database", "BEGIN TRANSACTION;\nATTACH DATABASE '" + victim + "' AS v;\nDELETE FROM v.v;\nCOMMIT;\n", "ATTACH"},
+		{"attach a new file", "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE t(a);\nATTACH '" + planted + "' AS p;\nCREATE TABLE p.x(a);\nCOMMIT;\n", "ATTACH"},
+		{"vacuum into", "CREATE TABLE t(a);\nVACUUM INTO '" + planted + "';\n", "VACUUM"},
+		{"writable_schema", "BEGIN TRANSACTION;\nCREATE TABLE t(a);\nPRAGMA writable_schema=ON;\nUPDATE sqlite_schema SET rootpage = 1 WHERE name = 't';\nCOMMIT;\n", "may not be modified"},
+		{"other pragma", "PRAGMA journal_mode=OFF;\nCREATE TABLE t(a);\n", "PRAGMA journal_mode"},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dump := filepath.Join(dir, fmt.Sprintf("evil%d.sql", i))
+			os.WriteFile(dump, []byte(tc.dump), 0o644)
+			db := filepath.Join(dir, fmt.Sprintf("restored%d.db", i))
+			r := runSluice(t, dir, nil, nil, "restore", "--db", db, dump)
+			if r.code == 0 || !strings.Contains(r.stderr, tc.contains) {
+				t.Fatalf("exit %d, want non-zero with %q:\n%s", r.code, tc.contains, r.stderr)
+			}
+			for _, p := range []string{db, db + ".tmp", planted} {
+				if _, err := os.Stat(p); err == nil {
+					t.Fatalf("%s exists after a refused restore", p)
+				}
+			}
+			if after, _ := os.ReadFile(victim); !bytes.Equal(after, before) {
+				t.Fatal("the dump changed another database")
+			}
+		})
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -67,6 +66,11 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	jcfg := jobsConfig(cfg)
 	jcfg.Metrics = srv.Metrics()
 	jcfg.UploadGo = gate.Go
+	jcfg.Version = version
+	jcfg.Restore = func(ctx context.Context, path string, r io.Reader) error {
+		_, err := restoreInto(ctx, log, path, r, true)
+		return err
+	}
 	jcfg.Open = func(ctx context.Context, path string, opts dump.Options, logger *slog.Logger) (jobs.Source, error) {
 		opts.Gate = gate
 		return jobs.DumpOpen(ctx, path, opts, logger)
@@ -126,6 +130,16 @@ func apiConfig(cfg Config) api.Config {
 	c.PublicURL = cfg.PublicURL
 	c.CORSAllowOrigins = cfg.CORS.AllowOrigins
 	c.MaxImportBytes = cfg.Limits.MaxBodyBytes
+	c.MaxConnections = cfg.Limits.MaxConnections
+	c.ReadHeaderTimeout = time.Duration(cfg.Limits.ReadHeaderTimeout)
+	c.IdleTimeout = time.Duration(cfg.Limits.IdleTimeout)
+	c.StallTimeout = time.Duration(cfg.Limits.StallTimeout)
+	c.MinBodyRate = cfg.Limits.MinBodyRate
+	c.MinResponseRate = cfg.Limits.MinResponseRate
+	c.MaxResultBytes = cfg.Limits.MaxResultBytes
+	c.MaxQueryMemory = cfg.Limits.MaxQueryMemory
+	c.MaxImportStatementBytes = cfg.Limits.MaxImportStatementBytes
+	c.JournalSizeLimit = cfg.Limits.JournalSizeLimit
 	// The API gets 2/5 of the shutdown budget; jobs get the rest.
 	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
 	return c
@@ -139,6 +153,7 @@ func jobsConfig(cfg Config) jobs.Config {
 		DefaultDatabase: cfg.DefaultDatabase,
 		TickBudget:      time.Duration(cfg.Limits.TickBudget),
 		MaxRunning:      cfg.Limits.MaxConcurrentJobs,
+		MaxQueued:       cfg.Limits.MaxQueuedJobs,
 		CallbackSecret:  cfg.Callbacks.Secret,
 		CallbackAllow:   cfg.Callbacks.Allow,
 		JobTTL:          time.Duration(cfg.Limits.JobTTL),
@@ -161,14 +176,13 @@ func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.File
 		if err != nil {
 			return nil, err
 		}
-		fst, err := file.New(cfg.Store.Dir, file.Options{SigningKey: key, BaseURL: baseURL}, log)
+		fst, err := file.New(cfg.Store.Dir, file.Options{SigningKey: key, BaseURL: baseURL, MinFreeBytes: cfg.Limits.MinFreeBytes}, log)
 		if err != nil {
 			return nil, err
 		}
 		files.Store = fst
-		files.Verify = func(k string, q url.Values) error {
-			return fst.Verify(k, q.Get("expires"), q.Get("sig"), time.Now())
-		}
+		files.Verify = fst.VerifyQuery
+		files.Version = file.Version
 		return fst, nil
 	case "s3":
 		sc := s3.ConfigFromEnv()

@@ -329,22 +329,23 @@ func TestPresignVerify(t *testing.T) {
 		t.Errorf("path %s", pu.EscapedPath())
 	}
 	key := strings.TrimPrefix(pu.Path, FilesPath)
-	exp, sig := pu.Query().Get("expires"), pu.Query().Get("sig")
+	exp, v, sig := pu.Query().Get("expires"), pu.Query().Get("v"), pu.Query().Get("sig")
 	for _, tc := range []struct {
-		name          string
-		key, exp, sig string
-		at            time.Time
-		want          error
+		name             string
+		key, exp, v, sig string
+		at               time.Time
+		want             error
 	}{
-		{"valid", key, exp, sig, now, nil},
-		{"valid until expiry", key, exp, sig, now.Add(time.Minute), nil},
-		{"expired", key, exp, sig, now.Add(time.Minute + time.Second), ErrExpired},
-		{"other key", "dir/other", exp, sig, now, ErrBadSignature},
-		{"extended expiry", key, "1800000000", sig, now, ErrBadSignature},
-		{"bad sig", key, exp, strings.Repeat("0", 64), now, ErrBadSignature},
-		{"garbage", key, "soon", "zz", now, ErrBadSignature},
+		{"valid", key, exp, v, sig, now, nil},
+		{"valid until expiry", key, exp, v, sig, now.Add(time.Minute), nil},
+		{"expired", key, exp, v, sig, now.Add(time.Minute + time.Second), ErrExpired},
+		{"other key", "dir/other", exp, v, sig, now, ErrBadSignature},
+		{"extended expiry", key, "1800000000", v, sig, now, ErrBadSignature},
+		{"other version", key, exp, "0123456789abcdef", sig, now, ErrBadSignature},
+		{"bad sig", key, exp, v, strings.Repeat("0", 64), now, ErrBadSignature},
+		{"garbage", key, "soon", v, "zz", now, ErrBadSignature},
 	} {
-		if err := s.Verify(tc.key, tc.exp, tc.sig, tc.at); !errors.Is(err, tc.want) {
+		if err := s.Verify(tc.key, tc.exp, tc.v, tc.sig, tc.at); !errors.Is(err, tc.want) {
 			t.Errorf("%s: Verify = %v, want %v", tc.name, err, tc.want)
 		}
 	}

@@ -48,11 +48,19 @@ type Options struct {
 	// serves them (for example "http://127.0.0.1:8080").
 	SigningKey []byte
 	BaseURL    string
+	// MinFreeBytes is the free-disk floor: a write that would leave less
+	// free space on the store's filesystem fails (ErrLowDisk) instead of
+	// filling the disk. 0 means no floor.
+	MinFreeBytes int64
 	// FS is the filesystem seam; nil means OS{}.
 	FS FS
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// ErrLowDisk is returned by a write that would take the free space on
+// the store's filesystem below Options.MinFreeBytes.
+var ErrLowDisk = errors.New("free disk space below the floor")
 
 // Store is a local-directory object store.
 type Store struct {
@@ -151,6 +159,9 @@ func (s *Store) metaPath(key string) string {
 
 // wrap names the operation and, for a full disk, says so plainly.
 func (s *Store) wrap(op, key string, err error) error {
+	if errors.Is(err, ErrLowDisk) {
+		return fmt.Errorf("file: %s %s: %w", op, key, err)
+	}
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 		return fmt.Errorf("file: %s %s: disk full under %s: %w", op, key, s.root, err)
 	}
@@ -195,8 +206,14 @@ func (s *Store) writeTemp(ctx context.Context, r io.Reader, want int64, h hash.H
 		return "", 0, err
 	}
 	var w io.Writer = f
+	if s.opts.MinFreeBytes > 0 {
+		if err := s.checkFloor(max(want, 0)); err != nil {
+			return fail(err)
+		}
+		w = &floorWriter{w: f, s: s}
+	}
 	if h != nil {
-		w = io.MultiWriter(f, h)
+		w = io.MultiWriter(w, h)
 	}
 	src := io.Reader(ctxReader{ctx, r})
 	if want >= 0 {
@@ -217,6 +234,42 @@ func (s *Store) writeTemp(ctx context.Context, r io.Reader, want int64, h hash.H
 		return "", 0, err
 	}
 	return name, n, nil
+}
+
+// floorCheckEvery is how many bytes a write makes between checks of the
+// free-disk floor (a statfs each).
+const floorCheckEvery = 8 << 20
+
+// checkFloor fails with ErrLowDisk when writing need more bytes would
+// leave less than Options.MinFreeBytes free.
+func (s *Store) checkFloor(need int64) error {
+	free, err := s.fs.Free(s.root)
+	if err != nil {
+		return fmt.Errorf("free disk space: %w", err)
+	}
+	if free >= 0 && free-need < s.opts.MinFreeBytes {
+		return fmt.Errorf("%w: %d bytes free under %s, %d more needed, floor %d bytes (limits.minFreeBytes)",
+			ErrLowDisk, free, s.root, need, s.opts.MinFreeBytes)
+	}
+	return nil
+}
+
+// floorWriter checks the free-disk floor as a write of unknown length
+// proceeds.
+type floorWriter struct {
+	w       io.Writer
+	s       *Store
+	pending int64 // bytes written since the last check
+}
+
+func (f *floorWriter) Write(p []byte) (int, error) {
+	if f.pending += int64(len(p)); f.pending >= floorCheckEvery {
+		if err := f.s.checkFloor(f.pending); err != nil {
+			return 0, err
+		}
+		f.pending = 0
+	}
+	return f.w.Write(p)
 }
 
 // commit moves the finished temporary file tmp to key, with its metadata.

@@ -21,6 +21,9 @@ type FS interface {
 	MkdirAll(path string, perm fs.FileMode) error
 	// SyncDir fsyncs a directory, making renames in it durable.
 	SyncDir(dir string) error
+	// Free returns the bytes that may still be written on dir's
+	// filesystem, or -1 if the platform cannot tell.
+	Free(dir string) (int64, error)
 }
 
 // File is a file being written.

@@ -282,6 +282,15 @@ func (s *Store) CompleteMultipart(ctx context.Context, key, uploadID string, par
 				key, p.Number, got.Size, s.limits.MinPartSize, objstore.ErrPartTooSmall)
 		}
 	}
+	if s.opts.MinFreeBytes > 0 {
+		var total int64
+		for _, p := range parts {
+			total += have[p.Number].Size
+		}
+		if err := s.checkFloor(total); err != nil {
+			return zero, s.wrap("complete", key, err)
+		}
+	}
 	f, err := s.fs.CreateTemp(s.tmpDir(), "c-*")
 	if err != nil {
 		return zero, s.wrap("complete", key, err)

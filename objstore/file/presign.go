@@ -29,9 +29,11 @@ const MaxPresignExpiry = 7 * 24 * time.Hour
 // point; Handler serves it.
 const FilesPath = "/files/"
 
-// PresignGet returns <BaseURL>/files/<escaped key>?expires=<unix>&sig=<hex>,
-// where sig is HMAC-SHA256 over the key and expiry with the configured
-// signing key. The file store has no server of its own: sluice serves the
+// PresignGet returns <BaseURL>/files/<escaped key>?expires=<unix>&v=<version>&sig=<hex>,
+// where sig is HMAC-SHA256 over the key, the expiry and the object's
+// version (see Version) with the configured signing key: the URL serves
+// only the object that was at the key when it was signed, never one
+// written there later. The file store has no server of its own: sluice serves the
 // URL (see Handler and Verify). expiry <= 0 means one hour.
 func (s *Store) PresignGet(ctx context.Context, key string, expiry time.Duration) (string, error) {
 	if err := checkKey(key); err != nil {
@@ -46,11 +48,13 @@ func (s *Store) PresignGet(ctx context.Context, key string, expiry time.Duration
 	if expiry > MaxPresignExpiry {
 		return "", fmt.Errorf("file: presign %s: expiry %s exceeds %s", key, expiry, MaxPresignExpiry)
 	}
-	if _, err := s.Head(ctx, key); err != nil {
+	info, err := s.Head(ctx, key)
+	if err != nil {
 		return "", err
 	}
 	exp := strconv.FormatInt(s.now().Add(expiry).Unix(), 10)
-	q := url.Values{"expires": {exp}, "sig": {s.sign(key, exp)}}
+	v := Version(info)
+	q := url.Values{"expires": {exp}, "v": {v}, "sig": {s.sign(key, exp, v)}}
 	return strings.TrimSuffix(s.opts.BaseURL, "/") + FilesPath + escapeKey(key) + "?" + q.Encode(), nil
 }
 
@@ -62,21 +66,39 @@ func escapeKey(key string) string {
 	return strings.Join(segs, "/")
 }
 
-func (s *Store) sign(key, expires string) string {
+// Version names one write of an object: its ETag (the content) and its
+// modification time (the write), so that an object deleted and written
+// again at the same key is a new version even with the same bytes.
+func Version(info objstore.ObjectInfo) string {
+	h := sha256.Sum256([]byte(info.ETag + "\x00" + strconv.FormatInt(info.LastModified.UnixNano(), 10)))
+	return hex.EncodeToString(h[:8])
+}
+
+func (s *Store) sign(key, expires, version string) string {
 	m := hmac.New(sha256.New, s.opts.SigningKey)
 	m.Write([]byte(key))
 	m.Write([]byte{0})
 	m.Write([]byte(expires))
+	m.Write([]byte{0})
+	m.Write([]byte(version))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifyQuery checks the query of a signed URL for key (unescaped) now,
+// as Verify, and returns the object version the URL was signed for; the
+// caller serves the object only if it still has that version.
+func (s *Store) VerifyQuery(key string, q url.Values) (version string, err error) {
+	v := q.Get("v")
+	return v, s.Verify(key, q.Get("expires"), v, q.Get("sig"), s.now())
 }
 
 // Verify checks a signed URL's parameters for key (unescaped) at time now:
 // ErrBadSignature if sig does not match, ErrExpired if expires is past.
-func (s *Store) Verify(key, expires, sig string, now time.Time) error {
+func (s *Store) Verify(key, expires, version, sig string, now time.Time) error {
 	if len(s.opts.SigningKey) == 0 {
 		return fmt.Errorf("file: verify: no signing key configured: %w", ErrBadSignature)
 	}
-	want := s.sign(key, expires)
+	want := s.sign(key, expires, version)
 	if !hmac.Equal([]byte(want), []byte(strings.ToLower(sig))) {
 		return ErrBadSignature
 	}
@@ -106,11 +128,16 @@ func (s *Store) serveFile(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid key", http.StatusBadRequest)
 		return
 	}
-	if err := s.Verify(key, q.Get("expires"), q.Get("sig"), s.now()); err != nil {
+	version, err := s.VerifyQuery(key, q)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusForbidden)
 		return
 	}
 	f, info, err := s.open(key)
+	if err == nil && Version(info) != version {
+		f.Close()
+		err = fmt.Errorf("file: %s was replaced after the URL was signed: %w", key, objstore.ErrNotExist)
+	}
 	if errors.Is(err, objstore.ErrNotExist) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
