@@ -58,6 +58,8 @@ func successRequest(rt route, prefix string, jobs map[string]string, fileURL str
 	switch rt.Method + " " + rt.Path {
 	case "GET /files/{key...}":
 		path = fileURL
+	case "GET /ui/{path...}":
+		path = "/ui/"
 	case "POST /query", "POST /query/raw":
 		body, ctype = `{"sql":"SELECT 1 AS one"}`, "application/json"
 	case "POST /export/dump":

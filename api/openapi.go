@@ -74,6 +74,13 @@ type indexResponse struct {
 }
 
 func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) error {
+	// A browser gets the console; curl (Accept: */*) and API clients
+	// keep the JSON index.
+	w.Header().Set("Vary", "Accept")
+	if wantsHTML(r) {
+		http.Redirect(w, r, "ui/", http.StatusSeeOther)
+		return nil
+	}
 	base := s.baseURL(r)
 	writeJSON(w, http.StatusOK, indexResponse{
 		Name:    "sluice",
@@ -83,6 +90,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) error {
 			"health":  base + "/healthz",
 			"jobs":    base + "/export/dump/jobs",
 			"docs":    DocsURL,
+			"console": base + "/ui/",
 		},
 	})
 	return nil

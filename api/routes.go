@@ -33,6 +33,10 @@ func (s *Server) routes() []route {
 		{"GET", "/metrics", RoleAdmin, false, s.handleMetrics},
 		{"GET", "/openapi.json", RolePublic, false, s.handleOpenAPI},
 		{"GET", "/files/{key...}", RolePublic, false, s.handleFile},
+		{"GET", "/ui/{path...}", RolePublic, false, s.handleConsole},
+		// The console's panels: whoever may export may look.
+		{"GET", "/databases", exporter, false, s.handleDatabases},
+		{"GET", "/schedules", exporter, false, s.handleSchedules},
 
 		{"POST", "/query", RoleClient, true, s.handleQuery},
 		{"POST", "/query/raw", RoleClient, true, s.handleQueryRaw},

@@ -192,6 +192,7 @@ type Server struct {
 	handler http.Handler
 	mux     *http.ServeMux
 	openapi []byte
+	console map[string]consoleFile // the web console's files, by path under /ui/
 	// queryMem is the memory all /query responses in flight share.
 	queryMem *memBudget
 	public   *url.URL // Config.PublicURL, parsed; nil when not set
@@ -310,6 +311,10 @@ func New(cfg Config, deps Deps, logger *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("api: %w", err)
 	}
 	s.openapi = doc
+	if s.console, err = loadConsole(); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("api: %w", err)
+	}
 	s.mux = http.NewServeMux()
 	s.patterns = map[string]bool{}
 	for _, rt := range s.routes() {

@@ -77,6 +77,7 @@ func TestSchedulesAndRetention(t *testing.T) {
 	if n := len(scheduleJobs(t, svc, "keep2")); n != 0 {
 		t.Fatalf("%d jobs before the first slot", n)
 	}
+	checkScheduleStatus(t, svc, "keep2", time.Date(2026, 3, 1, 0, 1, 0, 0, time.UTC), nil, "")
 	for m := 1; m <= 4; m++ {
 		clock.Set(time.Date(2026, 3, 1, 0, m, 0, 0, time.UTC))
 		svc.poke()
@@ -102,6 +103,8 @@ func TestSchedulesAndRetention(t *testing.T) {
 		t.Errorf("keep2 kept runs of minutes %d and %d", keep[0].CreatedAt.Minute(), keep[1].CreatedAt.Minute())
 	}
 	assertClean(t, e.store, keep[0].Key, keep[1].Key, young[0].Key, young[1].Key)
+	last := time.Date(2026, 3, 1, 0, 4, 0, 0, time.UTC)
+	checkScheduleStatus(t, svc, "keep2", last.Add(time.Minute), &last, keep[0].ID)
 
 	// Downtime: ten slots are missed; the restart runs each schedule once.
 	e.stop()
@@ -129,6 +132,29 @@ func TestSchedulesAndRetention(t *testing.T) {
 	if runs != 1 {
 		t.Errorf("%d catch-up runs, want 1", runs)
 	}
+}
+
+// checkScheduleStatus checks what Schedules reports of one schedule.
+func checkScheduleStatus(t *testing.T, svc *Service, name string, next time.Time, last *time.Time, lastJob string) {
+	t.Helper()
+	list, err := svc.Schedules(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range list {
+		if st.Name != name {
+			continue
+		}
+		gotJob := ""
+		if st.LastJob != nil {
+			gotJob = st.LastJob.ID
+		}
+		if !st.NextRun.Equal(next) || (last == nil) != (st.LastRun == nil) || (last != nil && !st.LastRun.Equal(*last)) || gotJob != lastJob {
+			t.Errorf("schedule %s: next %v last %v job %q; want %v, %v, %q", name, st.NextRun, st.LastRun, gotJob, next, last, lastJob)
+		}
+		return
+	}
+	t.Errorf("schedule %s not listed in %+v", name, list)
 }
 
 func TestScheduleConfigErrors(t *testing.T) {

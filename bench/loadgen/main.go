@@ -47,6 +47,7 @@ type options struct {
 	writeSQL    string
 	writeEvery  time.Duration
 	timeout     time.Duration
+	consoles    int
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.StringVar(&o.writeSQL, "write-sql", "", "a write to issue every -write-every; its one parameter is a sequence number")
 	flag.DurationVar(&o.writeEvery, "write-every", 100*time.Millisecond, "interval between writes")
 	flag.DurationVar(&o.timeout, "timeout", 30*time.Second, "per-request timeout")
+	flag.IntVar(&o.consoles, "consoles", 0, "also play this many open web consoles (their polling; see consoles.go)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -84,6 +86,8 @@ func run(o options) error {
 		return errors.New("-workers must be within [1, 256]")
 	case o.maxID < 1:
 		return errors.New("-max-id must be positive")
+	case o.consoles < 0 || o.consoles > 200:
+		return errors.New("-consoles must be within [0, 200]")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -97,7 +101,14 @@ func run(o options) error {
 	start := time.Now()
 
 	var wg sync.WaitGroup
-	var writes stats
+	var writes, consoles stats
+	if o.consoles > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runConsoles(ctx, client, o, o.consoles, &consoles)
+		}()
+	}
 	if o.writeSQL != "" {
 		wg.Add(1)
 		go func() {
@@ -168,11 +179,15 @@ func run(o options) error {
 	if o.writeSQL != "" {
 		fmt.Printf("writes: %d ok, %d failed; latency p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", len(writes.ok), writes.errs, wp[0], wp[2], wp[3])
 	}
-	for _, e := range append(reads.firstErrs, writes.firstErrs...) {
+	if o.consoles > 0 {
+		cp := consoles.percentiles()
+		fmt.Printf("consoles: %d, %d requests ok, %d failed; latency p50 %.2f ms, p99 %.2f ms\n", o.consoles, len(consoles.ok), consoles.errs, cp[0], cp[2])
+	}
+	for _, e := range append(append(reads.firstErrs, writes.firstErrs...), consoles.firstErrs...) {
 		fmt.Println("error:", e)
 	}
-	fmt.Printf("result reads=%d read_errors=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f writes=%d write_errors=%d write_p99_ms=%.3f seconds=%.1f\n",
-		len(reads.ok), reads.errs, rp[0], rp[1], rp[2], rp[3], len(writes.ok), writes.errs, wp[2], secs)
+	fmt.Printf("result reads=%d read_errors=%d p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f writes=%d write_errors=%d write_p99_ms=%.3f seconds=%.1f console_requests=%d console_errors=%d\n",
+		len(reads.ok), reads.errs, rp[0], rp[1], rp[2], rp[3], len(writes.ok), writes.errs, wp[2], secs, len(consoles.ok), consoles.errs)
 	return nil
 }
 

@@ -28,6 +28,7 @@ var (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	stopBrowser()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -260,3 +260,9 @@ func signingKey(path string) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// The job service is the API's JobService, and it feeds GET /schedules.
+var (
+	_ api.JobService     = (*jobs.Service)(nil)
+	_ api.ScheduleLister = (*jobs.Service)(nil)
+)
