@@ -197,12 +197,7 @@ func (e *env) start() *Service {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	svc, err := New(ctx, e.cfg, st, e.store, e.log)
-	if err != nil {
-		st.Close()
-		e.t.Fatal(err)
-	}
-	svc.afterCheckpoint = func(id string, parts int) error {
+	e.cfg.afterCheckpoint = func(id string, parts int) error {
 		e.mu.Lock()
 		h := e.hook
 		e.mu.Unlock()
@@ -210,6 +205,11 @@ func (e *env) start() *Service {
 			return h(id, parts)
 		}
 		return nil
+	}
+	svc, err := New(ctx, e.cfg, st, e.store, e.log)
+	if err != nil {
+		st.Close()
+		e.t.Fatal(err)
 	}
 	e.mu.Lock()
 	e.svc, e.st = svc, st

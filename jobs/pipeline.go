@@ -68,8 +68,8 @@ func (p *pipeline) boundary(c dump.Cursor) error {
 	} else {
 		err = p.advance(c)
 	}
-	if err == nil && k.s.afterCheckpoint != nil {
-		err = k.s.afterCheckpoint(k.job.ID, p.saved)
+	if err == nil && k.s.cfg.afterCheckpoint != nil {
+		err = k.s.cfg.afterCheckpoint(k.job.ID, p.saved)
 	}
 	if err == nil && yield {
 		err = dump.ErrStop

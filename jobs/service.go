@@ -134,6 +134,14 @@ type Config struct {
 
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+
+	// afterCheckpoint, set by tests only, runs at every page boundary a
+	// tick sees, after any checkpoint saved there; parts is the number of
+	// parts the job's saved checkpoint covers. Its error stops the tick
+	// like any other (a test crash wraps errLeaseLost). It is part of the
+	// Config so that it is in place before New starts the service's
+	// goroutines.
+	afterCheckpoint func(jobID string, parts int) error
 }
 
 func (c *Config) setDefaults() {
@@ -205,12 +213,6 @@ type Service struct {
 	sources map[string]*openSource             // open snapshots kept across ticks, by job id
 	running map[string]context.CancelCauseFunc // ticks running here, by job id
 	closed  bool
-
-	// afterCheckpoint, set by tests only, runs at every page boundary a
-	// tick sees, after any checkpoint saved there; parts is the number of
-	// parts the job's saved checkpoint covers. Its error stops the tick
-	// like any other (a test crash wraps errLeaseLost).
-	afterCheckpoint func(jobID string, parts int) error
 }
 
 // Metrics is what the job service reports to a metrics system. Its

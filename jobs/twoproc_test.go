@@ -48,11 +48,12 @@ func TestTwoSchedulersOneDataDir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc, err := New(ctx, e.cfg, st, e.store, e.log)
+		cfg := e.cfg
+		cfg.afterCheckpoint = hook(name)
+		svc, err := New(ctx, cfg, st, e.store, e.log)
 		if err != nil {
 			t.Fatal(err)
 		}
-		svc.afterCheckpoint = hook(name)
 		svcs = append(svcs, svc)
 		t.Cleanup(func() {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
