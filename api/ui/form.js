@@ -66,6 +66,7 @@ export class ExportForm {
       const v = f[k].value.trim();
       if (v) body[k] = v;
     }
+    if (f.verify.checked) body.verify = true;
     setText(this.error, '');
     setText(this.ok, '');
     this.submit.disabled = true;

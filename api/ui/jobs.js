@@ -34,9 +34,19 @@ export function normalize(j, db) {
     finished: toDate(j.finishedAt ?? p.completedAt),
     resumed: num(j.resumed),
     consistency: j.consistency || spec.consistency || 'snapshot',
+    verification: j.verification && typeof j.verification.status === 'string' ? j.verification : null,
     error: typeof j.error === 'string' ? j.error : '',
     statusUrl: j.statusUrl || url(dbPath(db, '/export/dump/status/' + encodeURIComponent(j.jobId))),
   };
+}
+
+// verifiedText is the verification badge: '—' for a job not asked to
+// verify, else the outcome, with the first mismatch when it failed.
+function verifiedText(v) {
+  if (!v) return '—';
+  if (v.status === 'passed') return 'passed (' + num(v.tables) + ' tables, ' + num(v.rows).toLocaleString() + ' rows)';
+  if (v.status === 'failed' && v.mismatch && typeof v.mismatch.table === 'string') return 'failed: ' + v.mismatch.table;
+  return String(v.status);
 }
 
 const active = (s) => s === 'queued' || s === 'processing';
@@ -51,7 +61,7 @@ export function fraction(j) {
   return 0;
 }
 
-const columns = ['Job', 'Database', 'Format', 'Status', 'Rate', 'ETA', 'Parts', 'Started', 'Finished', 'Resumed', 'Consistency', 'Actions'];
+const columns = ['Job', 'Database', 'Format', 'Status', 'Rate', 'ETA', 'Parts', 'Started', 'Finished', 'Resumed', 'Consistency', 'Verified', 'Actions'];
 
 export class JobsTable {
   constructor(tbody, empty, report) {
@@ -147,6 +157,8 @@ export class JobsTable {
     c.Finished.textContent = time(j.finished);
     c.Resumed.textContent = j.resumed ? j.resumed + '×' : 'no';
     c.Consistency.textContent = j.consistency;
+    c.Verified.textContent = verifiedText(j.verification);
+    c.Verified.className = j.verification ? 'v-' + j.verification.status.replace(/[^a-z]/g, '') : '';
     if (r.status !== j.status) {
       r.status = j.status;
       this.actions(r);

@@ -252,11 +252,14 @@ func TestConsoleBrowser(t *testing.T) {
 		do(t, ctx, "submit the form",
 			chromedp.SetValue(chromedp.ID("f-database"), "main"),
 			chromedp.SetValue(chromedp.ID("f-format"), "sql"),
+			chromedp.Click(chromedp.ID("f-verify")),
 			chromedp.Click(chromedp.ID("f-submit")))
 		waitFor(t, ctx, "the queued message", `/^Export \S+ queued\.$/.test(document.getElementById('form-ok').textContent)`, 10*time.Second)
+		do(t, ctx, "clear the verify box", chromedp.Click(chromedp.ID("f-verify")))
 		jobID = strings.Fields(evalString(t, ctx, `document.getElementById('form-ok').textContent`))[1]
 		row := fmt.Sprintf(`document.querySelector('tr[data-job=%q]')`, jobID)
 		waitFor(t, ctx, "the completed row", row+` && `+row+`.querySelector('.status').textContent === 'completed' && `+row+`.querySelector('progress').value === 100`, 30*time.Second)
+		waitFor(t, ctx, "the verified badge", row+`.querySelector('td[data-label=Verified]').textContent.startsWith('passed')`, 30*time.Second)
 
 		downloadFromRow(t, ctx, s, jobID)
 	})
