@@ -37,7 +37,6 @@ type pipeline struct {
 	lastSave  time.Time
 	lastSaveP time.Time // last save of progress alone
 	lastWAL   time.Time
-	walAtOpen int64
 	release   bool // the tick yields to release its snapshot (WALLimit)
 }
 
