@@ -56,6 +56,18 @@ type layout struct {
 	parts    map[int]partRecord
 }
 
+// records returns the part size and the sidecar records of parts, in
+// their order, read under the layout's lock.
+func (l *layout) records(parts []objstore.Part) (int64, []partRecord) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	recs := make([]partRecord, len(parts))
+	for i, part := range parts {
+		recs[i] = l.parts[part.Number]
+	}
+	return l.partSize, recs
+}
+
 func (s *Store) layoutOf(id string) *layout {
 	l, _ := s.layouts.LoadOrStore(id, &layout{})
 	return l.(*layout)
@@ -297,13 +309,7 @@ func (s *Store) SyncUpload(ctx context.Context, key, uploadID string) error {
 // a second name of it is returned for commit. ok is false when the parts do not fit
 // (the caller assembles a copy).
 func (s *Store) completeInPlace(ctx context.Context, id string, l *layout, parts []objstore.Part) (path string, ok bool, err error) {
-	l.mu.Lock()
-	p := l.partSize
-	recs := make([]partRecord, len(parts))
-	for i, part := range parts {
-		recs[i] = l.parts[part.Number]
-	}
-	l.mu.Unlock()
+	p, recs := l.records(parts)
 	n := len(parts)
 	if p == 0 {
 		return "", false, nil

@@ -286,13 +286,7 @@ func (s *Store) copyParts(ctx context.Context, f File, uploadID string, l *layou
 	if data != nil {
 		defer data.Close()
 	}
-	l.mu.Lock()
-	p := l.partSize
-	recs := make([]partRecord, len(parts))
-	for i, part := range parts {
-		recs[i] = l.parts[part.Number]
-	}
-	l.mu.Unlock()
+	p, recs := l.records(parts)
 	for _, r := range recs {
 		if err := ctx.Err(); err != nil {
 			return err
