@@ -35,6 +35,7 @@ func printBanner(w io.Writer, cfg Config, url string) {
 		auth = ` -H "Authorization: Bearer $TOKEN"`
 	}
 	fmt.Fprintf(w, "  dump     curl -fsS -X POST%s -H 'Content-Type: application/json' -d '{}' %s/export/dump\n", auth, url)
+	fmt.Fprintf(w, "  console  %s/ui/\n", url)
 	fmt.Fprintf(w, "  docs     %s/ , %s/openapi.json, docs/api.md\n", url, url)
 	fmt.Fprintln(w, "  stop     Ctrl-C or SIGTERM (running jobs checkpoint and resume on the next start)")
 }
