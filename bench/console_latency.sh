@@ -35,11 +35,11 @@ start_serve "$work/sluice" "$db" "$work"
 
 q() { curl -fsS -H 'Content-Type: application/json' -d "$1" "$base/query"; }
 q '{"sql":"CREATE TABLE IF NOT EXISTS loadgen_writes(id INTEGER PRIMARY KEY, seq INTEGER, at TEXT)"}' >/dev/null
-max_id=$(q '{"sql":"SELECT max(id) AS m FROM events"}' | jq -r '(.result // .)[0].m')
+max_id=$(q '{"sql":"SELECT max(id) AS m FROM events"}' | jq -r '.result[0].m')
 log "filling the job list: $jobs exports of the users table"
 for _ in $(seq 1 "$jobs"); do
-  job=$(curl -fsS -H 'Content-Type: application/json' -d '{"format":"csv","tables":["users"]}' "$base/export/dump" | jq -r '(.result // .).jobId')
-  curl -fsS "$base/export/dump/status/$job?wait=30s" >/dev/null
+  job=$(submit_job "$base" '{"format":"csv","tables":["users"]}')
+  wait_job "$base" "$job" 0.2 >/dev/null || exit 1
 done
 cat "$db" >/dev/null
 

@@ -43,16 +43,8 @@ JSON
     sleep 0.1
   done
   t0=$(date +%s.%N)
-  id=$(curl -fsS -H 'Content-Type: application/json' -d '{"format":"sql"}' "$base/export/dump" | jq -r .jobId)
-  while :; do
-    st=$(curl -fsS "$base/export/dump/status/$id")
-    s=$(jq -r .status <<<"$st")
-    case "$s" in
-      completed) break ;;
-      failed|cancelled) log "job $id $s: $(jq -r .error <<<"$st")"; exit 1 ;;
-    esac
-    sleep 0.05
-  done
+  id=$(submit_job "$base" '{"format":"sql"}')
+  wait_job "$base" "$id" >/dev/null || exit 1
   t1=$(date +%s.%N)
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$srv_pid/status")
   kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=

@@ -91,3 +91,28 @@ JSON
   done
   curl -fsS "$base/healthz" >/dev/null || { cat "$work/serve.log" >&2; log "sluice serve did not start"; exit 1; }
 }
+
+# submit_job BASE JSON starts an export job (POST /export/dump) and prints
+# its id.
+submit_job() {
+  curl -fsS -H 'Content-Type: application/json' -d "$2" "$1/export/dump" | jq -r .result.jobId
+}
+
+# wait_job BASE ID [INTERVAL] polls the job every INTERVAL seconds
+# (default 0.05, so a timing ends within that of the job's own end),
+# prints its status view once it has completed, and fails if it failed,
+# was cancelled or answered something unexpected.
+wait_job() {
+  local st s
+  while :; do
+    st=$(curl -fsS "$1/export/dump/status/$2") || return 1
+    s=$(jq -r .result.status <<<"$st")
+    case "$s" in
+      completed) printf '%s\n' "$st"; return 0 ;;
+      queued|processing) ;;
+      failed|cancelled) log "job $2 $s: $(jq -r .result.error <<<"$st")"; return 1 ;;
+      *) log "job $2: unexpected status answer: $st"; return 1 ;;
+    esac
+    sleep "${3:-0.05}"
+  done
+}

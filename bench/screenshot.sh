@@ -29,11 +29,9 @@ q '{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i 
 q '{"sql":"CREATE TABLE events(id INTEGER PRIMARY KEY, at TEXT, payload BLOB)"}'
 q '{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 300000) INSERT INTO events(at, payload) SELECT datetime(1700000000 + i, '"'"'unixepoch'"'"'), randomblob(100) FROM n"}'
 
-# jobid reads jobId from either wire shape ({"result": {...}} or bare).
-jobid() { jq -r '(.result // .).jobId'; }
-done_job=$(curl -fsS -H 'Content-Type: application/json' -d '{"format":"sql","compress":"zstd","tables":["customers"]}' "$base/export/dump" | jobid)
-curl -fsS "$base/export/dump/status/$done_job?wait=30s" >/dev/null
-curl -fsS -H 'Content-Type: application/json' -d '{"format":"csv","chunkSize":1}' "$base/export/dump" | jobid >/dev/null
+done_job=$(submit_job "$base" '{"format":"sql","compress":"zstd","tables":["customers"]}')
+wait_job "$base" "$done_job" 0.2 >/dev/null || exit 1
+submit_job "$base" '{"format":"csv","chunkSize":1}' >/dev/null
 sleep 3 # a few polls, so the rate and ETA have figures
 log "taking the screenshot"
 (cd "$BENCH_ROOT" && go run ./bench/screenshot -url "$base/ui/" -o "$out" -width "${WIDTH:-1280}" -height "${HEIGHT:-720}")

@@ -65,17 +65,9 @@ if [ "$mode" = legacy ]; then
   [ "$code" = 200 ] || { log "legacy dump answered $code"; exit 1; }
   dump_desc="legacy GET /export/dump, $bytes bytes"
 else
-  job=$(curl -fsS -d '{"format":"sql"}' "$base/export/dump" | jq -r .jobId)
-  while :; do
-    st=$(curl -fsS "$base/export/dump/status/$job")
-    s=$(jq -r .status <<<"$st")
-    case "$s" in
-      completed) break ;;
-      failed|cancelled) log "job $job $s: $(jq -r .error <<<"$st")"; exit 1 ;;
-    esac
-    sleep 0.5
-  done
-  dump_desc="async POST /export/dump job $job, $(jq -r .size <<<"$st") bytes to the file store"
+  job=$(submit_job "$base" '{"format":"sql"}')
+  st=$(wait_job "$base" "$job" 0.5) || exit 1
+  dump_desc="async POST /export/dump job $job, $(jq -r .result.size <<<"$st") bytes to the file store"
 fi
 t1=$(date +%s.%N)
 kill -INT "$lg_pid"
