@@ -13,27 +13,14 @@ import (
 	"io"
 	"testing"
 
-	"zombiezen.com/go/sqlite"
-
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/internal/testsupport"
-	"github.com/sluice-dev/sluice/sqlload"
+	"github.com/sluice-dev/sluice/internal/testsupport/sqlrestore"
 	"github.com/sluice-dev/sluice/verify"
 )
 
 var allFormats = []sluice.Format{sluice.FormatSQL, sluice.FormatCSV, sluice.FormatJSON, sluice.FormatJSONTyped, sluice.FormatNDJSON}
-
-// testRestore loads a SQL dump with sqlload, as sluice restore does.
-func testRestore(ctx context.Context, path string, r io.Reader) error {
-	c, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = sqlload.Load(ctx, c, r, sqlload.Options{Atomic: true})
-	return err
-}
 
 // dumpWithDigests dumps db and returns the bytes and the digests.
 func dumpWithDigests(t *testing.T, db string, opts dump.Options) ([]byte, dump.Digests) {
@@ -59,7 +46,7 @@ func dumpWithDigests(t *testing.T, db string, opts dump.Options) ([]byte, dump.D
 func verifyBytes(t *testing.T, b []byte, format sluice.Format, preserve bool, want dump.Digests) (*verify.Report, error) {
 	t.Helper()
 	got, err := verify.FromDump(context.Background(), verify.Input{
-		R: bytes.NewReader(b), Format: format, PreserveRowids: preserve, Restore: testRestore, TempDir: t.TempDir(),
+		R: bytes.NewReader(b), Format: format, PreserveRowids: preserve, Restore: sqlrestore.Restore, TempDir: t.TempDir(),
 	}, testsupport.Logger(t))
 	if err != nil {
 		return nil, err

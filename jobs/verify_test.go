@@ -8,28 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"zombiezen.com/go/sqlite"
-
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/internal/testsupport"
+	"github.com/sluice-dev/sluice/internal/testsupport/sqlrestore"
 	"github.com/sluice-dev/sluice/objstore"
-	"github.com/sluice-dev/sluice/sqlload"
 	"github.com/sluice-dev/sluice/verify"
 )
 
-// testRestore loads a SQL dump with sqlload (cmd/sluice wires its
-// restore, which adds the file handling and checks).
-func testRestore(ctx context.Context, path string, r io.Reader) error {
-	c, err := sqlite.OpenConn(path, sqlite.OpenReadWrite|sqlite.OpenCreate)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_, err = sqlload.Load(ctx, c, r, sqlload.Options{Atomic: true})
-	return err
-}
-
-func withRestore(c *Config) { c.Restore = testRestore }
+func withRestore(c *Config) { c.Restore = sqlrestore.Restore }
 
 // waitVerified waits for a job's verification to end.
 func waitVerified(t *testing.T, svc *Service, id string) *sluice.Job {
