@@ -12,7 +12,6 @@ package dump
 
 import (
 	"bytes"
-	"encoding/hex"
 	"errors"
 	"math"
 	"strconv"
@@ -79,7 +78,7 @@ func (f *csvFormatter) row(b *[]byte, t *tableMeta, vals []Value) {
 			p = appendCSVQuoted(p, v.Bytes)
 		case TypeBlob:
 			p = append(p, '\\', 'x')
-			p = hex.AppendEncode(p, v.Bytes)
+			p = appendHex(p, v.Bytes)
 		default: // NULL: an empty unquoted field
 		}
 	}

@@ -480,7 +480,14 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 		}
 	}
 	if !t.info.WithoutRowid {
-		est, err := s.queryText("SELECT max(" + key[0] + ")-min(" + key[0] + ")+1" + from)
+		// Two subqueries: SQLite answers a lone min() or max() of the
+		// rowid from one end of the b-tree, but both in one SELECT scan
+		// the whole table. A virtual table scans either way, so once.
+		q := "SELECT (SELECT max(" + key[0] + ")" + from + ")-(SELECT min(" + key[0] + ")" + from + ")+1"
+		if t.info.Virtual {
+			q = "SELECT max(" + key[0] + ")-min(" + key[0] + ")+1" + from
+		}
+		est, err := s.queryText(q)
 		if err == nil {
 			fmt.Sscan(est, &t.info.EstimatedRows)
 		}

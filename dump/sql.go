@@ -2,9 +2,7 @@ package dump
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
-	"slices"
 	"strconv"
 )
 
@@ -87,32 +85,10 @@ func (f *sqlFormatter) restore(state []byte) error {
 	return nil
 }
 
-const hexDigits = "0123456789abcdef"
-
-// hexPairs[c] holds the two lower-case hex digits of c, first digit in
-// the low byte, so one 16-bit store writes both.
-var hexPairs = func() (t [256]uint16) {
-	for i := range t {
-		t[i] = uint16(hexDigits[i>>4]) | uint16(hexDigits[i&15])<<8
-	}
-	return t
-}()
-
 // appendBlob appends X'..' with lower-case hex, as .dump does.
 func appendBlob(b []byte, v []byte) []byte {
 	b = append(b, "X'"...)
-	b = slices.Grow(b, 2*len(v)+1)
-	n := len(b)
-	b = b[:n+2*len(v)]
-	dst := b[n:]
-	for len(v) >= 4 && len(dst) >= 8 {
-		binary.LittleEndian.PutUint64(dst, uint64(hexPairs[v[0]])|uint64(hexPairs[v[1]])<<16|
-			uint64(hexPairs[v[2]])<<32|uint64(hexPairs[v[3]])<<48)
-		v, dst = v[4:], dst[8:]
-	}
-	for i, c := range v {
-		binary.LittleEndian.PutUint16(dst[2*i:], hexPairs[c])
-	}
+	b = appendHex(b, v)
 	return append(b, '\'')
 }
 

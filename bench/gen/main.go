@@ -6,6 +6,11 @@
 //
 //	go run ./bench/gen -o /tmp/bench.db -scale 1
 //
+// -profile picks another shape of data, for the engine's BLOB paths:
+// "blobs" is 1.5M rows with small random BLOBs plus sixty 1 MiB BLOBs
+// (about 0.4 GB at scale 1), "bigblobs" is nearly all 1 MiB BLOBs (1,000
+// of them at scale 1, about 1.05 GB).
+//
 // It is a benchmark tool, not part of the product or of `go test`.
 package main
 
@@ -32,6 +37,10 @@ const (
 	mixedRows  = 400_000
 	blobRows   = 1_200 // large BLOBs, 256 KiB – 768 KiB each (~600 MB)
 	batchRows  = 20_000
+
+	smallBlobRows = 1_500_000 // profile blobs: rows with a 16–300 byte BLOB
+	mibBlobs      = 60        // profile blobs: 1 MiB BLOBs
+	bigBlobRows   = 1_000     // profile bigblobs: 1 MiB BLOBs
 )
 
 var words = strings.Fields(`alpha bravo charlie delta echo foxtrot golf hotel india juliett kilo lima
@@ -43,16 +52,39 @@ func main() {
 	out := flag.String("o", "bench.db", "database file to create (must not exist)")
 	scale := flag.Float64("scale", 1, "size multiplier; 1 is about 1.1 GB")
 	seed := flag.Uint64("seed", 1, "random seed")
+	profile := flag.String("profile", "mixed", "shape of the data: mixed, blobs (many small BLOBs and sixty 1 MiB ones) or bigblobs (nearly all 1 MiB BLOBs)")
 	flag.Parse()
-	if err := run(context.Background(), *out, *scale, *seed); err != nil {
+	if err := run(context.Background(), *out, *profile, *scale, *seed); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, path string, scale float64, seed uint64) error {
+// table is one table's rows: how many, the INSERT, and how to bind row i.
+type table struct {
+	name string
+	rows int
+	sql  string
+	bind func(s *sqlite.Stmt, i int)
+}
+
+func run(ctx context.Context, path, profile string, scale float64, seed uint64) error {
 	if scale <= 0 {
 		return errors.New("-scale must be positive")
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	n := func(base int) int { return max(1, int(float64(base)*scale)) }
+	var schema string
+	var tables []table
+	switch profile {
+	case "mixed":
+		schema, tables = mixedProfile(r, n)
+	case "blobs":
+		schema, tables = blobsProfile(r, n)
+	case "bigblobs":
+		schema, tables = bigBlobsProfile(r, n)
+	default:
+		return fmt.Errorf("unknown -profile %q (mixed, blobs or bigblobs)", profile)
 	}
 	if _, err := os.Stat(path); err == nil {
 		return fmt.Errorf("%s exists; remove it first", path)
@@ -68,6 +100,30 @@ func run(ctx context.Context, path string, scale float64, seed uint64) error {
 			return fmt.Errorf("%s: %w", p, err)
 		}
 	}
+	if err := sqlitex.ExecuteScript(conn, schema, nil); err != nil {
+		return fmt.Errorf("schema: %w", err)
+	}
+	for _, st := range tables {
+		t0 := time.Now()
+		if err := fill(conn, st.sql, st.rows, st.bind); err != nil {
+			return fmt.Errorf("%s: %w", st.name, err)
+		}
+		fmt.Fprintf(os.Stderr, "gen: %s: %d rows in %.1fs\n", st.name, st.rows, time.Since(t0).Seconds())
+	}
+	if err := sqlitex.ExecuteTransient(conn, "PRAGMA wal_checkpoint(TRUNCATE)", nil); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "gen: wrote %s (%.2f GB)\n", path, float64(fi.Size())/1e9)
+	return nil
+}
+
+// mixedProfile is the default database: small rows, mixed types, a
+// WITHOUT ROWID table and large BLOBs.
+func mixedProfile(r *rand.Rand, n func(int) int) (string, []table) {
 	schema := `
 CREATE TABLE users(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -103,18 +159,8 @@ CREATE INDEX events_user ON events(user_id);
 CREATE UNIQUE INDEX users_email ON users(email);
 CREATE VIEW big_spenders AS SELECT user_id, sum(amount) AS total FROM events GROUP BY user_id HAVING total > 1000;
 `
-	if err := sqlitex.ExecuteScript(conn, schema, nil); err != nil {
-		return fmt.Errorf("schema: %w", err)
-	}
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	n := func(base int) int { return max(1, int(float64(base)*scale)) }
 	nUsers := n(usersRows)
-	steps := []struct {
-		name string
-		rows int
-		sql  string
-		bind func(s *sqlite.Stmt, i int)
-	}{
+	return schema, []table{
 		{"users", nUsers, "INSERT INTO users(name,email,created,active,score,bio,avatar) VALUES(?,?,?,?,?,?,?)",
 			func(s *sqlite.Stmt, i int) {
 				s.BindText(1, phrase(r, 2))
@@ -168,22 +214,53 @@ CREATE VIEW big_spenders AS SELECT user_id, sum(amount) AS total FROM events GRO
 				s.BindBytes(4, randBytes(r, 256<<10+r.IntN(512<<10)))
 			}},
 	}
-	for _, st := range steps {
-		t0 := time.Now()
-		if err := fill(conn, st.sql, st.rows, st.bind); err != nil {
-			return fmt.Errorf("%s: %w", st.name, err)
-		}
-		fmt.Fprintf(os.Stderr, "gen: %s: %d rows in %.1fs\n", st.name, st.rows, time.Since(t0).Seconds())
+}
+
+// blobsProfile is BLOB-heavy with mostly small values: a table of small
+// random BLOBs beside a few columns, and sixty 1 MiB BLOBs.
+func blobsProfile(r *rand.Rand, n func(int) int) (string, []table) {
+	schema := `
+CREATE TABLE readings(
+  id INTEGER PRIMARY KEY,
+  sensor INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  payload BLOB
+);
+CREATE TABLE files(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  data BLOB
+);
+`
+	return schema, []table{
+		{"readings", n(smallBlobRows), "INSERT INTO readings(sensor,ts,payload) VALUES(?,?,?)",
+			func(s *sqlite.Stmt, i int) {
+				s.BindInt64(1, int64(r.IntN(5000)))
+				s.BindInt64(2, 1_600_000_000_000+int64(i)*53)
+				s.BindBytes(3, randBytes(r, 16+r.IntN(285)))
+			}},
+		{"files", n(mibBlobs), "INSERT INTO files(name,data) VALUES(?,?)", mibBlob(r)},
 	}
-	if err := sqlitex.ExecuteTransient(conn, "PRAGMA wal_checkpoint(TRUNCATE)", nil); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+}
+
+// bigBlobsProfile is nearly all 1 MiB BLOBs.
+func bigBlobsProfile(r *rand.Rand, n func(int) int) (string, []table) {
+	schema := `
+CREATE TABLE files(
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  data BLOB
+);
+`
+	return schema, []table{{"files", n(bigBlobRows), "INSERT INTO files(name,data) VALUES(?,?)", mibBlob(r)}}
+}
+
+// mibBlob binds a name and 1 MiB of random bytes.
+func mibBlob(r *rand.Rand) func(s *sqlite.Stmt, i int) {
+	return func(s *sqlite.Stmt, i int) {
+		s.BindText(1, fmt.Sprintf("file-%d.bin", i))
+		s.BindBytes(2, randBytes(r, 1<<20))
 	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "gen: wrote %s (%.2f GB)\n", path, float64(fi.Size())/1e9)
-	return nil
 }
 
 // fill inserts rows in transactions of batchRows.
