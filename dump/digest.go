@@ -45,8 +45,14 @@ type DigestState struct {
 }
 
 // digestFlushAt is the size at which canonical bytes are handed to the
-// hash; batching keeps the per-value cost to an append.
-const digestFlushAt = 64 << 10
+// hash; batching keeps the per-value cost to an append. It is small
+// enough that a page of small rows is hashed while it is formatted when
+// the hash runs on a pipe.
+const digestFlushAt = 32 << 10
+
+// digestDirect is the value size from which a value's bytes are hashed
+// where they lie instead of being copied into the buffer.
+const digestDirect = 4096
 
 // digester hashes the rows of the table being written.
 type digester struct {
@@ -54,15 +60,34 @@ type digester struct {
 	buf    []byte
 	rows   int64
 	tables []TableDigest
+	pipe   *hashPipe // nil: hash on the caller's goroutine
+	lent   bool      // the pipe holds slices of the caller's values
 }
 
 func newDigester() *digester {
-	return &digester{h: sha256.New(), buf: make([]byte, 0, digestFlushAt+4096)}
+	return &digester{h: sha256.New(), buf: make([]byte, 0, digestFlushAt+digestDirect)}
+}
+
+// newPipedDigester returns a digester that hashes on a goroutine of its
+// own; close must be called. Values hashed in place stay borrowed until
+// release (or a table end or state) returns.
+func newPipedDigester() *digester {
+	d := newDigester()
+	d.pipe = newHashPipe(d.h, cap(d.buf))
+	return d
+}
+
+// close stops the pipe, if any.
+func (d *digester) close() {
+	if d.pipe != nil {
+		d.pipe.close()
+	}
 }
 
 // restore takes back the state from a cursor; open says whether the
 // cursor is inside a table.
 func (d *digester) restore(st *DigestState, open bool) error {
+	d.wait()
 	d.tables = append(d.tables[:0], st.Tables...)
 	d.rows = 0
 	d.h.Reset()
@@ -78,6 +103,7 @@ func (d *digester) restore(st *DigestState, open bool) error {
 
 // beginTable starts a table's digest with its column list.
 func (d *digester) beginTable(t *tableMeta) {
+	d.wait()
 	d.h.Reset()
 	d.rows = 0
 	d.buf = binary.BigEndian.AppendUint64(d.buf[:0], uint64(len(t.Columns)))
@@ -99,9 +125,9 @@ func (d *digester) row(vals []Value) {
 			d.buf = binary.BigEndian.AppendUint64(append(d.buf, byte(TypeReal)), math.Float64bits(v.Real))
 		case TypeText, TypeBlob:
 			d.buf = binary.BigEndian.AppendUint64(append(d.buf, byte(v.Type)), uint64(len(v.Bytes)))
-			if len(v.Bytes) > 4096 {
+			if len(v.Bytes) > digestDirect {
 				d.flush()
-				d.h.Write(v.Bytes)
+				d.write(v.Bytes)
 				continue
 			}
 			d.buf = append(d.buf, v.Bytes...)
@@ -114,14 +140,47 @@ func (d *digester) row(vals []Value) {
 	}
 }
 
+// write hashes b in place: on the pipe, b is borrowed until release.
+func (d *digester) write(b []byte) {
+	if d.pipe == nil {
+		d.h.Write(b)
+		return
+	}
+	d.pipe.send(b, false)
+	d.lent = true
+}
+
 func (d *digester) flush() {
-	d.h.Write(d.buf)
-	d.buf = d.buf[:0]
+	if len(d.buf) == 0 {
+		return
+	}
+	if d.pipe == nil {
+		d.h.Write(d.buf)
+		d.buf = d.buf[:0]
+		return
+	}
+	d.buf = d.pipe.send(d.buf, true)
+}
+
+// wait hashes everything added so far, so that d.h may be read.
+func (d *digester) wait() {
+	d.flush()
+	if d.pipe != nil {
+		d.pipe.wait()
+		d.lent = false
+	}
+}
+
+// release returns once no value passed to row is still borrowed.
+func (d *digester) release() {
+	if d.lent {
+		d.wait()
+	}
 }
 
 // endTable finishes the table's digest.
 func (d *digester) endTable(t *tableMeta) {
-	d.flush()
+	d.wait()
 	d.tables = append(d.tables, TableDigest{
 		Name:    t.Name,
 		Columns: append([]string(nil), t.Columns...),
@@ -135,7 +194,7 @@ func (d *digester) endTable(t *tableMeta) {
 func (d *digester) state(open bool) *DigestState {
 	st := &DigestState{Tables: d.tables[:len(d.tables):len(d.tables)]}
 	if open {
-		d.flush()
+		d.wait()
 		b, err := d.h.(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {
 			panic(err) // crypto/sha256 always marshals

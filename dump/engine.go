@@ -64,10 +64,19 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 	wr := &dumpWriter{w: w, f: f, cur: from, out: make([]byte, 0, flushAt+flushAt/4)}
 	wr.cur.State = nil
 	wr.cur.Digest = nil
-	if from.Step == 0 && from.After == nil {
-		wr.dg = newDigester()
-	} else if from.Digest != nil {
-		wr.dg = newDigester()
+	if (from.Step == 0 && from.After == nil) || from.Digest != nil {
+		// Without a Gate the digests hash on a goroutine of their own.
+		// A Gate bounds the cores the engine takes, and its slots and
+		// nice value cover the reader and the formatter only, so under
+		// one the formatter hashes, as it formats, inside its slot.
+		if s.opts.Gate == nil {
+			wr.dg = newPipedDigester()
+			defer wr.dg.close()
+		} else {
+			wr.dg = newDigester()
+		}
+	}
+	if from.Digest != nil && (from.Step > 0 || from.After != nil) {
 		if err := wr.dg.restore(from.Digest, from.After != nil); err != nil {
 			return from, err
 		}
@@ -240,6 +249,9 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 					done := pg.done
 					if !done && t.paged && pg.rows > 0 {
 						d.cur.After = toKey(pg.key)
+					}
+					if d.dg != nil {
+						d.dg.release() // the digest may still read the page's values
 					}
 					free <- pg
 					if done {
