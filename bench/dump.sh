@@ -25,6 +25,7 @@ build_sluice "$bin"
 
 size=$(stat -c %s "$db")
 log "database $db: $(awk -v s="$size" 'BEGIN { printf "%.2f GB", s / 1e9 }'), sqlite3 $(sqlite3 --version | cut -d' ' -f1)"
+log "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 log "warming the page cache"
 cat "$db" "$db-wal" >/dev/null 2>&1 || cat "$db" >/dev/null
 
@@ -42,6 +43,7 @@ done
 ms=$(median "${s_times[@]}"); mq=$(median "${q_times[@]}")
 printf '\nmedian sluice  %.2f s, sqlite3 %.2f s, ratio sluice/sqlite3 = %.2f\n' "$ms" "$mq" "$(awk -v a="$ms" -v b="$mq" 'BEGIN { print a / b }')"
 printf 'median CPU (user+sys) sluice %.2f s, sqlite3 %.2f s\n' "$(median "${s_cpu[@]}")" "$(median "${q_cpu[@]}")"
+printf 'load average after: %s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'peak RSS sluice %.1f MiB, sqlite3 %.1f MiB (max over runs)\n' \
   "$(awk -v k="$(max_of "${s_rss[@]}")" 'BEGIN { print k / 1024 }')" \
   "$(awk -v k="$(max_of "${q_rss[@]}")" 'BEGIN { print k / 1024 }')"

@@ -71,15 +71,21 @@ func (s *Source) readColumn(st *sqlite.Stmt, col int, arena *[]byte) Value {
 			copy(dst, t)
 			return Value{Type: TypeText, Bytes: dst}
 		}
-		dst := reserve(arena, st.ColumnLen(col))
-		st.ColumnBytes(col, dst)
-		return Value{Type: TypeText, Bytes: dst}
+		return Value{Type: TypeText, Bytes: columnBytes(st, col, arena)}
 	case sqlite.TypeBlob:
-		dst := reserve(arena, st.ColumnLen(col))
-		st.ColumnBytes(col, dst)
-		return Value{Type: TypeBlob, Bytes: dst}
+		return Value{Type: TypeBlob, Bytes: columnBytes(st, col, arena)}
 	}
 	return Value{Type: TypeNull}
+}
+
+// columnBytes copies the bytes of column col into *arena. ColumnReader
+// asks SQLite for the pointer and the length once each (ColumnLen and
+// ColumnBytes would ask for the length twice).
+func columnBytes(st *sqlite.Stmt, col int, arena *[]byte) []byte {
+	r := st.ColumnReader(col)
+	dst := reserve(arena, r.Len())
+	r.Read(dst)
+	return dst
 }
 
 // read is the reader goroutine: it walks the table steps from the cursor
@@ -167,14 +173,8 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 				exhausted = true
 				break
 			}
-			if t.nkey > 0 {
-				pg.key = pg.key[:0]
-				pg.karen = pg.karen[:0]
-				for c := 0; c < t.nkey; c++ {
-					pg.key = append(pg.key, s.readColumn(stmt, c, &pg.karen))
-				}
-			}
 			if large {
+				s.readKey(stmt, t.nkey, pg) // the rowid of every row is needed
 				rowid := pg.key[0].Int
 				for c := 0; c < ncols; c++ {
 					col := t.nkey + 2*c
@@ -194,6 +194,11 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 				}
 			}
 			pg.rows++
+		}
+		if !exhausted && !large && pg.rows > 0 {
+			// Only the page's last key is used (the cursor's After), and
+			// the statement is still on that row.
+			s.readKey(stmt, t.nkey, pg)
 		}
 		if exhausted {
 			if err := stmt.Reset(); err != nil {
@@ -235,6 +240,16 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 			return false
 		}
 		pg.reset(step, ncols)
+	}
+}
+
+// readKey decodes the first n columns of the current row, the key, into
+// pg.key.
+func (s *Source) readKey(stmt *sqlite.Stmt, n int, pg *page) {
+	pg.key = pg.key[:0]
+	pg.karen = pg.karen[:0]
+	for c := 0; c < n; c++ {
+		pg.key = append(pg.key, s.readColumn(stmt, c, &pg.karen))
 	}
 }
 
