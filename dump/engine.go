@@ -203,6 +203,7 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 				d.dg.beginTable(&t.meta)
 			}
 			if t.rows {
+				rowBuf := make([]Value, len(t.meta.Columns))
 				for {
 					var pg *page
 					var ok bool
@@ -228,7 +229,7 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 						return d.cur, ctx.Err()
 					}
 					for r := 0; r < pg.rows; r++ {
-						row := pg.vals[r*pg.ncols : (r+1)*pg.ncols : (r+1)*pg.ncols]
+						row := pg.row(r, rowBuf)
 						d.f.row(&d.out, &t.meta, row)
 						if d.dg != nil {
 							d.dg.row(row)
