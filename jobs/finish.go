@@ -100,7 +100,8 @@ func (s *Service) markFailed(ctx context.Context, jobID string, cause error) err
 }
 
 // cleanup removes what a cancelled or failed job left behind: its
-// incomplete upload (and any partial object), its snapshot copy and its
+// incomplete upload (and any partial object), an object and manifest it
+// stored but was not recorded as completed for, its snapshot copy and its
 // checkpoint. It is idempotent.
 func (s *Service) cleanup(ctx context.Context, jobID string) error {
 	s.dropSource(jobID)
@@ -126,7 +127,7 @@ func (s *Service) cleanup(ctx context.Context, jobID string) error {
 	if err := s.abortUploadsOf(ctx, jobID, ""); err != nil {
 		return err
 	}
-	if err := s.removeManifestOf(ctx, jobID); err != nil {
+	if err := s.removeStoredBy(ctx, jobID); err != nil {
 		return err
 	}
 	s.removeSnapshot(jobID)

@@ -293,6 +293,11 @@ func New(ctx context.Context, cfg Config, st *state.DB, store objstore.Store, lo
 		s.unlockOwner()
 		return nil, err
 	}
+	// A verification killed mid-way leaves its scratch database; the
+	// next housekeeping may be an hour away.
+	if err := s.removeVerifyScratch(); err != nil {
+		s.log.Warn("jobs: sweep verification scratch", "err", err)
+	}
 	if err := s.syncSchedules(ctx); err != nil {
 		s.unlockOwner()
 		return nil, err

@@ -329,7 +329,7 @@ func (k *tick) openUpload() result {
 	s, job := k.s, k.job
 	opts := objstore.WriterOptions{
 		ContentType:  job.Spec.ContentType(),
-		Metadata:     map[string]string{"sluice-job": job.ID},
+		Metadata:     map[string]string{metaJob: job.ID},
 		ExpectedSize: k.plan.EstimatedBytes,
 		Concurrency:  s.cfg.UploadConcurrency,
 		Limits:       s.cfg.Limits,
