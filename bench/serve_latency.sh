@@ -11,7 +11,7 @@
 #
 # Settings (environment): DUMP=legacy (curl GET /export/dump > /dev/null,
 # the default) or DUMP=async (POST /export/dump to the file store in a
-# temporary directory, polled until completed); IDLE_SECONDS (30); RATE
+# temporary directory, awaited with the status long poll); IDLE_SECONDS (30); RATE
 # reads/s (200); WORKERS (8); WRITE_EVERY (100ms).
 #
 # The writes go to a table `loadgen_writes` that the script creates in
@@ -66,7 +66,7 @@ if [ "$mode" = legacy ]; then
   dump_desc="legacy GET /export/dump, $bytes bytes"
 else
   job=$(submit_job "$base" '{"format":"sql"}')
-  st=$(wait_job "$base" "$job" 0.5) || exit 1
+  st=$(wait_job "$base" "$job") || exit 1
   dump_desc="async POST /export/dump job $job, $(jq -r .result.size <<<"$st") bytes to the file store"
 fi
 t1=$(date +%s.%N)
