@@ -49,23 +49,17 @@ case "$store" in
 esac
 cat "$db" >/dev/null
 
-# job NICE: starts a server with that exportNice on the store, runs one
-# SQL job, stops the server; prints "job_seconds peak_rss_kib
-# idle_rss_kib estimated_bytes".
+# job NICE: one SQL job through a server with that exportNice on the
+# store; prints run_jobs's "seconds peak_rss_kib idle_rss_kib
+# estimated_bytes".
 job() {
-  local nice=$1 id st idle hwm
-  rm -rf "$work/data" "$work/exports"
   local target
+  rm -rf "$work/data" "$work/exports"
   if [ "$store" = s3 ]; then target=$(s3_store "$bucket" job/); else target=$(file_store "$work/exports"); fi
-  serve_config "$work" "{\"default\": \"$db\"}" "$target" "{\"exportNice\": $nice, \"uploadConcurrency\": $conc}"
-  serve_start "$bin" "$work"
-  idle=$(proc_kib "$srv_pid" VmRSS)
-  id=$(submit_job "$base" '{"format":"sql"}')
-  st=$(wait_job "$base" "$id") || exit 1
-  hwm=$(proc_kib "$srv_pid" VmHWM)
-  stop_serve
+  serve_config "$work" "{\"default\": \"$db\"}" "$target" "{\"exportNice\": $1, \"uploadConcurrency\": $conc}"
+  run_jobs "$bin" "$work" '{"format":"sql"}' "" || return 1
   [ "$store" = s3 ] && s3_bucket_empty "$bucket"
-  printf '%s %s %s %s\n' "$(job_seconds "$st")" "$hwm" "$idle" "$(jq -r .result.progress.estimatedBytes <<<"$st")"
+  return 0
 }
 
 # cli NAME DEST: one CLI dump of the database to DEST (-o FILE or --to
@@ -91,12 +85,13 @@ est=0
 for i in $(seq 1 "$runs"); do
   line="run $i:"
   for k in "${!names[@]}"; do
-    t=$(cli "c$k" "${dests[$k]}")
+    t=$(cli "c$k" "${dests[$k]}") || exit 1
     c_t[$k]="${c_t[$k]:-} $t"
     line+=$(printf '   %s %6.2f s' "${names[$k]}" "$t")
   done
   for n in $nices; do
-    read -r jt jr ji est < <(job "$n")
+    out=$(job "$n") || exit 1
+    read -r jt jr ji est <<<"$out"
     j_t[$n]="${j_t[$n]:-} $jt"; j_r[$n]="${j_r[$n]:-} $jr"; j_i[$n]="${j_i[$n]:-} $ji"
     line+=$(printf '   job (nice %s) %6.2f s, RSS idle %s → peak %s MiB' "$n" "$jt" "$(mib "$ji")" "$(mib "$jr")")
   done

@@ -113,14 +113,16 @@ serve_start() {
   local bin=$1 work=$2
   port=$(free_port)
   base="http://127.0.0.1:$port"
-  "$bin" serve --config "$work/sluice.json" --listen "127.0.0.1:$port" --log-level warn 2>"$work/serve.log" &
+  # stdout too goes to the log: a server holding a caller's pipe (a
+  # command substitution) open would keep it waiting for the end.
+  "$bin" serve --config "$work/sluice.json" --listen "127.0.0.1:$port" --log-level warn >"$work/serve.log" 2>&1 &
   srv_pid=$!
   for _ in $(seq 1 100); do
     curl -fsS "$base/healthz" >/dev/null 2>&1 && break
     kill -0 "$srv_pid" 2>/dev/null || { cat "$work/serve.log" >&2; log "sluice serve exited"; exit 1; }
     sleep 0.1
   done
-  curl -fsS "$base/healthz" >/dev/null || { cat "$work/serve.log" >&2; log "sluice serve did not start"; exit 1; }
+  curl -fsS "$base/healthz" >/dev/null || { cat "$work/serve.log" >&2; log "sluice serve did not start"; stop_serve; exit 1; }
 }
 
 # stop_serve stops the server serve_start started.
@@ -209,7 +211,8 @@ submit_job() {
 # first, prints its status view once it has completed, and fails if it
 # failed, was cancelled or answered something unexpected. The server
 # notices the end within its long-poll interval (250 ms): time a job by
-# job_seconds, not by when wait_job returns.
+# its createdAt and finishedAt (run_jobs does), not by when wait_job
+# returns.
 wait_job() {
   local st s
   while :; do
@@ -228,9 +231,36 @@ wait_job() {
 # fraction.
 epoch() { date -d "$1" +%s.%N; }
 
-# job_seconds STATUS prints a completed job's own time from its status
-# view: finishedAt − createdAt, stamped by the server.
-job_seconds() {
-  awk -v a="$(epoch "$(jq -r .result.createdAt <<<"$1")")" -v b="$(epoch "$(jq -r .result.finishedAt <<<"$1")")" \
-    'BEGIN { printf "%.3f\n", b - a }'
+
+# run_jobs BIN WORK BODY DB... starts `BIN serve` with WORK/sluice.json
+# (serve_config), reads its idle RSS, submits one job per DB (BODY, a
+# JSON body, to POST /export/dump of the default database for "", of
+# /db/DB/ otherwise) back to back, waits for all of them, reads
+# its peak RSS and stops it. It prints "seconds peak_rss_kib idle_rss_kib
+# estimated_bytes": seconds from the first job's creation to the last
+# one's end (server stamps), and the largest job's size estimate. It runs
+# in a command substitution, whose subshell has no EXIT trap, so it stops
+# the server itself on every path.
+run_jobs() {
+  local bin=$1 work=$2 body=$3 d r k id st idle hwm first="" last="" est=0 c f e routes=() ids=()
+  shift 3
+  serve_start "$bin" "$work"
+  idle=$(proc_kib "$srv_pid" VmRSS)
+  for d in "$@"; do
+    r=$base; [ -n "$d" ] && r="$base/db/$d"
+    id=$(submit_job "$r" "$body") && [ -n "$id" ] && [ "$id" != null ] ||
+      { log "submit to $r failed"; stop_serve; return 1; }
+    routes+=("$r"); ids+=("$id")
+  done
+  for k in "${!ids[@]}"; do
+    st=$(wait_job "${routes[$k]}" "${ids[$k]}") || { stop_serve; return 1; }
+    c=$(epoch "$(jq -r .result.createdAt <<<"$st")"); f=$(epoch "$(jq -r .result.finishedAt <<<"$st")")
+    e=$(jq -r '.result.progress.estimatedBytes // 0' <<<"$st")
+    first=$(awk -v a="${first:-$c}" -v b="$c" 'BEGIN { print (b < a ? b : a) }')
+    last=$(awk -v a="${last:-$f}" -v b="$f" 'BEGIN { print (b > a ? b : a) }')
+    [ "$e" -gt "$est" ] && est=$e
+  done
+  hwm=$(proc_kib "$srv_pid" VmHWM)
+  stop_serve
+  awk -v a="$first" -v b="$last" -v h="$hwm" -v i="$idle" -v e="$est" 'BEGIN { printf "%.3f %d %d %d\n", b - a, h, i, e }'
 }
