@@ -115,7 +115,8 @@ func TestHousekeeping(t *testing.T) {
 
 // TestOrphanManifests: housekeeping deletes a manifest whose object is
 // gone once past the grace period, if the manifest is sluice's own, and
-// never one whose object exists; in the file store and in S3 alike.
+// never one whose object exists; in the file store and in S3 alike, with
+// and without a KeyPrefix.
 func TestOrphanManifests(t *testing.T) {
 	backends := []struct {
 		name  string
@@ -125,87 +126,98 @@ func TestOrphanManifests(t *testing.T) {
 		{"s3", func(t *testing.T) objstore.Store { st, _ := s3Env(t); return st }},
 	}
 	type obj struct {
-		key            string
-		object, jobTag bool // store the object; tag the manifest as a job's
+		key            string // under the KeyPrefix, if any
+		object, jobTag bool   // store the object; tag the manifest as a job's
 	}
 	cases := []struct {
 		name string
 		obj  func(job *sluice.Job) obj
-		kept bool
+		kept map[string]bool // by KeyPrefix
 	}{
-		{"object present", func(*sluice.Job) obj { return obj{"present.sql", true, true} }, true},
-		{"object present, untagged", func(*sluice.Job) obj { return obj{"plain.sql", true, false} }, true},
-		{"job's manifest, object gone", func(*sluice.Job) obj { return obj{"gone.sql", false, true} }, false},
-		{"known job key, untagged", func(j *sluice.Job) obj { return obj{j.Key, false, false} }, false},
-		{"another writer's manifest", func(*sluice.Job) obj { return obj{"foreign/x.sql", false, false} }, true},
+		{"object present", func(*sluice.Job) obj { return obj{"present.sql", true, true} }, map[string]bool{"": true, "pre/": true}},
+		{"object present, untagged", func(*sluice.Job) obj { return obj{"plain.sql", true, false} }, map[string]bool{"": true, "pre/": true}},
+		{"job's manifest, object gone", func(*sluice.Job) obj { return obj{"gone.sql", false, true} }, map[string]bool{"": false, "pre/": false}},
+		{"known job key, untagged", func(j *sluice.Job) obj { return obj{j.Key, false, false} }, map[string]bool{"": false, "pre/": false}},
+		// Under a KeyPrefix every manifest is sluice's; without one, an
+		// untagged manifest at a key no job used is another writer's.
+		{"untagged, unknown key", func(*sluice.Job) obj { return obj{"x.sql", false, false} }, map[string]bool{"": true, "pre/": false}},
 	}
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			e, clock := housekeepEnv(t, nil)
-			if b.store != nil {
-				e.store.Store = b.store(t)
-			}
-			svc := e.start()
-			ctx := context.Background()
-			job, err := svc.Submit(ctx, sluice.JobSpec{Tables: []string{"Genre"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			job = waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-			// The object removed out of band: its manifest is tagged.
-			if err := e.store.Delete(ctx, job.Key); err != nil {
-				t.Fatal(err)
-			}
-			put := func(key string, meta map[string]string) {
-				t.Helper()
-				if _, err := e.store.Put(ctx, key, strings.NewReader("{}"), 2, objstore.PutOptions{Metadata: meta}); err != nil {
+		for _, prefix := range []string{"", "pre/"} {
+			t.Run(b.name+"/prefix="+prefix, func(t *testing.T) {
+				e, clock := housekeepEnv(t, func(c *Config) { c.KeyPrefix = prefix })
+				if b.store != nil {
+					e.store.Store = b.store(t)
+				}
+				svc := e.start()
+				ctx := context.Background()
+				job, err := svc.Submit(ctx, sluice.JobSpec{Tables: []string{"Genre"}})
+				if err != nil {
 					t.Fatal(err)
 				}
-			}
-			manifests := map[string]bool{verify.ManifestKey(job.Key): false} // manifest key → kept
-			for _, tc := range cases {
-				o := tc.obj(job)
-				if o.object {
-					put(o.key, nil)
+				job = waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
+				// The object removed out of band: its manifest is tagged.
+				if err := e.store.Delete(ctx, job.Key); err != nil {
+					t.Fatal(err)
 				}
-				var meta map[string]string
-				if o.jobTag {
-					meta = map[string]string{metaJob: "j"}
-				}
-				if o.key == job.Key {
-					// Replace the job's own manifest with an untagged one.
-					e.store.Delete(ctx, verify.ManifestKey(o.key))
-				}
-				put(verify.ManifestKey(o.key), meta)
-				manifests[verify.ManifestKey(o.key)] = tc.kept
-			}
-			check := func(when string, young bool) {
-				t.Helper()
-				for k, kept := range manifests {
-					_, err := e.store.Head(ctx, k)
-					switch {
-					case (kept || young) && err != nil:
-						t.Errorf("%s: %s removed: %v", when, k, err)
-					case !kept && !young && !errors.Is(err, objstore.ErrNotExist):
-						t.Errorf("%s: orphan %s kept: %v", when, k, err)
+				put := func(key string, meta map[string]string) {
+					t.Helper()
+					if _, err := e.store.Put(ctx, key, strings.NewReader("{}"), 2, objstore.PutOptions{Metadata: meta}); err != nil {
+						t.Fatal(err)
 					}
 				}
-			}
-			if err := svc.housekeep(ctx); err != nil {
-				t.Fatal(err)
-			}
-			check("within the grace period", true)
-			clock.Set(clock.Now().Add(2 * time.Hour))
-			if err := svc.housekeep(ctx); err != nil {
-				t.Fatal(err)
-			}
-			check("past the grace period", false)
-			for _, k := range []string{"present.sql", "plain.sql"} {
-				if _, err := e.store.Head(ctx, k); err != nil {
-					t.Errorf("object %s: %v", k, err)
+				// Outside the KeyPrefix, or anywhere without one: another
+				// writer's untagged manifest.
+				foreign := verify.ManifestKey("foreign/x.sql")
+				put(foreign, nil)
+				manifests := map[string]bool{verify.ManifestKey(job.Key): false, foreign: true} // manifest key → kept
+				for _, tc := range cases {
+					o := tc.obj(job)
+					if o.key != job.Key {
+						o.key = prefix + o.key
+					}
+					if o.object {
+						put(o.key, nil)
+					}
+					var meta map[string]string
+					if o.jobTag {
+						meta = map[string]string{metaJob: "j"}
+					}
+					if o.key == job.Key {
+						// Replace the job's own manifest with an untagged one.
+						e.store.Delete(ctx, verify.ManifestKey(o.key))
+					}
+					put(verify.ManifestKey(o.key), meta)
+					manifests[verify.ManifestKey(o.key)] = tc.kept[prefix]
 				}
-			}
-		})
+				check := func(when string, young bool) {
+					t.Helper()
+					for k, kept := range manifests {
+						_, err := e.store.Head(ctx, k)
+						switch {
+						case (kept || young) && err != nil:
+							t.Errorf("%s: %s removed: %v", when, k, err)
+						case !kept && !young && !errors.Is(err, objstore.ErrNotExist):
+							t.Errorf("%s: orphan %s kept: %v", when, k, err)
+						}
+					}
+				}
+				if err := svc.housekeep(ctx); err != nil {
+					t.Fatal(err)
+				}
+				check("within the grace period", true)
+				clock.Set(clock.Now().Add(2 * time.Hour))
+				if err := svc.housekeep(ctx); err != nil {
+					t.Fatal(err)
+				}
+				check("past the grace period", false)
+				for _, k := range []string{"present.sql", "plain.sql"} {
+					if _, err := e.store.Head(ctx, prefix+k); err != nil {
+						t.Errorf("object %s: %v", prefix+k, err)
+					}
+				}
+			})
+		}
 	}
 }
 
