@@ -64,9 +64,9 @@ measure() {
   awk -v a="$t0" -v b="$t1" -v r="$rss" -v c="$cpu" 'BEGIN { printf "%.3f %d %.2f\n", b - a, r, c }'
 }
 
-# succeeded TIME_FILE reports whether the command measure timed into
-# TIME_FILE exited 0 (measure itself cannot fail on its behalf: it is
-# read through a process substitution).
+# succeeded TIME_FILE reports whether the command that measure timed
+# into TIME_FILE exited 0: measure's callers read it through a process
+# substitution, where the command's failure would pass unnoticed.
 succeeded() { grep -q 'Exit status: 0$' "$1"; }
 
 # median prints the median of its numeric arguments.
