@@ -480,7 +480,10 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 		}
 	}
 	if !t.info.WithoutRowid {
-		est, err := s.queryText("SELECT max(" + key[0] + ")-min(" + key[0] + ")+1" + from)
+		// Two subqueries, because SQLite answers a lone min() or max() of
+		// the rowid from the b-tree's ends but scans the whole table for
+		// an expression holding both (150 ms of a 0.26 GB database's open).
+		est, err := s.queryText("SELECT (SELECT max(" + key[0] + ")" + from + ")-(SELECT min(" + key[0] + ")" + from + ")+1")
 		if err == nil {
 			fmt.Sscan(est, &t.info.EstimatedRows)
 		}

@@ -61,6 +61,7 @@ func (s *Service) completeJob(ctx context.Context, t state.Task, job *sluice.Job
 	if err := s.abortUploadsOf(ctx, job.ID, ""); err != nil {
 		s.log.Warn("jobs: abort stale uploads", "job", job.ID, "err", err)
 	}
+	s.signalEnded()
 	s.cfg.Metrics.AddBytesExported(size)
 	s.log.Info("jobs: job completed", "job", job.ID, "key", job.Key, "size", size, "sha256", sum, "resumed", job.Resumed)
 	if job.Spec.ScheduleID != "" {
@@ -94,6 +95,7 @@ func (s *Service) markFailed(ctx context.Context, jobID string, cause error) err
 		return err
 	}
 	if failed {
+		s.signalEnded()
 		s.log.Error("jobs: job failed", "job", jobID, "err", cause)
 	}
 	return nil

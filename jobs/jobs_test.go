@@ -463,3 +463,41 @@ func closeWhenCancelled(svc *Service, id string, ch chan struct{}) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestEndedSignals checks that Ended's channel closes when a job of the
+// process ends, so that a status long poll answers at once.
+func TestEndedSignals(t *testing.T) {
+	tests := []struct {
+		name   string
+		cancel bool
+		want   sluice.State
+	}{
+		{"completed", false, sluice.StateCompleted},
+		{"cancelled", true, sluice.StateCancelled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
+			svc := e.start()
+			ctx := context.Background()
+			ended := svc.Ended()
+			job, err := svc.Submit(ctx, sluice.JobSpec{Tables: []string{"Artist"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.cancel {
+				if _, err := svc.Cancel(ctx, job.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-ended:
+			case <-time.After(time.Minute):
+				t.Fatal("Ended's channel did not close")
+			}
+			if j := waitJob(t, svc, job.ID, time.Minute, tc.want); j.State != tc.want {
+				t.Fatalf("job %s, want %s", j.State, tc.want)
+			}
+		})
+	}
+}
