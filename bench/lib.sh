@@ -209,10 +209,9 @@ submit_job() {
 # (?wait=55s: one request that the server answers when the job ends, so
 # the script spends no CPU polling), asks again only if the poll ran out
 # first, prints its status view once it has completed, and fails if it
-# failed, was cancelled or answered something unexpected. The server
-# notices the end within its long-poll interval (250 ms): time a job by
-# its createdAt and finishedAt (run_jobs does), not by when wait_job
-# returns.
+# failed, was cancelled or answered something unexpected. Time a job by
+# its createdAt and finishedAt (run_jobs does): when wait_job returns
+# also counts the answer's trip and the script's own start-up.
 wait_job() {
   local st s
   while :; do
