@@ -99,11 +99,12 @@ JSON
 # file_store DIR prints the store JSON of a file store in DIR.
 file_store() { printf '{"type": "file", "dir": "%s"}' "$1"; }
 
-# start_serve BIN DB WORK starts `BIN serve` on DB (file store under
-# WORK) on a free loopback port, waits for /healthz and sets port, base
-# and srv_pid; the caller's EXIT trap (make_work srv_pid) stops srv_pid.
+# start_serve BIN DB WORK [LIMITS] starts `BIN serve` on DB (file store
+# under WORK, the config's limits object LIMITS) on a free loopback port,
+# waits for /healthz and sets port, base and srv_pid; the caller's EXIT
+# trap (make_work srv_pid) stops srv_pid.
 start_serve() {
-  serve_config "$3" "{\"default\": \"$2\"}" "$(file_store "$3/exports")"
+  serve_config "$3" "{\"default\": \"$2\"}" "$(file_store "$3/exports")" "${4:-}"
   serve_start "$1" "$3"
 }
 
