@@ -15,10 +15,17 @@ import (
 // poll is answered by sluice rather than cut by something in between.
 const MaxStatusWait = 55 * time.Second
 
-// statusPollInterval is how often a long poll re-reads the job. A read is
-// one indexed row of the state database, so four a second per waiting
-// client costs nothing next to an export.
+// statusPollInterval is how often a long poll re-reads the job when no
+// end is signalled (jobEnds): a job another process ended. A read is one
+// indexed row of the state database, so four a second per waiting client
+// costs nothing next to an export.
 const statusPollInterval = 250 * time.Millisecond
+
+// jobEnds is implemented by a JobService that signals when one of its
+// jobs ends, so that a long poll answers at once.
+type jobEnds interface {
+	Ended() <-chan struct{}
+}
 
 // parseWait reads ?wait=: a Go duration ("30s", "1m") or whole seconds
 // ("30"). Absent means no wait; longer than MaxStatusWait is capped.
@@ -52,12 +59,17 @@ func waitForEnd(ctx context.Context, js JobService, job *sluice.Job, wait time.D
 	tick := time.NewTicker(statusPollInterval)
 	defer tick.Stop()
 	for {
+		var ended <-chan struct{} // nil: never ready
+		if je, ok := js.(jobEnds); ok {
+			ended = je.Ended()
+		}
 		select {
 		case <-ctx.Done():
 			return job, nil
 		case <-deadline.C:
 			return job, nil
 		case <-tick.C:
+		case <-ended:
 		}
 		next, err := js.Get(ctx, job.ID)
 		if err != nil {

@@ -39,7 +39,7 @@ max_id=$(q '{"sql":"SELECT max(id) AS m FROM events"}' | jq -r '.result[0].m')
 log "filling the job list: $jobs exports of the users table"
 for _ in $(seq 1 "$jobs"); do
   job=$(submit_job "$base" '{"format":"csv","tables":["users"]}')
-  wait_job "$base" "$job" 0.2 >/dev/null || exit 1
+  wait_job "$base" "$job" >/dev/null || exit 1
 done
 cat "$db" >/dev/null
 

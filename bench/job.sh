@@ -1,77 +1,117 @@
 #!/usr/bin/env bash
-# Times an async export job (POST /export/dump to the default file store)
-# against `sluice dump -o FILE` and `sluice dump --to file://` on the same
-# database, interleaved, as ratios within one run; once per export nice
-# value (limits.exportNice), with the server's peak RSS.
+# Times an async export job (POST /export/dump through `sluice serve`)
+# against the CLI dump to the same store, interleaved, as ratios within
+# one run; once per export nice value (limits.exportNice); with the
+# server's idle RSS before the job, its peak RSS, and issue 14's bound
+# (N+1) × part size + 32 MiB for the config in use.
 #
 #   go run ./bench/gen -o /tmp/bench.db -scale 0.25
-#   bench/job.sh /tmp/bench.db [RUNS]
+#   bench/job.sh /tmp/bench.db [RUNS]                 # file store
+#   . /tmp/s3env.sh; STORE=s3 bench/job.sh /tmp/bench.db [RUNS]
 #
-# NICES lists the exportNice values to run the job with (default "19 0").
-# Linux only; needs curl and jq. Not part of `go test`.
+# STORE=file (default): the job to the default file store against `sluice
+# dump -o FILE` and `sluice dump --to file://`.
+# STORE=s3: the job to an S3 server against `sluice dump --to s3://` to
+# the same server; the server is the tests' one, from SLUICE_TEST_S3_*
+# (endpoint, access key, secret key, region). The script creates a bucket
+# of its own there, empties it after every run and removes it at exit.
+#
+# NICES lists the exportNice values to run the job with (default "19 0");
+# UPLOAD_CONCURRENCY is limits.uploadConcurrency, the N of the bound
+# (default 4, the config's default). The job's time is its own
+# (finishedAt − createdAt, stamped by the server), so the status long poll
+# adds nothing to it. Linux only; needs curl and jq. Not part of `go test`.
 set -euo pipefail
 BENCH_ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=bench/lib.sh
 . "$BENCH_ROOT/bench/lib.sh"
 
-db=${1:?usage: bench/job.sh DB [RUNS]}
+db=${1:?usage: [STORE=file|s3] bench/job.sh DB [RUNS]}
 runs=${2:-3}
 nices=${NICES:-19 0}
+store=${STORE:-file}
+conc=${UPLOAD_CONCURRENCY:-4}
 [ -f "$db" ] || { log "$db does not exist (make one with: go run ./bench/gen -o $db)"; exit 1; }
+db=$(cd "$(dirname "$db")" && pwd)/$(basename "$db")
 command -v jq >/dev/null || { log "jq is needed"; exit 1; }
 need_time
 make_work srv_pid
 bin="$work/sluice"
 build_sluice "$bin"
+case "$store" in
+  file) ;;
+  s3)
+    use_test_s3
+    bucket="sluice-bench-$(date +%s)-$$"
+    s3_bucket_create "$bucket"
+    log "S3 server $AWS_ENDPOINT_URL_S3, bucket $bucket" ;;
+  *) log "STORE must be file or s3"; exit 1 ;;
+esac
 cat "$db" >/dev/null
 
-# job NICE: starts a server with that exportNice, runs one job to the
-# file store, stops the server; prints "wall_seconds peak_rss_kib".
+# job NICE: one SQL job through a server with that exportNice on the
+# store; prints run_jobs's "seconds peak_rss_kib idle_rss_kib
+# estimated_bytes".
 job() {
-  local nice=$1 port base t0 t1 id st s hwm
-  port=$(free_port)
-  base="http://127.0.0.1:$port"
+  local target
   rm -rf "$work/data" "$work/exports"
-  cat >"$work/sluice.json" <<JSON
-{"dataDir": "$work/data", "databases": {"default": "$db"}, "store": {"type": "file", "dir": "$work/exports"},
- "limits": {"exportNice": $nice}}
-JSON
-  "$bin" serve --config "$work/sluice.json" --listen "127.0.0.1:$port" --log-level warn 2>"$work/serve.log" &
-  srv_pid=$!
-  for _ in $(seq 1 100); do
-    curl -fsS "$base/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  t0=$(date +%s.%N)
-  id=$(submit_job "$base" '{"format":"sql"}')
-  wait_job "$base" "$id" >/dev/null || exit 1
-  t1=$(date +%s.%N)
-  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$srv_pid/status")
-  kill "$srv_pid"; wait "$srv_pid" 2>/dev/null || true; srv_pid=
-  awk -v a="$t0" -v b="$t1" -v r="$hwm" 'BEGIN { printf "%.3f %d\n", b - a, r }'
+  if [ "$store" = s3 ]; then target=$(s3_store "$bucket" job/); else target=$(file_store "$work/exports"); fi
+  serve_config "$work" "{\"default\": \"$db\"}" "$target" "{\"exportNice\": $1, \"uploadConcurrency\": $conc}"
+  run_jobs "$bin" "$work" '{"format":"sql"}' "" || return 1
+  [ "$store" = s3 ] && s3_bucket_empty "$bucket"
+  return 0
 }
 
-f_t=(); s_t=(); declare -A j_t j_r
-mkdir -p "$work/fs"
+# cli NAME DEST: one CLI dump of the database to DEST (-o FILE or --to
+# URL); prints its wall seconds and removes what it wrote.
+cli() {
+  local t
+  mkdir -p "$work/fs"
+  # shellcheck disable=SC2086 # DEST is two words on purpose
+  read -r t _ _ < <(measure "$work/$1.time" "$bin" dump --db "$db" --format sql $2 --progress never --s3-path-style 2>"$work/cli.err")
+  succeeded "$work/$1.time" || { cat "$work/cli.err" >&2; log "sluice dump $2 failed"; exit 1; }
+  rm -rf "$work/out.sql" "${work:?}/fs"
+  [ "$store" = s3 ] && s3_bucket_empty "$bucket"
+  echo "$t"
+}
+
+if [ "$store" = s3 ]; then
+  names=("--to s3://"); dests=("--to s3://$bucket/cli/run.sql")
+else
+  names=("dump -o file" "--to file://"); dests=("-o $work/out.sql" "--to file://$work/fs/run.sql")
+fi
+declare -A c_t j_t j_r j_i
+est=0
 for i in $(seq 1 "$runs"); do
-  read -r t _ _ < <(measure "$work/f.time" "$bin" dump --db "$db" --format sql -o "$work/out.sql" --progress never)
-  f_t+=("$t"); rm -f "$work/out.sql"
-  read -r t2 _ _ < <(measure "$work/s.time" "$bin" dump --db "$db" --format sql --to "file://$work/fs/run-$i.sql" --progress never)
-  s_t+=("$t2"); rm -rf "${work:?}/fs/"*
-  line=$(printf 'run %d: dump -o file %6.2f s   --to file:// %6.2f s' "$i" "$t" "$t2")
+  line="run $i:"
+  for k in "${!names[@]}"; do
+    t=$(cli "c$k" "${dests[$k]}") || exit 1
+    c_t[$k]="${c_t[$k]:-} $t"
+    line+=$(printf '   %s %6.2f s' "${names[$k]}" "$t")
+  done
   for n in $nices; do
-    read -r jt jr < <(job "$n")
-    j_t[$n]="${j_t[$n]:-} $jt"; j_r[$n]="${j_r[$n]:-} $jr"
-    line+=$(printf '   job (nice %s) %6.2f s, %d KiB' "$n" "$jt" "$jr")
+    out=$(job "$n") || exit 1
+    read -r jt jr ji est <<<"$out"
+    j_t[$n]="${j_t[$n]:-} $jt"; j_r[$n]="${j_r[$n]:-} $jr"; j_i[$n]="${j_i[$n]:-} $ji"
+    line+=$(printf '   job (nice %s) %6.2f s, RSS idle %s → peak %s MiB' "$n" "$jt" "$(mib "$ji")" "$(mib "$jr")")
   done
   echo "$line"
 done
-mf=$(median "${f_t[@]}"); ms=$(median "${s_t[@]}")
-printf '\nmedian dump -o file %.2f s; --to file:// %.2f s (%.2f×)\n' "$mf" "$ms" "$(awk -v a="$ms" -v b="$mf" 'BEGIN { print a / b }')"
-for n in $nices; do
-  # shellcheck disable=SC2086 # the lists are split on purpose
-  mj=$(median ${j_t[$n]})
+
+# shellcheck disable=SC2086 # the lists are split on purpose
+base_t=$(median ${c_t[0]})
+echo
+for k in "${!names[@]}"; do
   # shellcheck disable=SC2086
-  printf 'median job, exportNice %s: %.2f s (%.2f× dump -o file), peak server RSS %.1f MiB\n' "$n" "$mj" \
-    "$(awk -v a="$mj" -v b="$mf" 'BEGIN { print a / b }')" "$(awk -v k="$(max_of ${j_r[$n]})" 'BEGIN { print k / 1024 }')"
+  m=$(median ${c_t[$k]})
+  printf 'median %s %.2f s (%s× %s)\n' "${names[$k]}" "$m" "$(ratio "$m" "$base_t")" "${names[0]}"
 done
+read -r ps bound < <(rss_bound "$conc" "$est")
+for n in $nices; do
+  # shellcheck disable=SC2086
+  mj=$(median ${j_t[$n]}); peak=$(max_of ${j_r[$n]}); idle=$(median ${j_i[$n]})
+  printf 'median job, exportNice %s: %.2f s (%s× %s); server RSS idle %s MiB, peak %s MiB (job share %s MiB)\n' \
+    "$n" "$mj" "$(ratio "$mj" "$base_t")" "${names[0]}" "$(mib "$idle")" "$(mib "$peak")" "$(mib $((peak - idle)))"
+done
+printf 'bound (N+1) × part size + 32 MiB = (%d+1) × %s MiB + 32 MiB = %s MiB (estimate %s bytes)\n' \
+  "$conc" "$(mib $((ps / 1024)))" "$(mib $((bound / 1024)))" "$est"

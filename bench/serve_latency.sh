@@ -11,8 +11,9 @@
 #
 # Settings (environment): DUMP=legacy (curl GET /export/dump > /dev/null,
 # the default) or DUMP=async (POST /export/dump to the file store in a
-# temporary directory, polled until completed); IDLE_SECONDS (30); RATE
-# reads/s (200); WORKERS (8); WRITE_EVERY (100ms).
+# temporary directory, awaited with the status long poll); IDLE_SECONDS (30); RATE
+# reads/s (200); WORKERS (8); WRITE_EVERY (100ms); LIMITS, the server
+# config's limits object (for example '{"exportThreads": 1}').
 #
 # The writes go to a table `loadgen_writes` that the script creates in
 # the database if missing (the benchmark database is scratch data).
@@ -39,7 +40,7 @@ build_sluice "$work/sluice"
 log "building bench/loadgen"
 (cd "$BENCH_ROOT" && go build -o "$work/loadgen" ./bench/loadgen)
 
-start_serve "$work/sluice" "$db" "$work"
+start_serve "$work/sluice" "$db" "$work" "${LIMITS:-}"
 
 q() { curl -fsS -H 'Content-Type: application/json' -d "$1" "$base/query"; }
 q '{"sql":"CREATE TABLE IF NOT EXISTS loadgen_writes(id INTEGER PRIMARY KEY, seq INTEGER, at TEXT)"}' >/dev/null
@@ -66,7 +67,7 @@ if [ "$mode" = legacy ]; then
   dump_desc="legacy GET /export/dump, $bytes bytes"
 else
   job=$(submit_job "$base" '{"format":"sql"}')
-  st=$(wait_job "$base" "$job" 0.5) || exit 1
+  st=$(wait_job "$base" "$job") || exit 1
   dump_desc="async POST /export/dump job $job, $(jq -r .result.size <<<"$st") bytes to the file store"
 fi
 t1=$(date +%s.%N)

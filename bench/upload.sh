@@ -38,8 +38,7 @@ for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   sleep 0.1
 done
-export AWS_ACCESS_KEY_ID=benchkey AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
-export AWS_ENDPOINT_URL_S3="http://127.0.0.1:$port"
+use_s3 "http://127.0.0.1:$port" benchkey benchsecret
 log "versitygw on $AWS_ENDPOINT_URL_S3"
 cat "$db" >/dev/null
 

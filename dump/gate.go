@@ -30,9 +30,18 @@ func (g *Gate) WithNice(nice int) *Gate {
 	return g
 }
 
-// DefaultGateSize leaves one core for the rest of the process: the number
-// of CPUs minus one, at least one.
-func DefaultGateSize() int { return max(1, runtime.NumCPU()-1) }
+// DefaultGateSize is the gate size for exports at the given nice value.
+// Niced exports (Linux: nice 19 is also SCHED_IDLE) get every CPU: the
+// kernel runs a query's thread the moment it wakes, and the server keeps
+// a Go P spare for each export thread (GOMAXPROCS), so an export only
+// takes CPU nothing else wants. Exports at nice 0 compete with queries
+// as equals, so they leave one core free: CPUs − 1, at least 1.
+func DefaultGateSize(nice int) int {
+	if nice > 0 {
+		return runtime.NumCPU()
+	}
+	return max(1, runtime.NumCPU()-1)
+}
 
 // DefaultNice is the nice value of a server's export threads: the lowest
 // priority, since exports are throughput work and queries wait on a user.

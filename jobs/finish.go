@@ -61,6 +61,7 @@ func (s *Service) completeJob(ctx context.Context, t state.Task, job *sluice.Job
 	if err := s.abortUploadsOf(ctx, job.ID, ""); err != nil {
 		s.log.Warn("jobs: abort stale uploads", "job", job.ID, "err", err)
 	}
+	s.signalEnded()
 	s.cfg.Metrics.AddBytesExported(size)
 	s.log.Info("jobs: job completed", "job", job.ID, "key", job.Key, "size", size, "sha256", sum, "resumed", job.Resumed)
 	if job.Spec.ScheduleID != "" {
@@ -94,13 +95,15 @@ func (s *Service) markFailed(ctx context.Context, jobID string, cause error) err
 		return err
 	}
 	if failed {
+		s.signalEnded()
 		s.log.Error("jobs: job failed", "job", jobID, "err", cause)
 	}
 	return nil
 }
 
 // cleanup removes what a cancelled or failed job left behind: its
-// incomplete upload (and any partial object), its snapshot copy and its
+// incomplete upload (and any partial object), an object and manifest it
+// stored but was not recorded as completed for, its snapshot copy and its
 // checkpoint. It is idempotent.
 func (s *Service) cleanup(ctx context.Context, jobID string) error {
 	s.dropSource(jobID)
@@ -126,7 +129,7 @@ func (s *Service) cleanup(ctx context.Context, jobID string) error {
 	if err := s.abortUploadsOf(ctx, jobID, ""); err != nil {
 		return err
 	}
-	if err := s.removeManifestOf(ctx, jobID); err != nil {
+	if err := s.removeStoredBy(ctx, jobID); err != nil {
 		return err
 	}
 	s.removeSnapshot(jobID)

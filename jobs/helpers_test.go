@@ -45,10 +45,29 @@ type testStore struct {
 	corruptManifests atomic.Bool
 
 	mu      sync.Mutex
-	perPart map[int]int   // successful UploadPart calls by part number
-	gate    chan struct{} // when set, every UploadPart waits for it to close
-	listErr error         // when set, ListUploads fails with it
-	partErr error         // when set, UploadPart fails with it
+	perPart map[int]int      // successful UploadPart calls by part number
+	gate    chan struct{}    // when set, every UploadPart waits for it to close
+	listErr error            // when set, ListUploads fails with it
+	partErr error            // when set, UploadPart fails with it
+	stored  func(key string) // when set, called after each successful Put and CompleteMultipart
+}
+
+// afterStore calls the stored hook, if any, for key.
+func (s *testStore) afterStore(key string) {
+	s.mu.Lock()
+	h := s.stored
+	s.mu.Unlock()
+	if h != nil {
+		h(key)
+	}
+}
+
+func (s *testStore) CompleteMultipart(ctx context.Context, key, uploadID string, parts []objstore.Part, opts objstore.PutOptions) (objstore.ObjectInfo, error) {
+	info, err := s.Store.CompleteMultipart(ctx, key, uploadID, parts, opts)
+	if err == nil {
+		s.afterStore(key)
+	}
+	return info, err
 }
 
 func (s *testStore) setGate(g chan struct{}) {
@@ -84,6 +103,9 @@ func (s *testStore) Put(ctx context.Context, key string, r io.Reader, size int64
 		r, size = bytes.NewReader(b), int64(len(b))
 	}
 	info, err := s.Store.Put(ctx, key, r, size, opts)
+	if err == nil {
+		s.afterStore(key)
+	}
 	if err == nil && s.crashPut.CompareAndSwap(true, false) {
 		s.crashed.Store(true)
 		return objstore.ObjectInfo{}, errAbandon

@@ -16,8 +16,8 @@ import (
 )
 
 // runHousekeeping expires old jobs, applies schedule retention, aborts
-// orphaned uploads and removes orphaned snapshot copies, then queues its
-// next run.
+// orphaned uploads and removes orphaned snapshot copies, manifests and
+// verification scratch files, then queues its next run.
 func (s *Service) runHousekeeping(ctx context.Context, t state.Task) error {
 	err := s.housekeep(ctx)
 	if ctx.Err() != nil && s.stopCtx.Err() != nil {
@@ -51,6 +51,12 @@ func (s *Service) housekeep(ctx context.Context) error {
 		}
 	}
 	if err := s.removeOrphanSnapshots(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.removeOrphanManifests(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := s.removeVerifyScratch(); err != nil {
 		errs = append(errs, err)
 	}
 	// Leftover files a crash left unreferenced (state/leftover.go).
@@ -102,16 +108,12 @@ func (s *Service) expireJobs(ctx context.Context) error {
 // Config.KeyPrefix (when set) or at a key one of sluice's jobs used are
 // considered, so a shared bucket's other uploads are never touched.
 func (s *Service) abortOrphanUploads(ctx context.Context) error {
+	keys, err := s.jobKeys(ctx)
+	if err != nil {
+		return err
+	}
 	live := map[string]bool{} // upload ids in live checkpoints
-	keys := map[string]bool{} // keys of every job sluice knows
-	err := s.st.View(ctx, func(tx *state.Tx) error {
-		jobs, err := tx.ListJobs(state.JobFilter{Limit: 1 << 30})
-		if err != nil {
-			return err
-		}
-		for _, j := range jobs {
-			keys[j.Key] = true
-		}
+	err = s.st.View(ctx, func(tx *state.Tx) error {
 		cps, err := tx.ListCheckpoints()
 		for _, cp := range cps {
 			var ust objstore.State
@@ -147,6 +149,19 @@ func (s *Service) abortOrphanUploads(ctx context.Context) error {
 		s.log.Info("jobs: aborted orphaned upload", "key", u.Key, "upload", u.UploadID)
 	}
 	return errors.Join(errs...)
+}
+
+// jobKeys returns the keys of every job sluice knows.
+func (s *Service) jobKeys(ctx context.Context) (map[string]bool, error) {
+	keys := map[string]bool{}
+	err := s.st.View(ctx, func(tx *state.Tx) error {
+		jobs, err := tx.ListJobs(state.JobFilter{Limit: 1 << 30})
+		for _, j := range jobs {
+			keys[j.Key] = true
+		}
+		return err
+	})
+	return keys, err
 }
 
 // removeOrphanSnapshots deletes snapshot copies of jobs that are not live.

@@ -10,11 +10,13 @@ import (
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/state"
+	"github.com/sluice-dev/sluice/verify"
 )
 
 func TestJobCompletes(t *testing.T) {
@@ -272,15 +274,7 @@ func TestCancel(t *testing.T) {
 			if tc.parts > 0 {
 				<-reached
 			}
-			go func() {
-				for {
-					if j, _ := svc.Get(ctx, job.ID); j.State == sluice.StateCancelled {
-						close(cancelled)
-						return
-					}
-					time.Sleep(5 * time.Millisecond)
-				}
-			}()
+			go closeWhenCancelled(svc, job.ID, cancelled)
 			got, err := svc.Cancel(ctx, job.ID)
 			if err != nil {
 				t.Fatal(err)
@@ -403,4 +397,107 @@ func TestCrashAfterSmallPut(t *testing.T) {
 		t.Fatal("object differs from an uninterrupted dump")
 	}
 	assertClean(t, e.store, done.Key)
+}
+
+// TestCancelWhileCompleting: a cancel that lands after the object is
+// stored, or after its manifest is too, but before the job is recorded
+// as completed, leaves neither object nor manifest behind.
+func TestCancelWhileCompleting(t *testing.T) {
+	tests := []struct {
+		name   string
+		spec   sluice.JobSpec
+		manual bool // hold at the manifest rather than the object
+	}{
+		{"after the object (multipart)", sluice.JobSpec{}, false},
+		{"after the object (one put)", sluice.JobSpec{Tables: []string{"Genre"}}, false},
+		{"after the manifest", sluice.JobSpec{}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
+			svc := e.start()
+			ctx := context.Background()
+			reached, cancelled := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			e.store.mu.Lock()
+			e.store.stored = func(key string) {
+				if verify.IsManifestKey(key) == tc.manual {
+					once.Do(func() {
+						close(reached)
+						<-cancelled // hold the tick until Cancel has marked the job
+					})
+				}
+			}
+			e.store.mu.Unlock()
+			job, err := svc.Submit(ctx, tc.spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			<-reached
+			go closeWhenCancelled(svc, job.ID, cancelled)
+			if got, err := svc.Cancel(ctx, job.ID); err != nil || got.State != sluice.StateCancelled {
+				t.Fatalf("cancel: %v %v", got, err)
+			}
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				objs, _ := e.store.List(ctx, "")
+				if len(objs) == 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			assertClean(t, e.store)
+			if j := mustGet(t, svc, job.ID); j.State != sluice.StateCancelled {
+				t.Errorf("job %s after cancel", j.State)
+			}
+		})
+	}
+}
+
+// closeWhenCancelled closes ch once the job shows as cancelled: a hook
+// holding a tick waits on it, so the cancel lands at the hook's point.
+func closeWhenCancelled(svc *Service, id string, ch chan struct{}) {
+	for {
+		if j, _ := svc.Get(context.Background(), id); j == nil || j.State == sluice.StateCancelled {
+			close(ch)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestEndedSignals checks that Ended's channel closes when a job of the
+// process ends, so that a status long poll answers at once.
+func TestEndedSignals(t *testing.T) {
+	tests := []struct {
+		name   string
+		cancel bool
+		want   sluice.State
+	}{
+		{"completed", false, sluice.StateCompleted},
+		{"cancelled", true, sluice.StateCancelled},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), nil)
+			svc := e.start()
+			ctx := context.Background()
+			ended := svc.Ended()
+			job, err := svc.Submit(ctx, sluice.JobSpec{Tables: []string{"Artist"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.cancel {
+				if _, err := svc.Cancel(ctx, job.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			select {
+			case <-ended:
+			case <-time.After(time.Minute):
+				t.Fatal("Ended's channel did not close")
+			}
+			if j := waitJob(t, svc, job.ID, time.Minute, tc.want); j.State != tc.want {
+				t.Fatalf("job %s, want %s", j.State, tc.want)
+			}
+		})
+	}
 }

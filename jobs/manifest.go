@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/dump"
@@ -13,6 +14,10 @@ import (
 	"github.com/sluice-dev/sluice/state"
 	"github.com/sluice-dev/sluice/verify"
 )
+
+// metaJob is the metadata key naming the job that stored an object or
+// manifest: what tells housekeeping a manifest is sluice's own.
+const metaJob = "sluice-job"
 
 // digestSource is implemented by sources that report their digests
 // (*dump.Source does); a source without it yields a manifest without a
@@ -66,7 +71,7 @@ func (s *Service) writeManifest(ctx context.Context, job *sluice.Job, size int64
 	body := m.Marshal()
 	key := verify.ManifestKey(job.Key)
 	if _, err := s.store.Put(ctx, key, bytes.NewReader(body), int64(len(body)),
-		objstore.PutOptions{ContentType: "application/json", Metadata: map[string]string{"sluice-job": job.ID}}); err != nil {
+		objstore.PutOptions{ContentType: "application/json", Metadata: map[string]string{metaJob: job.ID}}); err != nil {
 		return fmt.Errorf("store manifest %s: %w", key, err)
 	}
 	return nil
@@ -84,10 +89,12 @@ func (s *Service) deleteExport(ctx context.Context, key string) error {
 	return nil
 }
 
-// removeManifestOf deletes the manifest at a failed or cancelled job's
-// key: one stored just before a crash or a cancel that came ahead of the
-// job's completion.
-func (s *Service) removeManifestOf(ctx context.Context, jobID string) error {
+// removeStoredBy deletes what a failed or cancelled job stored at its
+// key: the object and the manifest of a job that completed its upload but
+// was cancelled or failed before it was recorded as completed. Only what
+// carries the job's own tag (metaJob) goes, so another job's export at
+// the same key (a race both submits won) is kept.
+func (s *Service) removeStoredBy(ctx context.Context, jobID string) error {
 	var key string
 	if err := s.st.View(ctx, func(tx *state.Tx) error {
 		j, err := tx.GetJob(jobID)
@@ -98,8 +105,84 @@ func (s *Service) removeManifestOf(ctx context.Context, jobID string) error {
 	}); err != nil || key == "" {
 		return err
 	}
-	if err := s.store.Delete(ctx, verify.ManifestKey(key)); err != nil {
-		return fmt.Errorf("delete %s: %w", verify.ManifestKey(key), err)
+	for _, k := range []string{key, verify.ManifestKey(key)} {
+		info, err := s.store.Head(ctx, k)
+		if errors.Is(err, objstore.ErrNotExist) || (err == nil && info.Metadata[metaJob] != jobID) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("head %s: %w", k, err)
+		}
+		if err := s.store.Delete(ctx, k); err != nil {
+			return fmt.Errorf("delete %s: %w", k, err)
+		}
 	}
+	return nil
+}
+
+// removeOrphanManifests deletes the manifests whose object is gone: a
+// crash between deleting an object and its manifest, or an object removed
+// out of band. Only manifests that are sluice's own are touched: at a key
+// one of its jobs used, under Config.KeyPrefix when set, or stored by a
+// job (metaJob). A job writes its manifest after Complete, so a manifest
+// without its object is normally never young; the grace
+// (Config.OrphanGrace, on the manifest's time) still covers a manifest
+// whose object is being completed again at the same key, and writers that
+// store the manifest first. The object is looked up last, just before
+// the delete, so a manifest whose object exists is never deleted.
+func (s *Service) removeOrphanManifests(ctx context.Context) error {
+	keys, err := s.jobKeys(ctx)
+	if err != nil {
+		return err
+	}
+	objs, err := s.store.List(ctx, s.cfg.KeyPrefix)
+	if err != nil {
+		return fmt.Errorf("list objects: %w", err)
+	}
+	present := make(map[string]bool, len(objs))
+	for _, o := range objs {
+		present[o.Key] = true
+	}
+	cutoff := s.now().Add(-s.cfg.OrphanGrace)
+	var errs []error
+	for _, m := range objs {
+		key, ok := strings.CutSuffix(m.Key, verify.ManifestSuffix)
+		if !ok || present[key] || m.LastModified.After(cutoff) {
+			continue
+		}
+		if err := s.removeOrphanManifest(ctx, m, key, keys[key]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeOrphanManifest deletes manifest m of the object at key if it is
+// sluice's own and the object is still missing.
+func (s *Service) removeOrphanManifest(ctx context.Context, m objstore.ObjectInfo, key string, known bool) error {
+	ours := known || (s.cfg.KeyPrefix != "" && strings.HasPrefix(m.Key, s.cfg.KeyPrefix))
+	if !ours {
+		// S3 lists no metadata: ask for it.
+		info, err := s.store.Head(ctx, m.Key)
+		if errors.Is(err, objstore.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("head %s: %w", m.Key, err)
+		}
+		if info.Metadata[metaJob] == "" {
+			return nil
+		}
+	}
+	switch _, err := s.store.Head(ctx, key); {
+	case err == nil:
+		return nil // stored meanwhile
+	case !errors.Is(err, objstore.ErrNotExist):
+		return fmt.Errorf("head %s: %w", key, err)
+	}
+	if err := s.store.Delete(ctx, m.Key); err != nil {
+		return fmt.Errorf("delete orphan manifest %s: %w", m.Key, err)
+	}
+	s.log.Info("jobs: removed orphaned manifest", "key", m.Key)
 	return nil
 }

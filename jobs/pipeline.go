@@ -18,12 +18,14 @@ import (
 // after each part is cut it takes a mark: the dump cursor there, with the
 // bytes written since that part (objstore.Mark). A checkpoint saves the
 // newest mark whose parts are all stored, so it always covers an
-// acknowledged prefix of the upload. The dump waits for the store only
-// when the window is full: Config.UploadConcurrency parts cut and not
-// covered by the saved checkpoint. Those are the parts a crash makes the
-// job dump and upload again. Checkpoints come at most about once per
-// Config.CheckpointInterval while the window has room, and when the tick
-// yields or the dump ends (saveAll, which waits for every part).
+// acknowledged prefix of the upload. Saving one (the store's sync of the
+// parts and the state transaction, each with an fsync) runs on a goroutine
+// of its own while the dump goes on, one save at a time. The dump waits
+// only when the window is full: Config.UploadConcurrency parts cut and
+// not covered by a persisted checkpoint. Those are the parts a crash
+// makes the job dump and upload again. A save starts once half the window
+// is uncovered, or Config.CheckpointInterval after the last one, and when
+// the tick yields or the dump ends (saveAll, which waits for every part).
 type pipeline struct {
 	k  *tick
 	w  *objstore.Writer
@@ -32,10 +34,11 @@ type pipeline struct {
 
 	marks     []pendingMark // taken and not yet saved, oldest first
 	marked    int           // PartsCut at the last mark
-	saved     int           // parts the saved checkpoint covers
+	saved     int           // parts the persisted checkpoint covers
 	partsBase int           // parts stored before this tick
-	lastSave  time.Time
-	lastSaveP time.Time // last save of progress alone
+	inflight  *pendingSave  // the save running in the background, if any
+	lastSave  time.Time     // start of the last checkpoint
+	lastProg  time.Time     // start of the last save of either kind
 	lastWAL   time.Time
 	release   bool // the tick yields to release its snapshot (WALLimit)
 }
@@ -45,12 +48,19 @@ type pendingMark struct {
 	cur dump.Cursor
 }
 
+// pendingSave is a checkpoint (or the progress alone) being persisted.
+type pendingSave struct {
+	done chan struct{}
+	err  error
+	at   *objstore.Mark // the checkpoint's mark; nil for progress
+}
+
 func newPipeline(k *tick) *pipeline {
 	cw := &countWriter{w: k.w, n: k.ust.Bytes + int64(len(k.cp.Leftover))}
 	now := time.Now()
 	return &pipeline{k: k, w: k.w, cw: cw, fr: newFramer(cw, k.job.Spec.Compression),
 		marked: k.w.PartsCut(), saved: k.w.PartsCut(), partsBase: len(k.ust.Parts),
-		lastSave: now, lastSaveP: now, lastWAL: now}
+		lastSave: now, lastProg: now, lastWAL: now}
 }
 
 // boundary is the dump's checkpoint callback, run at every page and step
@@ -76,11 +86,14 @@ func (p *pipeline) boundary(c dump.Cursor) error {
 	return err
 }
 
-// advance takes a mark if a part was cut since the last one, waits for
-// the store if the window is full, and saves a checkpoint when one is
-// due, or the progress alone once a second.
+// advance takes a mark if a part was cut since the last one, starts a
+// save when one is due and none is running, and waits only when the
+// window is full.
 func (p *pipeline) advance(c dump.Cursor) error {
 	k := p.k
+	if err := p.reap(false); err != nil {
+		return err
+	}
 	if p.w.PartsCut() != p.marked {
 		// The mark's bytes must be a whole compressed stream.
 		if err := p.fr.endFrame(); err != nil {
@@ -91,23 +104,44 @@ func (p *pipeline) advance(c dump.Cursor) error {
 	}
 	p.dropStale()
 	window := k.s.cfg.UploadConcurrency
-	full := p.w.PartsCut()-p.saved >= window
-	if full {
-		if err := p.waitRoom(window); err != nil {
-			return err
-		}
+	if p.w.PartsCut()-p.saved >= window {
+		return p.makeRoom(window, c)
 	}
-	if full || time.Since(p.lastSave) >= k.s.cfg.CheckpointInterval {
+	if p.inflight != nil {
+		return nil
+	}
+	if p.w.PartsCut()-p.saved >= max(1, window/2) || time.Since(p.lastSave) >= k.s.cfg.CheckpointInterval {
 		if i := p.newestStored(); i >= 0 {
-			return p.save(i, c)
+			return p.startSave(i, c)
 		}
 	}
-	if time.Since(p.lastSaveP) >= time.Second {
-		p.progress(c)
-		p.lastSaveP = time.Now()
-		return k.s.saveProgress(k.ctx, k.t, k.job)
+	if time.Since(p.lastProg) >= time.Second {
+		p.startProgress(c)
 	}
 	return nil
+}
+
+// makeRoom runs when the window is full: it waits for the running save,
+// which may free it, and otherwise for the parts of the oldest mark that
+// leaves room in the window, and saves there.
+func (p *pipeline) makeRoom(window int, c dump.Cursor) error {
+	if err := p.reap(true); err != nil {
+		return err
+	}
+	if p.w.PartsCut()-p.saved < window {
+		return nil
+	}
+	if err := p.waitRoom(window); err != nil {
+		return err
+	}
+	i := p.newestStored()
+	if i < 0 {
+		return nil
+	}
+	if err := p.startSave(i, c); err != nil {
+		return err
+	}
+	return p.reap(true)
 }
 
 // dropStale forgets marks taken before the stream outgrew its part size:
@@ -150,25 +184,95 @@ func (p *pipeline) newestStored() int {
 	return -1
 }
 
-// save checkpoints at mark i, then forgets it and the marks before it.
-func (p *pipeline) save(i int, c dump.Cursor) error {
-	pm := p.marks[i]
-	st, err := p.w.StateAt(p.k.ctx, pm.m)
+// startSave starts persisting the checkpoint at mark i in the background,
+// and forgets that mark and the ones before it. Everything the save
+// writes is copied here, on the tick's goroutine.
+func (p *pipeline) startSave(i int, c dump.Cursor) error {
+	k, pm := p.k, p.marks[i]
+	pend, err := p.w.StateAt(pm.m)
 	if err != nil {
 		return storeErr(err)
 	}
 	p.progress(c)
-	if err := p.persist(pm.cur, st, pm.m.Leftover); err != nil {
-		return err
-	}
-	p.saved = pm.m.Part
+	k.cur.Dump, k.cur.Instance = pm.cur, k.src.instance
+	cp, job := k.checkpoint(pm.m.Leftover), *k.job
 	p.marks = p.marks[i+1:]
+	p.start(&pm.m, func(ctx context.Context) error {
+		st, err := pend.Durable(ctx)
+		if err != nil {
+			return storeErr(err)
+		}
+		cp.Upload, _ = json.Marshal(st)
+		return k.s.saveCheckpoint(ctx, k.t, &job, &cp)
+	})
 	return nil
 }
+
+// startProgress persists the job's progress alone in the background, so
+// that status stays current between checkpoints.
+func (p *pipeline) startProgress(c dump.Cursor) {
+	k := p.k
+	p.progress(c)
+	job := *k.job
+	p.start(nil, func(ctx context.Context) error { return k.s.saveProgress(ctx, k.t, &job) })
+}
+
+// start runs save on a goroutine of its own (at the process's priority,
+// never on a niced export thread: see docs/architecture.md) as the
+// pipeline's one save in flight.
+func (p *pipeline) start(at *objstore.Mark, save func(context.Context) error) {
+	ps := &pendingSave{done: make(chan struct{}), at: at}
+	p.inflight, p.lastProg = ps, time.Now()
+	if at != nil {
+		p.lastSave = p.lastProg
+	}
+	ctx := p.k.ctx
+	go func() {
+		defer close(ps.done)
+		ps.err = save(ctx)
+	}()
+}
+
+// reap collects the save in flight once it has ended (waiting for it if
+// wait is set) and returns its error.
+func (p *pipeline) reap(wait bool) error {
+	ps := p.inflight
+	if ps == nil {
+		return nil
+	}
+	if wait {
+		<-ps.done
+	} else {
+		select {
+		case <-ps.done:
+		default:
+			return nil
+		}
+	}
+	p.inflight = nil
+	if ps.err != nil {
+		return ps.err
+	}
+	// A checkpoint from before the stream outgrew its part size covers
+	// nothing of the new upload (dropStale).
+	if ps.at != nil {
+		if _, stale := p.w.Stored(*ps.at); !stale {
+			p.saved = ps.at.Part
+		}
+	}
+	return nil
+}
+
+// finish waits for the save in flight, if any; a tick calls it before it
+// ends, so that no save outlives it.
+func (p *pipeline) finish() error { return p.reap(true) }
 
 // saveAll checkpoints at c after every part is stored: when the tick
 // yields and when the dump is done.
 func (p *pipeline) saveAll(c dump.Cursor) error {
+	if err := p.reap(true); err != nil {
+		return err
+	}
 	if err := p.fr.endFrame(); err != nil {
 		return err
 	}
@@ -176,24 +280,16 @@ func (p *pipeline) saveAll(c dump.Cursor) error {
 	if err != nil {
 		return storeErr(err)
 	}
-	p.progress(c)
-	if err := p.persist(c, st, left); err != nil {
-		return err
-	}
-	p.saved, p.marked, p.marks = p.w.PartsCut(), p.w.PartsCut(), nil
-	return nil
-}
-
-func (p *pipeline) persist(c dump.Cursor, st objstore.State, leftover []byte) error {
 	k := p.k
+	p.progress(c)
 	k.cur.Dump, k.cur.Instance = c, k.src.instance
-	k.cp.Cursor, _ = json.Marshal(k.cur)
-	k.cp.Upload, _ = json.Marshal(st)
-	k.cp.Leftover = leftover
-	if err := k.s.saveCheckpoint(k.ctx, k.t, k.job, k.cp); err != nil {
+	cp := k.checkpoint(left)
+	cp.Upload, _ = json.Marshal(st)
+	if err := k.s.saveCheckpoint(k.ctx, k.t, k.job, &cp); err != nil {
 		return err
 	}
-	p.lastSave, p.lastSaveP = time.Now(), time.Now()
+	p.lastSave, p.lastProg = time.Now(), time.Now()
+	p.saved, p.marked, p.marks = p.w.PartsCut(), p.w.PartsCut(), nil
 	return nil
 }
 

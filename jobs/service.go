@@ -212,6 +212,7 @@ type Service struct {
 	mu      sync.Mutex
 	sources map[string]*openSource             // open snapshots kept across ticks, by job id
 	running map[string]context.CancelCauseFunc // ticks running here, by job id
+	ended   chan struct{}                      // closed and replaced when a job ends here
 	closed  bool
 }
 
@@ -279,7 +280,7 @@ func New(ctx context.Context, cfg Config, st *state.DB, store objstore.Store, lo
 		return nil, fmt.Errorf("jobs: callback allow-list: %w", err)
 	}
 	s := &Service{cfg: cfg, st: st, store: store, log: logger, guard: guard,
-		wake: make(chan struct{}, 1), sources: map[string]*openSource{}, running: map[string]context.CancelCauseFunc{}}
+		wake: make(chan struct{}, 1), ended: make(chan struct{}), sources: map[string]*openSource{}, running: map[string]context.CancelCauseFunc{}}
 	if s.scheds, err = parseSchedules(cfg.Schedules, cfg.Databases); err != nil {
 		return nil, err
 	}
@@ -292,6 +293,11 @@ func New(ctx context.Context, cfg Config, st *state.DB, store objstore.Store, lo
 	if err := s.reapDeadOwners(ctx); err != nil {
 		s.unlockOwner()
 		return nil, err
+	}
+	// A verification killed mid-way leaves its scratch database; the
+	// next housekeeping may be an hour away.
+	if err := s.removeVerifyScratch(); err != nil {
+		s.log.Warn("jobs: sweep verification scratch", "err", err)
 	}
 	if err := s.syncSchedules(ctx); err != nil {
 		s.unlockOwner()
@@ -350,6 +356,24 @@ func (s *Service) Close(ctx context.Context) error {
 }
 
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
+
+// Ended returns a channel that is closed the next time a job ends in
+// this process (completed, failed or cancelled), so that a status long
+// poll answers at once instead of at its next re-read. A job ended by
+// another process sharing the data directory does not close it.
+func (s *Service) Ended() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ended
+}
+
+// signalEnded wakes every Ended waiter.
+func (s *Service) signalEnded() {
+	s.mu.Lock()
+	close(s.ended)
+	s.ended = make(chan struct{})
+	s.mu.Unlock()
+}
 
 // poke wakes the scheduler loop to look for due work now.
 func (s *Service) poke() {

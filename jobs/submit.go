@@ -251,6 +251,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (*sluice.Job, error) {
 		stop(errCancelled)
 	}
 	s.mu.Unlock()
+	s.signalEnded()
 	s.poke()
 	s.waitCleanup(ctx, id)
 	return job, nil

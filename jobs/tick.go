@@ -329,7 +329,7 @@ func (k *tick) openUpload() result {
 	s, job := k.s, k.job
 	opts := objstore.WriterOptions{
 		ContentType:  job.Spec.ContentType(),
-		Metadata:     map[string]string{"sluice-job": job.ID},
+		Metadata:     map[string]string{metaJob: job.ID},
 		ExpectedSize: k.plan.EstimatedBytes,
 		Concurrency:  s.cfg.UploadConcurrency,
 		Limits:       s.cfg.Limits,
@@ -373,6 +373,16 @@ func (k *tick) openUpload() result {
 	return next
 }
 
+// checkpoint returns the checkpoint to persist at k.cur with leftover,
+// a copy the tick may go on changing after; the caller adds the upload
+// state.
+func (k *tick) checkpoint(leftover []byte) state.Checkpoint {
+	cp := *k.cp
+	cp.Cursor, _ = json.Marshal(k.cur)
+	cp.Leftover = leftover
+	return cp
+}
+
 // restart forgets the checkpoint's position: the job dumps from the start
 // into a new upload.
 func (k *tick) restart() {
@@ -390,6 +400,9 @@ func (k *tick) dump() result {
 	k.pipe = newPipeline(k)
 	rowsAtStart := k.cur.Dump.Rows
 	final, err := k.src.src.Dump(k.ctx, k.pipe.fr, k.cur.Dump, k.pipe.boundary)
+	if ferr := k.pipe.finish(); err == nil {
+		err = ferr
+	}
 	// Rows this tick produced; after a crash the rows past the last
 	// checkpoint are produced (and counted) again.
 	k.s.cfg.Metrics.AddRowsExported(max(0, final.Rows-rowsAtStart))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/sluice-dev/sluice"
@@ -164,4 +165,15 @@ func (h *hashingReader) Read(p []byte) (int, error) {
 	h.h.Write(p[:n])
 	h.n += int64(n)
 	return n, err
+}
+
+// removeVerifyScratch removes the scratch databases and spool files that
+// verifications killed mid-way (kill -9, power loss) left in DataDir,
+// once older than Config.OrphanGrace.
+func (s *Service) removeVerifyScratch() error {
+	removed, err := verify.SweepScratch(s.cfg.DataDir, s.now().Add(-s.cfg.OrphanGrace))
+	for _, name := range removed {
+		s.log.Info("jobs: removed a crashed verification's scratch files", "path", filepath.Join(s.cfg.DataDir, name))
+	}
+	return err
 }

@@ -85,19 +85,18 @@ func (w *Writer) WaitStored(ctx context.Context, m Mark) error {
 
 // StateAt returns the State covering parts 1..m.Part, which must all be
 // stored: persisted with m.Leftover, it resumes the stream at m. Hash
-// states of marks before m are dropped, so take marks in order.
-func (w *Writer) StateAt(ctx context.Context, m Mark) (State, error) {
+// states of marks before m are dropped, so take marks in order. The State
+// comes as a PendingState: on a store that defers durability (Syncer) its
+// parts may not survive a power loss until PendingState.Durable has run.
+func (w *Writer) StateAt(m Mark) (PendingState, error) {
 	if ok, _ := w.Stored(m); !ok {
-		return State{}, fmt.Errorf("objstore: writer %s: mark at part %d is not stored", w.key, m.Part)
-	}
-	if err := w.sync(ctx); err != nil {
-		return State{}, err
+		return PendingState{}, fmt.Errorf("objstore: writer %s: mark at part %d is not stored", w.key, m.Part)
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	hs, ok := w.cutHash[m.Part]
 	if !ok {
-		return State{}, fmt.Errorf("objstore: writer %s: no hash state at part %d", w.key, m.Part)
+		return PendingState{}, fmt.Errorf("objstore: writer %s: no hash state at part %d", w.key, m.Part)
 	}
 	for k := range w.cutHash {
 		if k < m.Part {
@@ -108,7 +107,26 @@ func (w *Writer) StateAt(ctx context.Context, m Mark) (State, error) {
 	for i := range parts {
 		parts[i] = w.done[i+1]
 	}
-	return State{Key: w.key, UploadID: w.uploadID, WriterID: w.writerID, PartSize: w.partSize,
+	return PendingState{w: w, st: State{Key: w.key, UploadID: w.uploadID, WriterID: w.writerID, PartSize: w.partSize,
 		Generation: w.gen, Parts: parts, Bytes: int64(m.Part) * w.partSize, Hash: hs,
-		ContentMD5Parts: w.md5Parts()}, nil
+		ContentMD5Parts: w.md5Parts()}}, nil
+}
+
+// PendingState is a State whose parts are stored but perhaps not yet
+// durable (see StateAt).
+type PendingState struct {
+	w  *Writer
+	st State
+}
+
+// Durable makes the State's parts durable and returns the State, ready to
+// persist. Unlike the Writer's other methods it may run on any goroutine,
+// concurrently with Write: a caller persists one checkpoint while the
+// stream goes on (the sync is an fdatasync of everything the file store
+// wrote, which the stream should not wait for).
+func (p PendingState) Durable(ctx context.Context) (State, error) {
+	if err := p.w.sync(ctx, p.st.UploadID, p.st.PartSize); err != nil {
+		return State{}, err
+	}
+	return p.st, nil
 }

@@ -162,7 +162,8 @@ type PartChecksummer interface {
 // durable by itself (the file store writes parts in place and syncs them
 // in one go). SyncUpload makes every part of the upload stored so far
 // durable; the Writer calls it before it hands out a State (Checkpoint,
-// StateAt), so a saved State never names a part a power loss could take.
+// PendingState.Durable), so a saved State never names a part a power loss
+// could take.
 type Syncer interface {
 	SyncUpload(ctx context.Context, key, uploadID string) error
 }

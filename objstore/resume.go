@@ -53,7 +53,7 @@ func (w *Writer) Checkpoint(ctx context.Context) (State, []byte, error) {
 	if err := w.drain(ctx); err != nil {
 		return State{}, nil, err
 	}
-	if err := w.sync(ctx); err != nil {
+	if err := w.sync(ctx, w.uploadID, w.partSize); err != nil {
 		return State{}, nil, err
 	}
 	if w.ctx.Err() != nil {

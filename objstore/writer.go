@@ -439,24 +439,29 @@ func (w *Writer) uploadPart(num int, buf []byte) (Part, error) {
 	return part, nil
 }
 
-func (w *Writer) attemptTimeout() time.Duration {
+func (w *Writer) attemptTimeout() time.Duration { return w.timeoutFor(w.partSize) }
+
+// timeoutFor bounds one attempt of a request about parts of partSize.
+func (w *Writer) timeoutFor(partSize int64) time.Duration {
 	if w.opts.AttemptTimeout > 0 {
 		return w.opts.AttemptTimeout
 	}
-	return time.Minute + time.Duration(w.partSize/MiB)*time.Second
+	return time.Minute + time.Duration(partSize/MiB)*time.Second
 }
 
 func (w *Writer) longTimeout() time.Duration { return max(w.attemptTimeout(), 15*time.Minute) }
 
-// sync makes the stored parts durable where the store defers that
-// (Syncer), before a State that names them is handed out.
-func (w *Writer) sync(ctx context.Context) error {
+// sync makes the stored parts of upload uploadID durable where the store
+// defers that (Syncer), before a State that names them is handed out. It
+// reads nothing that changes after NewWriter, so PendingState.Durable may
+// call it from any goroutine.
+func (w *Writer) sync(ctx context.Context, uploadID string, partSize int64) error {
 	sy, ok := w.store.(Syncer)
-	if !ok || w.uploadID == "" {
+	if !ok || uploadID == "" {
 		return nil
 	}
-	return w.retry(ctx, "sync upload", w.attemptTimeout(), func(ctx context.Context) error {
-		return sy.SyncUpload(ctx, w.key, w.uploadID)
+	return w.retry(ctx, "sync upload", w.timeoutFor(partSize), func(ctx context.Context) error {
+		return sy.SyncUpload(ctx, w.key, uploadID)
 	})
 }
 

@@ -89,7 +89,7 @@ func fromSQL(ctx context.Context, in Input, log *slog.Logger) (dump.Digests, err
 	if in.Restore == nil {
 		return dump.Digests{}, fmt.Errorf("verify: no restorer for a SQL dump")
 	}
-	dir, err := os.MkdirTemp(in.TempDir, "sluice-verify-")
+	dir, err := os.MkdirTemp(in.TempDir, scratchPrefix)
 	if err != nil {
 		return dump.Digests{}, fmt.Errorf("verify: scratch dir: %w", err)
 	}

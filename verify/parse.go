@@ -386,7 +386,7 @@ func fromNDJSON(r io.Reader) (dump.Digests, error) {
 // directory is at its end, so the stream is spooled to a temporary file.
 // Each value's storage class is read from its lexical form.
 func fromCSV(ctx context.Context, in Input) (dump.Digests, error) {
-	f, err := os.CreateTemp(in.TempDir, "sluice-verify-*.zip")
+	f, err := os.CreateTemp(in.TempDir, scratchPrefix+"*.zip")
 	if err != nil {
 		return dump.Digests{}, fmt.Errorf("verify: spool: %w", err)
 	}

@@ -126,8 +126,9 @@ type LimitsConfig struct {
 	// ShutdownTimeout bounds a graceful shutdown.
 	ShutdownTimeout Duration `json:"shutdownTimeout"`
 	// ExportThreads caps the CPU-bound dump goroutines of all exports
-	// together (each dump uses two); the default, CPUs − 1 (at least 1),
-	// keeps a core for queries.
+	// together (each dump uses two); 0, the default, picks
+	// dump.DefaultGateSize(ExportNice): every CPU for niced exports, CPUs
+	// − 1 (at least 1) at nice 0, keeping a core for queries.
 	ExportThreads int `json:"exportThreads"`
 	// MaxQueuedJobs caps jobs queued or running at once: more submits
 	// get 429 with Retry-After.
@@ -223,7 +224,6 @@ func NewConfig() Config {
 			MaxBodyBytes:       1 << 30,
 			JobTTL:             Duration(7 * 24 * time.Hour),
 			ShutdownTimeout:    Duration(4 * time.Second),
-			ExportThreads:      dump.DefaultGateSize(),
 			ExportNice:         dump.DefaultNice,
 			MaxQueuedJobs:      100,
 			MinFreeBytes:       512 << 20,
@@ -398,8 +398,8 @@ func (c *Config) validate() error {
 	if c.Limits.MaxConcurrentJobs < 1 {
 		return errors.New("limits.maxConcurrentJobs must be at least 1")
 	}
-	if c.Limits.ExportThreads < 1 {
-		return errors.New("limits.exportThreads must be at least 1")
+	if c.Limits.ExportThreads < 0 {
+		return errors.New("limits.exportThreads must be 0 (automatic) or more")
 	}
 	if c.Limits.ExportNice < 0 || c.Limits.ExportNice > 19 {
 		return errors.New("limits.exportNice must be 0 to 19")

@@ -1,12 +1,14 @@
 package main
 
 import (
-	"github.com/sluice-dev/sluice/internal/testsupport"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/testsupport"
 )
 
 func TestConfigDefaults(t *testing.T) {
@@ -20,6 +22,34 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if !loopbackOnly(c.Listen) {
 		t.Fatal("the default listen address is not loopback")
+	}
+}
+
+// TestExportThreads checks limits.exportThreads' resolution: 0 picks
+// every CPU for niced exports and CPUs − 1 (at least 1) at nice 0.
+func TestExportThreads(t *testing.T) {
+	cpus := runtime.NumCPU()
+	tests := []struct {
+		name          string
+		threads, nice int
+		want          int
+	}{
+		{"default, niced", 0, 19, cpus},
+		{"default, nice 0", 0, 0, max(1, cpus-1)},
+		{"set", 3, 19, 3},
+		{"set at nice 0", 1, 0, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := exportThreads(LimitsConfig{ExportThreads: tc.threads, ExportNice: tc.nice}); got != tc.want {
+				t.Fatalf("exportThreads = %d, want %d", got, tc.want)
+			}
+		})
+	}
+	c := NewConfig()
+	c.Limits.ExportThreads = -1
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "exportThreads") {
+		t.Fatalf("exportThreads -1: err = %v, want a message naming it", err)
 	}
 }
 

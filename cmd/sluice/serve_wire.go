@@ -43,8 +43,9 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	// Every export (legacy route, table exports, jobs) shares one gate
 	// that leaves a core for queries and runs at a lower priority: see
 	// dump.Gate and docs/benchmarks.md.
-	gate := dump.NewGate(cfg.Limits.ExportThreads).WithNice(cfg.Limits.ExportNice)
-	raiseProcsForExports(e.getenv, cfg.Limits, log)
+	threads := exportThreads(cfg.Limits)
+	gate := dump.NewGate(threads).WithNice(cfg.Limits.ExportNice)
+	raiseProcsForExports(e.getenv, cfg.Limits.ExportNice, threads, log)
 	engine := api.EngineDumper(log)
 	dumper := api.DumperFunc(func(ctx context.Context, w io.Writer, path string, opts dump.Options) error {
 		opts.Gate = gate
@@ -220,7 +221,16 @@ func buildStore(ctx context.Context, cfg Config, baseURL string, files *api.File
 // CPU limit), read before anything changes it.
 var defaultProcs = runtime.GOMAXPROCS(0)
 
-// raiseProcsForExports adds cfg.ExportThreads to GOMAXPROCS when exports
+// exportThreads resolves limits.exportThreads: 0 is the default for the
+// export nice value.
+func exportThreads(l LimitsConfig) int {
+	if l.ExportThreads > 0 {
+		return l.ExportThreads
+	}
+	return dump.DefaultGateSize(l.ExportNice)
+}
+
+// raiseProcsForExports adds the export threads to GOMAXPROCS when exports
 // run niced and the user did not set GOMAXPROCS. A niced export thread
 // holds one of Go's Ps while the kernel runs it last; with only as many Ps
 // as CPUs, a query goroutine could wait for that P, up to Go's 10 ms
@@ -228,11 +238,11 @@ var defaultProcs = runtime.GOMAXPROCS(0)
 // With a P to spare per export thread, queries always find a P on a
 // normal-priority thread, and the kernel, which knows the priorities,
 // shares the cores. The CPU-bound work stays bounded by the export gate.
-func raiseProcsForExports(getenv func(string) string, l LimitsConfig, log *slog.Logger) {
-	if l.ExportNice == 0 || getenv("GOMAXPROCS") != "" {
+func raiseProcsForExports(getenv func(string) string, nice, threads int, log *slog.Logger) {
+	if nice == 0 || getenv("GOMAXPROCS") != "" {
 		return
 	}
-	n := defaultProcs + l.ExportThreads
+	n := defaultProcs + threads
 	runtime.GOMAXPROCS(n)
 	log.Debug("GOMAXPROCS raised for niced export threads", "gomaxprocs", n)
 }

@@ -19,7 +19,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -523,12 +522,4 @@ func (s *Store) List(ctx context.Context, prefix string) ([]objstore.ObjectInfo,
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
-}
-
-func md5Base64(hexSum string) string {
-	b, err := hex.DecodeString(hexSum)
-	if err != nil {
-		return ""
-	}
-	return base64.StdEncoding.EncodeToString(b)
 }

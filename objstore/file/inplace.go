@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"os"
@@ -26,10 +28,13 @@ import (
 // Every part of a streaming upload but the last has one size P, so part k
 // lives at offset (k−1)×P of one file, "data", and Complete turns that
 // file into the object without copying it. A small sidecar, "parts.jsonl",
-// records each stored part (number, size, MD5, where it lives); its last
-// record per number wins. A part that does not fit the layout (another
-// size than P, or any part before P is known) is a file of its own, as
-// "<number>.<md5 hex>". Parts are not fsynced one by one: SyncUpload
+// records each stored part (number, size, checksum, where it lives); its
+// last record per number wins. A part that does not fit the layout
+// (another size than P, or any part before P is known) is a file of its
+// own, as "<number>.<md5 hex>". A part written in place is checksummed
+// with CRC32C, which the CPU computes at memory speed, unless its writer
+// sent a Content-MD5 to check it against (MD5 cost the job path a sixth
+// of its CPU; docs/benchmarks.md). Parts are not fsynced one by one: SyncUpload
 // (objstore.Syncer), which the Writer calls before every checkpoint,
 // fdatasyncs the data file and fsyncs the sidecar.
 const (
@@ -40,11 +45,29 @@ const (
 // partRecord is one line of the sidecar.
 type partRecord struct {
 	Number int    `json:"n"`
-	Size   int64  `json:"size"`          // -1: the part is gone (being replaced)
-	MD5    string `json:"md5,omitempty"` // hex
+	Size   int64  `json:"size"`             // -1: the part is gone (being replaced)
+	MD5    string `json:"md5,omitempty"`    // hex
+	CRC32C string `json:"crc32c,omitempty"` // hex; in-place parts without a Content-MD5
 	InFile bool   `json:"inFile,omitempty"`
 	// PartSize, on a line of its own (Number 0), fixes P.
 	PartSize int64 `json:"partSize,omitempty"`
+}
+
+// sum returns the part's checksum as raw bytes: its MD5, or its CRC32C.
+func (r partRecord) sum() []byte {
+	h := r.MD5
+	if h == "" {
+		h = r.CRC32C
+	}
+	b, _ := hex.DecodeString(h)
+	return b
+}
+
+// part describes the recorded part as the store reports it: its ETag is
+// the checksum's hex, its Checksum the same bytes in base64.
+func (r partRecord) part() objstore.Part {
+	sum := r.sum()
+	return objstore.Part{Number: r.Number, Size: r.Size, ETag: hex.EncodeToString(sum), Checksum: base64.StdEncoding.EncodeToString(sum)}
 }
 
 // layout is the in-memory view of one upload's sidecar, loaded on first
@@ -179,10 +202,15 @@ func (s *Store) storePart(ctx context.Context, op, key, id string, u upload, num
 	}
 	l.mu.Unlock()
 
+	rec := partRecord{Number: number, Size: size, InFile: !inPlace}
 	var sum []byte
 	var err error
 	if inPlace {
-		sum, err = s.writeAt(ctx, filepath.Join(dir, dataFile), int64(number-1)*p, r, size)
+		h := hash.Hash(md5.New())
+		if want == "" {
+			h = crc32.New(castagnoli)
+		}
+		sum, err = s.writeAt(ctx, filepath.Join(dir, dataFile), int64(number-1)*p, r, size, h)
 	} else {
 		sum, err = s.writePartFile(ctx, dir, number, r, size)
 	}
@@ -194,7 +222,11 @@ func (s *Store) storePart(ctx context.Context, op, key, id string, u upload, num
 			return objstore.Part{}, fmt.Errorf("file: %s %s: %w", op, key, objstore.ErrBadDigest)
 		}
 	}
-	rec := partRecord{Number: number, Size: size, MD5: hex.EncodeToString(sum), InFile: !inPlace}
+	if len(sum) == md5.Size {
+		rec.MD5 = hex.EncodeToString(sum)
+	} else {
+		rec.CRC32C = hex.EncodeToString(sum)
+	}
 	l.mu.Lock()
 	err = s.appendRecord(dir, rec)
 	if err == nil {
@@ -204,7 +236,7 @@ func (s *Store) storePart(ctx context.Context, op, key, id string, u upload, num
 	if err != nil {
 		return objstore.Part{}, s.gone(op, key, err)
 	}
-	return objstore.Part{Number: number, Size: size, ETag: rec.MD5, Checksum: base64.StdEncoding.EncodeToString(sum)}, nil
+	return rec.part(), nil
 }
 
 // gone reports a write into an upload directory that was removed
@@ -216,9 +248,13 @@ func (s *Store) gone(op, key string, err error) error {
 	return s.wrap(op, key, err)
 }
 
+// castagnoli is the CRC32C table (hardware-accelerated on amd64 and arm64).
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // writeAt writes size bytes from r at off of the data file, preallocating
-// the range, and returns their MD5. It does not sync (see SyncUpload).
-func (s *Store) writeAt(ctx context.Context, path string, off int64, r io.Reader, size int64) ([]byte, error) {
+// the range, and returns their checksum under h. It does not sync (see
+// SyncUpload).
+func (s *Store) writeAt(ctx context.Context, path string, off int64, r io.Reader, size int64, h hash.Hash) ([]byte, error) {
 	if s.opts.MinFreeBytes > 0 {
 		if err := s.checkFloor(size); err != nil {
 			return nil, err
@@ -232,7 +268,6 @@ func (s *Store) writeAt(ctx context.Context, path string, off int64, r io.Reader
 	if err := f.Allocate(off, size); err != nil {
 		return nil, err
 	}
-	h := md5.New()
 	n, err := io.Copy(io.NewOffsetWriter(f, off), io.TeeReader(io.LimitReader(ctxReader{ctx, r}, size+1), h))
 	if err != nil {
 		return nil, err
@@ -274,7 +309,7 @@ func (s *Store) partList(key, id string, u upload) ([]objstore.Part, *layout, er
 	}
 	out := make([]objstore.Part, 0, len(l.parts))
 	for _, r := range l.parts {
-		out = append(out, objstore.Part{Number: r.Number, Size: r.Size, ETag: r.MD5, Checksum: md5Base64(r.MD5)})
+		out = append(out, r.part())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
 	return out, l, nil
@@ -335,7 +370,7 @@ func (s *Store) completeInPlace(ctx context.Context, id string, l *layout, parts
 		if err != nil {
 			return "", false, err
 		}
-		_, err = s.writeAt(ctx, path, int64(n-1)*p, src, lastRec.Size)
+		_, err = s.writeAt(ctx, path, int64(n-1)*p, src, lastRec.Size, crc32.New(castagnoli))
 		src.Close()
 		if err != nil {
 			return "", false, err

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -73,6 +76,11 @@ func TestInPlaceLayout(t *testing.T) {
 			for i, p := range listed {
 				if p.Number != i+1 || p.ETag != parts[i].ETag || p.Size != int64(len(chunks[i])) {
 					t.Errorf("listed %+v, uploaded %+v", p, parts[i])
+				}
+				// Full parts are written in place, with a CRC32C checksum.
+				crc := binary.BigEndian.AppendUint32(nil, crc32.Checksum(chunks[i], crc32.MakeTable(crc32.Castagnoli)))
+				if want := base64.StdEncoding.EncodeToString(crc); i < 2 && p.Checksum != want {
+					t.Errorf("part %d checksum %s, want the CRC32C %s", p.Number, p.Checksum, want)
 				}
 			}
 			before, err := os.Stat(filepath.Join(dir, dataFile))
