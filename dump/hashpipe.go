@@ -30,7 +30,9 @@ type hashChunk struct {
 // sender fills one while the pipe hashes the others.
 const hashPipeBuffers = 8
 
-func newHashPipe(h hash.Hash, bufSize int) *hashPipe {
+// newHashPipe starts the pipe's goroutine with spawn (a plain go
+// statement, or Gate.Go).
+func newHashPipe(h hash.Hash, bufSize int, spawn func(func())) *hashPipe {
 	p := &hashPipe{
 		h:    h,
 		work: make(chan hashChunk, hashPipeBuffers+2),
@@ -41,7 +43,7 @@ func newHashPipe(h hash.Hash, bufSize int) *hashPipe {
 	for range hashPipeBuffers - 1 { // the sender holds one
 		p.free <- make([]byte, 0, bufSize)
 	}
-	go p.loop()
+	spawn(p.loop)
 	return p
 }
 
