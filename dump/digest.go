@@ -69,11 +69,11 @@ func newDigester() *digester {
 }
 
 // newPipedDigester returns a digester that hashes on a goroutine of its
-// own, started with spawn; close must be called. Values hashed in place
-// stay borrowed until release (or a table end or state) returns.
-func newPipedDigester(spawn func(func())) *digester {
+// own; close must be called. Values hashed in place stay borrowed until
+// release (or a table end or state) returns.
+func newPipedDigester() *digester {
 	d := newDigester()
-	d.pipe = newHashPipe(d.h, cap(d.buf), spawn)
+	d.pipe = newHashPipe(d.h, cap(d.buf))
 	return d
 }
 

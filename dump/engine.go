@@ -65,14 +65,12 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 	wr.cur.State = nil
 	wr.cur.Digest = nil
 	if (from.Step == 0 && from.After == nil) || from.Digest != nil {
-		// The digests hash on a goroutine of their own, without a Gate
-		// and under a niced one (Gate.Go runs it at the gate's priority,
-		// outside its slots, like a job's part uploads: the kernel runs
-		// it only on CPU that requests leave idle). A Gate at nice 0
-		// bounds the cores the engine takes with its slots alone, so
-		// under one the formatter hashes, as it formats, inside its slot.
-		if g := s.opts.Gate; g == nil || g.nice > 0 {
-			wr.dg = newPipedDigester(g.Go)
+		// Without a Gate the digests hash on a goroutine of their own.
+		// A Gate bounds the cores the engine takes, and its slots and
+		// nice value cover the reader and the formatter only, so under
+		// one the formatter hashes, as it formats, inside its slot.
+		if s.opts.Gate == nil {
+			wr.dg = newPipedDigester()
 			defer wr.dg.close()
 		} else {
 			wr.dg = newDigester()

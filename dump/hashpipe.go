@@ -30,9 +30,7 @@ type hashChunk struct {
 // sender fills one while the pipe hashes the others.
 const hashPipeBuffers = 8
 
-// newHashPipe starts the pipe's goroutine with spawn (a plain go
-// statement, or Gate.Go).
-func newHashPipe(h hash.Hash, bufSize int, spawn func(func())) *hashPipe {
+func newHashPipe(h hash.Hash, bufSize int) *hashPipe {
 	p := &hashPipe{
 		h:    h,
 		work: make(chan hashChunk, hashPipeBuffers+2),
@@ -43,7 +41,7 @@ func newHashPipe(h hash.Hash, bufSize int, spawn func(func())) *hashPipe {
 	for range hashPipeBuffers - 1 { // the sender holds one
 		p.free <- make([]byte, 0, bufSize)
 	}
-	spawn(p.loop)
+	go p.loop()
 	return p
 }
 
