@@ -68,7 +68,9 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 		// Without a Gate the digests hash on a goroutine of their own.
 		// A Gate bounds the cores the engine takes, and its slots and
 		// nice value cover the reader and the formatter only, so under
-		// one the formatter hashes, as it formats, inside its slot.
+		// one the formatter hashes, as it formats, inside its slot. (A
+		// niced hasher outside the slots made jobs slower: every hand-off
+		// to a goroutine locked on a thread of its own wakes that thread.)
 		if s.opts.Gate == nil {
 			wr.dg = newPipedDigester()
 			defer wr.dg.close()
