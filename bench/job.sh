@@ -91,9 +91,7 @@ for i in $(seq 1 "$runs"); do
   done
   for n in $nices; do
     out=$(job "$n") || exit 1
-    read -r jt jr ji est <<<"$out"
-    j_t[$n]="${j_t[$n]:-} $jt"; j_r[$n]="${j_r[$n]:-} $jr"; j_i[$n]="${j_i[$n]:-} $ji"
-    line+=$(printf '   job (nice %s) %6.2f s, RSS idle %s → peak %s MiB' "$n" "$jt" "$(mib "$ji")" "$(mib "$jr")")
+    record_jobs "job" "$n" "$out"
   done
   echo "$line"
 done
@@ -108,8 +106,7 @@ for k in "${!names[@]}"; do
 done
 read -r ps bound < <(rss_bound "$conc" "$est")
 for n in $nices; do
-  # shellcheck disable=SC2086
-  mj=$(median ${j_t[$n]}); peak=$(max_of ${j_r[$n]}); idle=$(median ${j_i[$n]})
+  jobs_summary "$n"
   printf 'median job, exportNice %s: %.2f s (%s× %s); server RSS idle %s MiB, peak %s MiB (job share %s MiB)\n' \
     "$n" "$mj" "$(ratio "$mj" "$base_t")" "${names[0]}" "$(mib "$idle")" "$(mib "$peak")" "$(mib $((peak - idle)))"
 done

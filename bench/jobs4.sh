@@ -76,9 +76,7 @@ for i in $(seq 1 "$runs"); do
   line=$(printf 'run %d: 4 × dump -o file, one after another %6.2f s' "$i" "$t")
   for n in $nices; do
     out=$(jobs_all "$n") || exit 1
-    read -r jt jr ji est <<<"$out"
-    j_t[$n]="${j_t[$n]:-} $jt"; j_r[$n]="${j_r[$n]:-} $jr"; j_i[$n]="${j_i[$n]:-} $ji"
-    line+=$(printf '   4 jobs at once (nice %s) %6.2f s, RSS idle %s → peak %s MiB' "$n" "$jt" "$(mib "$ji")" "$(mib "$jr")")
+    record_jobs "4 jobs at once" "$n" "$out"
   done
   echo "$line"
 done
@@ -87,8 +85,7 @@ mc=$(median "${c_t[@]}")
 printf '\nmedian 4 × dump -o file, one after another: %.2f s\n' "$mc"
 read -r ps bound < <(rss_bound "$conc" "$est")
 for n in $nices; do
-  # shellcheck disable=SC2086 # the lists are split on purpose
-  mj=$(median ${j_t[$n]}); peak=$(max_of ${j_r[$n]}); idle=$(median ${j_i[$n]})
+  jobs_summary "$n"
   printf 'median 4 jobs at once, exportNice %s: %.2f s (%s× the CLI dumps; goal ≤ 1.3×); server RSS idle %s MiB, peak %s MiB (jobs share %s MiB)\n' \
     "$n" "$mj" "$(ratio "$mj" "$mc")" "$(mib "$idle")" "$(mib "$peak")" "$(mib $((peak - idle)))"
 done

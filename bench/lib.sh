@@ -264,3 +264,21 @@ run_jobs() {
   stop_serve
   awk -v a="$first" -v b="$last" -v h="$hwm" -v i="$idle" -v e="$est" 'BEGIN { printf "%.3f %d %d %d\n", b - a, h, i, e }'
 }
+
+# record_jobs LABEL NICE OUT adds one run_jobs result OUT (at exportNice
+# NICE) to the caller's associative arrays j_t, j_r and j_i (seconds,
+# peak and idle RSS, keyed by nice value), sets est to its estimate and
+# appends the run's figures, labelled LABEL, to line.
+record_jobs() {
+  local jt jr ji
+  read -r jt jr ji est <<<"$3"
+  j_t[$2]="${j_t[$2]:-} $jt"; j_r[$2]="${j_r[$2]:-} $jr"; j_i[$2]="${j_i[$2]:-} $ji"
+  line+=$(printf '   %s (nice %s) %6.2f s, RSS idle %s → peak %s MiB' "$1" "$2" "$jt" "$(mib "$ji")" "$(mib "$jr")")
+}
+
+# jobs_summary NICE sets mj, peak and idle from the runs record_jobs
+# kept for NICE: median seconds, largest peak RSS, median idle RSS (KiB).
+jobs_summary() {
+  # shellcheck disable=SC2086 # the lists are split on purpose
+  mj=$(median ${j_t[$1]}); peak=$(max_of ${j_r[$1]}); idle=$(median ${j_i[$1]})
+}
