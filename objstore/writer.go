@@ -1,7 +1,6 @@
 package objstore
 
 import (
-	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -11,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"log/slog"
 	"maps"
 	"sort"
@@ -110,9 +110,8 @@ type Writer struct {
 	next     int       // number of the next part to cut
 	hash     hash.Hash // SHA-256 of the bytes in cut parts
 	hashed   int64     // bytes in cut parts
-	buf      []byte    // the part being filled
-	free     chan []byte
-	alloc    int
+	buf      []byte    // the part being filled, from bufs
+	bufs     *partBufs
 	sem      chan struct{}
 	wg       sync.WaitGroup
 	closed   bool
@@ -187,15 +186,17 @@ func newWriter(ctx context.Context, store Store, key string, opts WriterOptions,
 	return w, nil
 }
 
-// start allocates the buffer pool for the current part size.
+// start sets up the buffer pool for the current part size, replacing
+// the last one (whose buffers grow has waited for), and takes the first
+// buffer.
 func (w *Writer) start() {
 	n := w.opts.Concurrency
-	w.free = make(chan []byte, n+1)
-	w.alloc = 0
+	if w.bufs != nil {
+		w.bufs.close()
+	}
+	w.bufs = newPartBufs(int(w.partSize), n+1)
 	w.sem = make(chan struct{}, n)
-	// The first buffer grows on demand, so a small object costs little.
-	w.buf = make([]byte, 0, min(w.partSize, 64<<10))
-	w.alloc = 1
+	w.buf, _ = w.bufs.get(w.ctx) // the pool is empty: never waits
 }
 
 // PartSize returns the current part size (it changes only if the stream
@@ -245,22 +246,11 @@ func (w *Writer) Write(p []byte) (int, error) {
 			}
 		}
 		k := min(int(w.partSize)-len(w.buf), len(p))
-		w.buf = appendBounded(w.buf, p[:k], int(w.partSize))
+		w.buf = append(w.buf, p[:k]...) // within the buffer's capacity, PartSize
 		p = p[k:]
 		written += k
 	}
 	return written, nil
-}
-
-// appendBounded appends, growing b by doubling but never past limit.
-func appendBounded(b, p []byte, limit int) []byte {
-	if need := len(b) + len(p); need > cap(b) {
-		c := max(need, min(2*cap(b), limit))
-		nb := make([]byte, len(b), c)
-		copy(nb, b)
-		b = nb
-	}
-	return append(b, p...)
 }
 
 // cut hands the full buffer to an uploader as the next part, knowing that
@@ -274,9 +264,9 @@ func (w *Writer) cut() error {
 	if err := w.send(); err != nil {
 		return err
 	}
-	b, err := w.getBuf()
+	b, err := w.bufs.get(w.ctx)
 	if err != nil {
-		return err
+		return w.ctxErr()
 	}
 	w.buf = b
 	return nil
@@ -307,14 +297,12 @@ func (w *Writer) send() error {
 	w.next++
 	w.saveCutHash(num)
 	w.wg.Add(1)
+	bufs := w.bufs
 	w.spawn(func() {
 		defer w.wg.Done()
 		defer func() { <-w.sem }()
 		part, err := w.uploadPart(num, buf)
-		select {
-		case w.free <- buf[:0]:
-		default: // the pool was replaced by grow; let the buffer go
-		}
+		bufs.put(buf)
 		w.record(part, err)
 	})
 	return nil
@@ -357,26 +345,6 @@ func (w *Writer) ctxErr() error {
 		return err
 	}
 	return fmt.Errorf("objstore: writer %s: %w", w.key, context.Cause(w.ctx))
-}
-
-// getBuf returns an empty part buffer: a free one, a new one while fewer
-// than Concurrency+1 exist, or the next one an uploader releases.
-func (w *Writer) getBuf() ([]byte, error) {
-	select {
-	case b := <-w.free:
-		return b, nil
-	default:
-	}
-	if w.alloc < w.opts.Concurrency+1 {
-		w.alloc++
-		return make([]byte, 0, w.partSize), nil
-	}
-	select {
-	case b := <-w.free:
-		return b, nil
-	case <-w.ctx.Done():
-		return nil, w.ctxErr()
-	}
 }
 
 func (w *Writer) create() error {
@@ -422,9 +390,11 @@ func (w *Writer) uploadPart(num int, buf []byte) (Part, error) {
 	var part Part
 	op := fmt.Sprintf("upload part %d", num)
 	err := w.retry(w.ctx, op, w.attemptTimeout(), func(ctx context.Context) error {
-		p, err := w.store.UploadPart(ctx, w.key, w.uploadID, num, bytes.NewReader(buf), int64(len(buf)), sum)
-		part = p
-		return err
+		return withBody(buf, func(body io.ReadSeeker) error {
+			p, err := w.store.UploadPart(ctx, w.key, w.uploadID, num, body, int64(len(buf)), sum)
+			part = p
+			return err
+		})
 	})
 	if errors.Is(err, ErrNotExist) {
 		return Part{}, fmt.Errorf("%w: %w", ErrUploadGone, err)
@@ -505,6 +475,9 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	defer w.cancel(ErrClosed)
+	// Even a failed Close releases the buffers: the Writer can only be
+	// aborted after it.
+	defer w.releaseBuffers()
 	if err := w.failed(); err != nil {
 		return err
 	}
@@ -527,7 +500,6 @@ func (w *Writer) Close() error {
 	}
 	w.info = info
 	w.finished = true
-	w.releaseBuffers()
 	w.log.Debug("upload complete", "size", info.Size, "parts", w.next-1, "sha256", w.sum,
 		"complete_seconds", time.Since(start).Seconds())
 	return nil
@@ -541,7 +513,12 @@ func (w *Writer) putSmall() error {
 	opts := PutOptions{ContentType: w.opts.ContentType, Metadata: w.metadata(w.sum), NoOverwrite: true}
 	buf := w.buf
 	err := w.retry(w.ctx, "put", w.attemptTimeout(), func(ctx context.Context) error {
-		info, err := w.store.Put(ctx, w.key, bytes.NewReader(buf), int64(len(buf)), opts)
+		var info ObjectInfo
+		err := withBody(buf, func(body io.ReadSeeker) error {
+			var err error
+			info, err = w.store.Put(ctx, w.key, body, int64(len(buf)), opts)
+			return err
+		})
 		if err != nil && errors.Is(err, ErrExist) && w.isOurs(ctx, opts.Metadata) {
 			// An earlier attempt (or process) stored it but its answer
 			// was lost.
@@ -551,7 +528,6 @@ func (w *Writer) putSmall() error {
 		return err
 	})
 	w.finished = err == nil
-	w.releaseBuffers()
 	return err
 }
 
@@ -618,9 +594,14 @@ func (w *Writer) checkPartial(ctx context.Context) error {
 	return nil
 }
 
+// releaseBuffers gives the pool's buffers back to the system: the free
+// ones now, those still uploading as they return.
 func (w *Writer) releaseBuffers() {
+	if w.bufs != nil {
+		w.bufs.put(w.buf)
+		w.bufs.close()
+	}
 	w.buf = nil
-	w.free = nil
 }
 
 // Abort stops the Writer, waits for in-flight requests to end and removes
