@@ -15,7 +15,7 @@ import (
 
 // pageBudget caps the text and blob bytes of one page, so that a page of
 // large BLOBs does not hold ChunkSize of them in memory at once.
-const pageBudget = 2 << 20
+const pageBudget = 1 << 20
 
 // page is a batch of decoded rows handed from the reader goroutine to the
 // writer goroutine. Pages are recycled, so their buffers stop growing once
@@ -87,13 +87,19 @@ func tailSlot(v Value, arena []byte) slot {
 	return slot{typ: TypeNull}
 }
 
+// arenaCap is as far as reserve grows a buffer by doubling: a page ends
+// once its arena passes pageBudget, so one more row rarely needs more, and
+// doubling past it would leave every recycled page holding twice the
+// budget (three pages live, each counted twice by the collector's goal).
+const arenaCap = pageBudget + pageBudget/8
+
 // reserve returns a slice of n fresh bytes at the end of *buf. Earlier
 // slices stay valid when the buffer is reallocated: they keep pointing at
 // the old array, whose bytes are never written again.
 func reserve(buf *[]byte, n int) []byte {
 	b := *buf
 	if cap(b)-len(b) < n {
-		nb := make([]byte, len(b), max(2*cap(b), len(b)+n, 64<<10))
+		nb := make([]byte, len(b), max(min(2*cap(b), arenaCap), len(b)+n, 64<<10))
 		copy(nb, b)
 		b = nb
 	}
