@@ -56,7 +56,7 @@ type pendingSave struct {
 }
 
 func newPipeline(k *tick) *pipeline {
-	cw := &countWriter{w: k.w, n: k.ust.Bytes + int64(len(k.cp.Leftover))}
+	cw := &countWriter{w: k.w, n: k.ust.Bytes + int64(k.w.Buffered())} // the leftover is buffered
 	now := time.Now()
 	return &pipeline{k: k, w: k.w, cw: cw, fr: newFramer(cw, k.job.Spec.Compression),
 		marked: k.w.PartsCut(), saved: k.w.PartsCut(), partsBase: len(k.ust.Parts),

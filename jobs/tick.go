@@ -349,6 +349,11 @@ func (k *tick) openUpload() result {
 			err = fmt.Errorf("%w: %v", objstore.ErrResume, k.lost)
 		} else {
 			k.w, err = objstore.Resume(k.ctx, s.store, k.ust, k.cp.Leftover, opts, s.log)
+			if err == nil {
+				// The Writer holds those bytes now; a yield's leftover can be
+				// a whole part, not to be kept on the heap for the tick.
+				k.cp.Leftover = nil
+			}
 		}
 		if errors.Is(err, objstore.ErrResume) {
 			if k.cur.Dump.Done {
