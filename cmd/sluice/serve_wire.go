@@ -64,27 +64,30 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 		srv.Close()
 		return err
 	}
-	jcfg := jobsConfig(cfg)
+	jcfg := wireJobs(cfg, gate, log)
 	jcfg.Metrics = srv.Metrics()
-	jcfg.UploadGo = gate.Go
-	jcfg.Version = version
-	jcfg.Restore = func(ctx context.Context, path string, r io.Reader) error {
-		_, err := restoreInto(ctx, log, path, r, true)
-		return err
-	}
-	jcfg.Open = func(ctx context.Context, path string, opts dump.Options, logger *slog.Logger) (jobs.Source, error) {
-		opts.Gate = gate
-		return jobs.DumpOpen(ctx, path, opts, logger)
+	var worker *exportWorker
+	if cfg.Limits.ExportProcess {
+		worker = newExportWorker(workerHello{Config: cfg, PublicURL: srv.PublicURL(), LogLevel: lowestLevel(ctx, log)},
+			cfg.Limits.ExportNice, e.stderr, jcfg.Metrics, log)
+		jcfg.Role, jcfg.Notify = jobs.RoleControl, worker.Notify
 	}
 	svc, err := jobs.New(ctx, jcfg, st, store, log)
 	if err != nil {
 		srv.Close()
 		return err
 	}
+	if worker != nil {
+		if err := worker.start(svc.Receive); err != nil {
+			srv.Close()
+			svc.Close(context.Background())
+			return fmt.Errorf("%w (limits.exportProcess false runs exports in the server process)", err)
+		}
+	}
 	srv.SetJobs(svc)
 	if err := srv.Serve(); err != nil {
 		srv.Close()
-		svc.Close(context.Background())
+		closeJobs(context.Background(), svc, worker)
 		return err
 	}
 	log.Info("sluice serving", "url", srv.PublicURL(), "listen", srv.URL(), "version", versionString(), "data_dir", absPath(cfg.DataDir),
@@ -99,13 +102,87 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 	budget := time.Duration(cfg.Limits.ShutdownTimeout)
 	jctx, cancel := context.WithTimeout(context.Background(), budget*3/5)
 	defer cancel()
-	jerr := svc.Close(jctx)
+	jerr := closeJobs(jctx, svc, worker)
 	aerr := srv.Close()
 	if err := errors.Join(jerr, aerr); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// closeJobs stops the job service and the export worker (nil: none) at
+// once, each checkpointing its running work within ctx.
+func closeJobs(ctx context.Context, svc *jobs.Service, worker *exportWorker) error {
+	werr := make(chan error, 1)
+	go func() {
+		if worker == nil {
+			werr <- nil
+			return
+		}
+		werr <- worker.Close(ctx)
+	}()
+	err := svc.Close(ctx)
+	return errors.Join(err, <-werr)
+}
+
+// serveExports is the export worker's body (see worker.go): the job
+// service in RoleExports on the server's data directory and store, with
+// one gate for its exports and no per-thread nice (the worker process
+// runs at limits.exportNice as a whole). It returns when ctx ends, after
+// the running ticks checkpoint.
+func serveExports(ctx context.Context, hello workerHello, log *slog.Logger, metrics jobs.Metrics,
+	ready func(*jobs.Service), notify func(jobs.Event)) error {
+	cfg := hello.Config
+	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, "sluice.db"), log)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer st.Close()
+	store, err := buildStore(ctx, cfg, hello.PublicURL, &api.Files{}, log)
+	if err != nil {
+		return err
+	}
+	jcfg := wireJobs(cfg, dump.NewGate(exportThreads(cfg.Limits)), log)
+	jcfg.Role, jcfg.Notify, jcfg.Metrics = jobs.RoleExports, notify, metrics
+	svc, err := jobs.New(ctx, jcfg, st, store, log)
+	if err != nil {
+		return err
+	}
+	ready(svc)
+	log.Debug("export worker running", "pid", os.Getpid())
+	<-ctx.Done()
+	jctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Limits.ShutdownTimeout)*3/5)
+	defer cancel()
+	return svc.Close(jctx)
+}
+
+// wireJobs is the job service's configuration with the engine behind it:
+// exports through gate, verification through sluice restore's loader.
+func wireJobs(cfg Config, gate *dump.Gate, log *slog.Logger) jobs.Config {
+	jcfg := jobsConfig(cfg)
+	jcfg.UploadGo = gate.Go
+	jcfg.Version = version
+	jcfg.Restore = func(ctx context.Context, path string, r io.Reader) error {
+		_, err := restoreInto(ctx, log, path, r, true)
+		return err
+	}
+	jcfg.Open = func(ctx context.Context, path string, opts dump.Options, logger *slog.Logger) (jobs.Source, error) {
+		opts.Gate = gate
+		return jobs.DumpOpen(ctx, path, opts, logger)
+	}
+	return jcfg
+}
+
+// lowestLevel is the lowest level log writes, for a child process to log
+// like its parent.
+func lowestLevel(ctx context.Context, log *slog.Logger) slog.Level {
+	for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if log.Enabled(ctx, l) {
+			return l
+		}
+	}
+	return slog.LevelError
 }
 
 // apiConfig maps the serve config onto the API's.
