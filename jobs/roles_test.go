@@ -101,29 +101,12 @@ func TestRoles(t *testing.T) {
 		}
 		cancelled = j.ID
 		waitJob(t, control, j.ID, 30*time.Second, sluice.StateRunning)
-		t0 := time.Now()
 		if _, err := control.Cancel(ctx, j.ID); err != nil {
 			t.Fatal(err)
 		}
 		// The event stops the tick at its next page; without it, the
 		// tick would see the cancel when it next saves its progress.
-		deadline := time.Now().Add(4 * time.Second)
-		for {
-			var task *state.Task
-			if err := exports.st.View(ctx, func(tx *state.Tx) (err error) {
-				task, err = tx.GetTask(state.TickKey(j.ID))
-				return err
-			}); err != nil {
-				t.Fatal(err)
-			}
-			if task == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("the cancelled job's tick still runs %v after Cancel", time.Since(t0))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitTaskGone(t, exports.st, j.ID, 4*time.Second)
 		assertClean(t, e.store, kept)
 	})
 
