@@ -128,8 +128,8 @@ func closeJobs(ctx context.Context, svc *jobs.Service, worker *exportWorker) err
 
 // serveExports is the export worker's body (see worker.go): the job
 // service in RoleExports on the server's data directory and store, with
-// one gate for its exports and no per-thread nice (the worker process
-// runs at limits.exportNice as a whole). It returns when ctx ends, after
+// workerGate's bound on its exports and no per-thread nice (the worker
+// process runs at limits.exportNice as a whole). It returns when ctx ends, after
 // the running ticks checkpoint.
 func serveExports(ctx context.Context, hello workerHello, log *slog.Logger, metrics jobs.Metrics,
 	ready func(*jobs.Service), notify func(jobs.Event)) error {
@@ -143,7 +143,7 @@ func serveExports(ctx context.Context, hello workerHello, log *slog.Logger, metr
 	if err != nil {
 		return err
 	}
-	jcfg := wireJobs(cfg, dump.NewGate(exportThreads(cfg.Limits)), log)
+	jcfg := wireJobs(cfg, workerGate(cfg.Limits), log)
 	jcfg.Role, jcfg.Notify, jcfg.Metrics = jobs.RoleExports, notify, metrics
 	svc, err := jobs.New(ctx, jcfg, st, store, log)
 	if err != nil {
@@ -305,6 +305,19 @@ func exportThreads(l LimitsConfig) int {
 		return l.ExportThreads
 	}
 	return dump.DefaultGateSize(l.ExportNice)
+}
+
+// workerGate is the export worker's gate. A niced worker, by default,
+// has none: the kernel runs it only on CPU time nothing else wants, so,
+// like the CLI, each dump reads, formats and hashes its digests on
+// goroutines of its own and Go shares the cores between them. A gate
+// stays where the operator sets limits.exportThreads, and at nice 0,
+// where it keeps a core free for queries (dump.DefaultGateSize).
+func workerGate(l LimitsConfig) *dump.Gate {
+	if l.ExportThreads == 0 && l.ExportNice > 0 {
+		return nil
+	}
+	return dump.NewGate(exportThreads(l))
 }
 
 // raiseProcsForExports adds the export threads to GOMAXPROCS when exports
