@@ -30,7 +30,7 @@ import (
 // API stops taking requests, running job ticks checkpoint, and the state
 // database is closed. The whole shutdown stays within ShutdownTimeout.
 func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
-	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, "sluice.db"), log)
+	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, state.FileName), log)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -96,11 +96,9 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 
 	<-ctx.Done()
 	log.Info("shutting down")
-	// Jobs first, with 3/5 of the budget: their ticks checkpoint at the
-	// next page boundary. Then the API, whose own timeout is the other
-	// 2/5 (see apiConfig), so the whole stays within the budget.
-	budget := time.Duration(cfg.Limits.ShutdownTimeout)
-	jctx, cancel := context.WithTimeout(context.Background(), budget*3/5)
+	// Jobs first: their ticks checkpoint at the next page boundary. Then
+	// the API, whose own timeout is the rest of the budget (apiConfig).
+	jctx, cancel := context.WithTimeout(context.Background(), jobsShutdown(cfg))
 	defer cancel()
 	jerr := closeJobs(jctx, svc, worker)
 	aerr := srv.Close()
@@ -134,7 +132,7 @@ func closeJobs(ctx context.Context, svc *jobs.Service, worker *exportWorker) err
 func serveExports(ctx context.Context, hello workerHello, log *slog.Logger, metrics jobs.Metrics,
 	ready func(*jobs.Service), notify func(jobs.Event)) error {
 	cfg := hello.Config
-	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, "sluice.db"), log)
+	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, state.FileName), log)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -152,7 +150,7 @@ func serveExports(ctx context.Context, hello workerHello, log *slog.Logger, metr
 	ready(svc)
 	log.Debug("export worker running", "pid", os.Getpid())
 	<-ctx.Done()
-	jctx, cancel := context.WithTimeout(context.Background(), time.Duration(cfg.Limits.ShutdownTimeout)*3/5)
+	jctx, cancel := context.WithTimeout(context.Background(), jobsShutdown(cfg))
 	defer cancel()
 	return svc.Close(jctx)
 }
@@ -183,6 +181,13 @@ func lowestLevel(ctx context.Context, log *slog.Logger) slog.Level {
 		}
 	}
 	return slog.LevelError
+}
+
+// jobsShutdown is the jobs' share of the shutdown budget, 3/5, for their
+// ticks to checkpoint (in the server and in the export worker); the API
+// gets the rest, so the whole stays within limits.shutdownTimeout.
+func jobsShutdown(cfg Config) time.Duration {
+	return time.Duration(cfg.Limits.ShutdownTimeout) * 3 / 5
 }
 
 // apiConfig maps the serve config onto the API's.
@@ -218,8 +223,7 @@ func apiConfig(cfg Config) api.Config {
 	c.MaxQueryMemory = cfg.Limits.MaxQueryMemory
 	c.MaxImportStatementBytes = cfg.Limits.MaxImportStatementBytes
 	c.JournalSizeLimit = cfg.Limits.JournalSizeLimit
-	// The API gets 2/5 of the shutdown budget; jobs get the rest.
-	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
+	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) - jobsShutdown(cfg)
 	return c
 }
 

@@ -224,7 +224,11 @@ func (w *exportWorker) supervise(started chan<- error) {
 			w.log.Error("export worker: start", "err", err)
 		} else {
 			t0 := time.Now()
-			err = w.relay(cmd, to, from)
+			// The relay runs at the server's priority, not on this
+			// niced thread.
+			relayed := make(chan error, 1)
+			go func() { relayed <- w.relay(cmd, to, from) }()
+			err = <-relayed
 			select {
 			case <-w.stop:
 				return
@@ -280,7 +284,7 @@ func (w *exportWorker) spawn() (*exec.Cmd, *os.File, *os.File, error) {
 	w.mu.Lock()
 	w.proc = cmd.Process
 	w.mu.Unlock()
-	// The pipe holds far more than a hello: this does not block.
+	// The worker reads the hello first thing (a dead one fails the write).
 	if _, err := toW.Write(append(hello, '\n')); err != nil {
 		w.log.Warn("export worker: hello", "err", err)
 	}
