@@ -90,6 +90,7 @@ func (s *Server) handleLegacyDump(w http.ResponseWriter, r *http.Request) error 
 
 		PreserveRowids: spec.PreserveRowids,
 		PlainCSV:       spec.PlainCSV(),
+		NoDigests:      true, // a streamed response has no manifest
 	}
 	if err := s.deps.Dumper.Dump(r.Context(), bw, d.path, opts); err != nil {
 		return fmt.Errorf("dump %s: %w", d.name, err)

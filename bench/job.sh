@@ -16,6 +16,8 @@
 # (endpoint, access key, secret key, region). The script creates a bucket
 # of its own there, empties it after every run and removes it at exit.
 #
+# EXTRA_LIMITS adds members to the config's limits object, e.g.
+# EXTRA_LIMITS='"exportProcess": false' to run the jobs inside the server.
 # NICES lists the exportNice values to run the job with (default "19 0");
 # UPLOAD_CONCURRENCY is limits.uploadConcurrency, the N of the bound
 # (default 4, the config's default). The job's time is its own
@@ -56,7 +58,7 @@ job() {
   local target
   rm -rf "$work/data" "$work/exports"
   if [ "$store" = s3 ]; then target=$(s3_store "$bucket" job/); else target=$(file_store "$work/exports"); fi
-  serve_config "$work" "{\"default\": \"$db\"}" "$target" "{\"exportNice\": $1, \"uploadConcurrency\": $conc}"
+  serve_config "$work" "{\"default\": \"$db\"}" "$target" "{\"exportNice\": $1, \"uploadConcurrency\": $conc${EXTRA_LIMITS:+, $EXTRA_LIMITS}}"
   run_jobs "$bin" "$work" '{"format":"sql"}' "" || return 1
   [ "$store" = s3 ] && s3_bucket_empty "$bucket"
   return 0

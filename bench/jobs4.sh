@@ -11,6 +11,8 @@
 #   bench/jobs4.sh /tmp/b02.db [RUNS]
 #
 # The four databases are separate copies of DB in the scratch directory.
+# EXTRA_LIMITS adds members to the config's limits object, e.g.
+# EXTRA_LIMITS='"exportProcess": false' to run the jobs inside the server.
 # NICES lists the exportNice values (default "19 0"); UPLOAD_CONCURRENCY is
 # limits.uploadConcurrency (default 4); limits.maxConcurrentJobs is 4, so
 # all four run at once. The jobs' time runs from the first one's creation
@@ -63,7 +65,7 @@ cli_all() {
 jobs_all() {
   rm -rf "$work/data" "$work/exports"
   serve_config "$work" "{$dbjson}" "$(file_store "$work/exports")" \
-    "{\"exportNice\": $1, \"uploadConcurrency\": $conc, \"maxConcurrentJobs\": $jobs}"
+    "{\"exportNice\": $1, \"uploadConcurrency\": $conc, \"maxConcurrentJobs\": $jobs${EXTRA_LIMITS:+, $EXTRA_LIMITS}}"
   run_jobs "$bin" "$work" '{"format":"sql"}' "${routes[@]}" || return 1
   rm -rf "$work/exports"
 }

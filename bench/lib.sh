@@ -137,6 +137,17 @@ stop_serve() {
 # (resident now) or VmHWM (peak resident since the process started).
 proc_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
+# tree_kib PID FIELD is proc_kib summed over PID and its children: a
+# server and its export worker (limits.exportProcess). For VmHWM the sum
+# of the peaks is an upper bound of the peak of the sum.
+tree_kib() {
+  local p sum=0 v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(proc_kib "$p" "$2" 2>/dev/null) && sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+
 # rss_bound CONCURRENCY ESTIMATED_BYTES prints "part_size_bytes
 # bound_bytes": the part size a job's upload picks for its estimate and
 # issue 14's memory bound (N+1) × part size + 32 MiB (bench/partsize).
@@ -245,7 +256,7 @@ run_jobs() {
   local bin=$1 work=$2 body=$3 d r k id st idle hwm first="" last="" est=0 c f e routes=() ids=()
   shift 3
   serve_start "$bin" "$work"
-  idle=$(proc_kib "$srv_pid" VmRSS)
+  idle=$(tree_kib "$srv_pid" VmRSS)
   for d in "$@"; do
     r=$base; [ -n "$d" ] && r="$base/db/$d"
     id=$(submit_job "$r" "$body") && [ -n "$id" ] && [ "$id" != null ] ||
@@ -260,7 +271,7 @@ run_jobs() {
     last=$(awk -v a="${last:-$f}" -v b="$f" 'BEGIN { print (b > a ? b : a) }')
     [ "$e" -gt "$est" ] && est=$e
   done
-  hwm=$(proc_kib "$srv_pid" VmHWM)
+  hwm=$(tree_kib "$srv_pid" VmHWM)
   stop_serve
   awk -v a="$first" -v b="$last" -v h="$hwm" -v i="$idle" -v e="$est" 'BEGIN { printf "%.3f %d %d %d\n", b - a, h, i, e }'
 }

@@ -63,6 +63,10 @@ type Options struct {
 	// DigestOnly computes the digests of Format's plan and writes no
 	// bytes (verification); it is not part of the dump's content.
 	DigestOnly bool `json:"-"`
+	// NoDigests skips the per-table digests (docs/verify.md), for a dump
+	// that writes no manifest: they cost a hash over every value, and
+	// the cursor then carries none. It is not part of the dump's content.
+	NoDigests bool `json:"-"`
 	// Gate, if set, is shared by dumps that must not take every core
 	// between them (see Gate). It is not part of the dump's content.
 	Gate *Gate `json:"-"`

@@ -64,7 +64,7 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 	wr := &dumpWriter{w: w, f: f, cur: from, out: make([]byte, 0, flushAt+flushAt/4)}
 	wr.cur.State = nil
 	wr.cur.Digest = nil
-	if (from.Step == 0 && from.After == nil) || from.Digest != nil {
+	if !s.opts.NoDigests && ((from.Step == 0 && from.After == nil) || from.Digest != nil) {
 		// Without a Gate the digests hash on a goroutine of their own.
 		// A Gate bounds the cores the engine takes, and its slots and
 		// nice value cover the reader and the formatter only, so under
@@ -78,7 +78,7 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 			wr.dg = newDigester()
 		}
 	}
-	if from.Digest != nil && (from.Step > 0 || from.After != nil) {
+	if wr.dg != nil && from.Digest != nil && (from.Step > 0 || from.After != nil) {
 		if err := wr.dg.restore(from.Digest, from.After != nil); err != nil {
 			return from, err
 		}

@@ -1,6 +1,10 @@
 package dump
 
-import "runtime"
+import (
+	"runtime"
+
+	"github.com/sluice-dev/sluice/internal/nice"
+)
 
 // Gate bounds how many of the engine's CPU-bound goroutines run at once,
 // across every dump that shares it, and can lower their CPU priority.
@@ -52,11 +56,9 @@ const DefaultNice = 19
 // thread's priority to the gate's nice value. The goroutine must not call
 // runtime.UnlockOSThread: the thread, still niced, then ends with it.
 func (g *Gate) lowerPriority() {
-	if g == nil || g.nice == 0 {
-		return
+	if g != nil {
+		nice.LockThread(g.nice)
 	}
-	runtime.LockOSThread()
-	setThreadNice(g.nice)
 }
 
 // Go runs f on a new goroutine at the gate's priority (see WithNice),

@@ -48,3 +48,37 @@ func TestDigestOnPipeAndInline(t *testing.T) {
 		}
 	}
 }
+
+// TestNoDigests: a dump with Options.NoDigests writes the same bytes and
+// ends with no digests in its cursor, with and without a Gate.
+func TestNoDigests(t *testing.T) {
+	path, _ := blobTestDB(t, 4096, false)
+	var want []byte
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"digests", Options{}},
+		{"none", Options{NoDigests: true}},
+		{"none, gated", Options{NoDigests: true, Gate: NewGate(2)}},
+	} {
+		src, err := Open(context.Background(), path, tc.opts, testsupport.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		end, err := src.Dump(context.Background(), &out, Cursor{}, nil)
+		src.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := end.Digest != nil; got == tc.opts.NoDigests {
+			t.Errorf("%s: cursor carries digests %v", tc.name, got)
+		}
+		if want == nil {
+			want = out.Bytes()
+		} else if !bytes.Equal(out.Bytes(), want) {
+			t.Errorf("%s: output differs from the dump with digests", tc.name)
+		}
+	}
+}

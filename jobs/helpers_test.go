@@ -285,6 +285,29 @@ func (e *env) crash() {
 	e.store.crashAt.Store(0)
 }
 
+// waitTaskGone waits until job id's tick task is gone from st: the tick
+// has ended and the job's cleanup is done.
+func waitTaskGone(t *testing.T, st *state.DB, id string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		var task *state.Task
+		if err := st.View(context.Background(), func(tx *state.Tx) (err error) {
+			task, err = tx.GetTask(state.TickKey(id))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if task == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s's tick task still there after %v: %+v", id, timeout, task)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func waitJob(t *testing.T, svc *Service, id string, timeout time.Duration, want ...sluice.State) *sluice.Job {
 	t.Helper()
 	deadline := time.Now().Add(timeout)

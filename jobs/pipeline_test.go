@@ -14,7 +14,6 @@ import (
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"github.com/sluice-dev/sluice/objstore"
-	"github.com/sluice-dev/sluice/state"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 )
@@ -195,23 +194,7 @@ func TestFailedJobTaskEnds(t *testing.T) {
 				want = sluice.StateCancelled
 			}
 			waitJob(t, svc, job.ID, time.Minute, want)
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				var task *state.Task
-				if err := e.st.View(ctx, func(tx *state.Tx) (err error) {
-					task, err = tx.GetTask(state.TickKey(job.ID))
-					return err
-				}); err != nil {
-					t.Fatal(err)
-				}
-				if task == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the task of the %s job still runs: %+v", want, task)
-				}
-				time.Sleep(50 * time.Millisecond)
-			}
+			waitTaskGone(t, e.st, job.ID, 30*time.Second)
 		})
 	}
 }

@@ -83,7 +83,7 @@ func (s *Service) claim(n int) ([]state.Task, error) {
 	var tasks []state.Task
 	now := s.now()
 	err := s.st.Update(s.stopCtx, func(tx *state.Tx) (err error) {
-		tasks, err = tx.ClaimTasks(s.owner, now, now.Add(s.cfg.Lease), n)
+		tasks, err = tx.ClaimTasks(s.owner, now, now.Add(s.cfg.Lease), n, s.cfg.Role.kinds())
 		return err
 	})
 	return tasks, err
@@ -93,7 +93,7 @@ func (s *Service) nextDue() (time.Time, bool, error) {
 	var t time.Time
 	var ok bool
 	err := s.st.View(s.stopCtx, func(tx *state.Tx) (err error) {
-		t, ok, err = tx.NextDue()
+		t, ok, err = tx.NextDue(s.cfg.Role.kinds())
 		return err
 	})
 	return t, ok, err

@@ -132,6 +132,15 @@ type Config struct {
 	// Version is sluice's version, written into manifests.
 	Version string
 
+	// Role is the share of the task table this process runs; default
+	// RoleAll.
+	Role Role
+	// Notify, if set, receives the events (see Event) that the other
+	// processes sharing the data directory should apply with
+	// Service.Receive: a server passes them to its export worker and
+	// back. It must not block.
+	Notify func(Event)
+
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 
@@ -299,12 +308,25 @@ func New(ctx context.Context, cfg Config, st *state.DB, store objstore.Store, lo
 	if err := s.removeVerifyScratch(); err != nil {
 		s.log.Warn("jobs: sweep verification scratch", "err", err)
 	}
-	if err := s.syncSchedules(ctx); err != nil {
-		s.unlockOwner()
-		return nil, err
+	if cfg.Role != RoleExports {
+		if err := s.startControl(ctx); err != nil {
+			s.unlockOwner()
+			return nil, err
+		}
 	}
-	if err := s.st.Update(ctx, func(tx *state.Tx) error {
-		if err := tx.SetDefaultDatabase(cfg.DefaultDatabase); err != nil {
+	s.wg.Add(1)
+	go s.loop()
+	return s, nil
+}
+
+// startControl brings the schedules' tasks up to date and makes sure the
+// housekeeping task exists: the control role's share of starting up.
+func (s *Service) startControl(ctx context.Context) error {
+	if err := s.syncSchedules(ctx); err != nil {
+		return err
+	}
+	err := s.st.Update(ctx, func(tx *state.Tx) error {
+		if err := tx.SetDefaultDatabase(s.cfg.DefaultDatabase); err != nil {
 			return err
 		}
 		t, err := tx.GetTask(housekeepingKey)
@@ -312,13 +334,11 @@ func New(ctx context.Context, cfg Config, st *state.DB, store objstore.Store, lo
 			return err
 		}
 		return tx.PutTask(state.Task{Kind: kindHousekeeping, Key: housekeepingKey, DueAt: s.now()})
-	}); err != nil {
-		s.unlockOwner()
-		return nil, fmt.Errorf("jobs: %w", err)
+	})
+	if err != nil {
+		return fmt.Errorf("jobs: %w", err)
 	}
-	s.wg.Add(1)
-	go s.loop()
-	return s, nil
+	return nil
 }
 
 // Close stops the scheduler: running ticks checkpoint and yield at their
@@ -358,28 +378,50 @@ func (s *Service) Close(ctx context.Context) error {
 func (s *Service) now() time.Time { return s.cfg.Now().UTC() }
 
 // Ended returns a channel that is closed the next time a job ends in
-// this process (completed, failed or cancelled), so that a status long
-// poll answers at once instead of at its next re-read. A job ended by
-// another process sharing the data directory does not close it.
+// this process (completed, failed or cancelled), or in another process
+// that announces it through Receive, so that a status long poll answers
+// at once instead of at its next re-read.
 func (s *Service) Ended() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.ended
 }
 
-// signalEnded wakes every Ended waiter.
+// signalEnded wakes every Ended waiter, here and in the other processes.
 func (s *Service) signalEnded() {
+	s.wakeEnded()
+	s.notify(Event{Kind: EventEnded})
+}
+
+// wakeEnded wakes this process's Ended waiters.
+func (s *Service) wakeEnded() {
 	s.mu.Lock()
 	close(s.ended)
 	s.ended = make(chan struct{})
 	s.mu.Unlock()
 }
 
-// poke wakes the scheduler loop to look for due work now.
+// poke makes the scheduler loops, here and in the other processes, look
+// for due work now.
 func (s *Service) poke() {
+	s.wakeLoop()
+	s.notify(Event{Kind: EventWork})
+}
+
+// wakeLoop wakes this process's scheduler loop.
+func (s *Service) wakeLoop() {
 	select {
 	case s.wake <- struct{}{}:
 	default:
+	}
+}
+
+// stopRunning stops job id's tick if it runs in this process.
+func (s *Service) stopRunning(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if stop := s.running[id]; stop != nil {
+		stop(errCancelled)
 	}
 }
 

@@ -246,11 +246,8 @@ func (s *Service) Cancel(ctx context.Context, id string) (*sluice.Job, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jobs: cancel: %w", err)
 	}
-	s.mu.Lock()
-	if stop := s.running[id]; stop != nil {
-		stop(errCancelled)
-	}
-	s.mu.Unlock()
+	s.stopRunning(id)
+	s.notify(Event{Kind: EventCancel, JobID: id})
 	s.signalEnded()
 	s.poke()
 	s.waitCleanup(ctx, id)

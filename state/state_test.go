@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -190,7 +191,7 @@ func TestTaskLeases(t *testing.T) {
 		t.Helper()
 		var got []Task
 		if err := db.Update(ctx, func(tx *Tx) (err error) {
-			got, err = tx.ClaimTasks(owner, now, now.Add(time.Minute), n)
+			got, err = tx.ClaimTasks(owner, now, now.Add(time.Minute), n, nil)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -257,6 +258,64 @@ func TestTaskLeases(t *testing.T) {
 // TestClaimExclusiveAcrossHandles claims from two independent handles on
 // one file (as two processes would) at once, and checks that no task is
 // ever claimed twice.
+// TestClaimByKind: a claim and the next due time see only the kinds
+// asked for, and nil means every kind.
+func TestClaimByKind(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name    string
+		kinds   []string
+		nextDue time.Time
+		claimAt time.Duration // after t0
+		claimed []string      // keys, up to 3
+	}{
+		{"every kind", nil, t0, 10 * time.Second, []string{"t1", "c1", "t2"}},
+		{"one kind", []string{"tick"}, t0, 10 * time.Second, []string{"t1", "t2"}},
+		{"two kinds", []string{"callback", "verify"}, t0.Add(time.Second), 2 * time.Hour, []string{"c1", "v1"}},
+		{"a kind with no tasks", []string{"schedule"}, time.Time{}, 2 * time.Hour, nil},
+		{"a kind that prefixes another", []string{"tic"}, time.Time{}, 2 * time.Hour, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openTest(t, "")
+			for _, task := range []Task{
+				{Kind: "tick", Key: "t1", DueAt: t0}, {Kind: "callback", Key: "c1", DueAt: t0.Add(time.Second)},
+				{Kind: "tick", Key: "t2", DueAt: t0.Add(2 * time.Second)}, {Kind: "verify", Key: "v1", DueAt: t0.Add(time.Hour)},
+			} {
+				if err := db.Update(ctx, func(tx *Tx) error { return tx.PutTask(task) }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var next time.Time
+			if err := db.View(ctx, func(tx *Tx) (err error) {
+				next, _, err = tx.NextDue(tc.kinds)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if !next.Equal(tc.nextDue) {
+				t.Errorf("next due %v, want %v", next, tc.nextDue)
+			}
+			now := t0.Add(tc.claimAt)
+			var got []Task
+			if err := db.Update(ctx, func(tx *Tx) (err error) {
+				got, err = tx.ClaimTasks("o", now, now.Add(time.Minute), 3, tc.kinds)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, task := range got {
+				keys = append(keys, task.Key)
+			}
+			if !slices.Equal(keys, tc.claimed) {
+				t.Errorf("claimed %v, want %v", keys, tc.claimed)
+			}
+		})
+	}
+}
+
 func TestClaimExclusiveAcrossHandles(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), FileName)
@@ -284,7 +343,7 @@ func TestClaimExclusiveAcrossHandles(t *testing.T) {
 			for {
 				var got []Task
 				err := db.Update(ctx, func(tx *Tx) (err error) {
-					got, err = tx.ClaimTasks(owner, now, now.Add(time.Hour), 3)
+					got, err = tx.ClaimTasks(owner, now, now.Add(time.Hour), 3, nil)
 					return err
 				})
 				if err != nil {

@@ -3,6 +3,7 @@ package state
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"zombiezen.com/go/sqlite"
@@ -85,18 +86,34 @@ func (tx *Tx) ListTasks() ([]Task, error) {
 	return out, nil
 }
 
-// ClaimTasks leases up to limit tasks that are due at now and not leased,
-// oldest due first, to owner until leaseUntil. The selection and the
-// lease are one UPDATE inside the caller's write transaction, so two
-// processes on one state database never claim the same task.
-func (tx *Tx) ClaimTasks(owner string, now, leaseUntil time.Time, limit int) ([]Task, error) {
+// kindFilter restricts a task query to the kinds in its parameter n, as
+// kindList encodes them: all kinds when that is empty.
+func kindFilter(n int) string {
+	return fmt.Sprintf("(?%d = '' OR instr(?%d, ',' || kind || ',') > 0)", n, n)
+}
+
+// kindList encodes kinds for kindFilter: ",a,b," or "" for all.
+func kindList(kinds []string) string {
+	if len(kinds) == 0 {
+		return ""
+	}
+	return "," + strings.Join(kinds, ",") + ","
+}
+
+// ClaimTasks leases up to limit tasks of the given kinds (nil: any kind)
+// that are due at now and not leased, oldest due first, to owner until
+// leaseUntil. The selection and the lease are one UPDATE inside the
+// caller's write transaction, so two processes on one state database
+// never claim the same task.
+func (tx *Tx) ClaimTasks(owner string, now, leaseUntil time.Time, limit int, kinds []string) ([]Task, error) {
 	var out []Task
 	err := tx.exec(`UPDATE tasks SET lease_owner = ?, lease_until = ?
-		WHERE id IN (SELECT id FROM tasks WHERE due_at <= ?3 AND lease_until < ?3 ORDER BY due_at, id LIMIT ?4)
+		WHERE id IN (SELECT id FROM tasks WHERE due_at <= ?3 AND lease_until < ?3 AND `+kindFilter(5)+`
+			ORDER BY due_at, id LIMIT ?4)
 		RETURNING `+taskColumns, func(s *sqlite.Stmt) error {
 		out = append(out, scanTask(s))
 		return nil
-	}, owner, ms(leaseUntil), ms(now), limit)
+	}, owner, ms(leaseUntil), ms(now), limit, kindList(kinds))
 	if err != nil {
 		return nil, fmt.Errorf("state: claim tasks: %w", err)
 	}
@@ -212,16 +229,17 @@ func (tx *Tx) LeaseOwners(now time.Time) ([]string, error) {
 	return out, nil
 }
 
-// NextDue returns the earliest due time among unleased tasks, or ok false
-// when there are none. Leased tasks are skipped; their lease expiry is
-// covered by the caller's polling interval.
-func (tx *Tx) NextDue() (t time.Time, ok bool, err error) {
-	err = tx.exec(`SELECT min(due_at) FROM tasks WHERE lease_owner = ''`, func(s *sqlite.Stmt) error {
+// NextDue returns the earliest due time among unleased tasks of the
+// given kinds (nil: any kind), or ok false when there are none. Leased
+// tasks are skipped; their lease expiry is covered by the caller's
+// polling interval.
+func (tx *Tx) NextDue(kinds []string) (t time.Time, ok bool, err error) {
+	err = tx.exec(`SELECT min(due_at) FROM tasks WHERE lease_owner = '' AND `+kindFilter(1), func(s *sqlite.Stmt) error {
 		if s.ColumnType(0) != sqlite.TypeNull {
 			t, ok = fromMS(s.ColumnInt64(0)), true
 		}
 		return nil
-	})
+	}, kindList(kinds))
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("state: next due: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/sluice-dev/sluice/state"
 )
 
 // printBanner writes serve's first screen: where it listens, where the
@@ -29,7 +31,7 @@ func printBanner(w io.Writer, cfg Config, url string) {
 		fmt.Fprintf(w, "  database %-10s %s   at %s\n", n, absPath(cfg.Databases[n]), where)
 	}
 	fmt.Fprintf(w, "  exports  %s\n", describeStore(cfg.Store))
-	fmt.Fprintf(w, "  state    %s (jobs, checkpoints; see docs/data-dir.md)\n", absPath(filepath.Join(cfg.DataDir, "sluice.db")))
+	fmt.Fprintf(w, "  state    %s (jobs, checkpoints; see docs/data-dir.md)\n", absPath(filepath.Join(cfg.DataDir, state.FileName)))
 	auth := ""
 	if len(cfg.Tokens.Admin) > 0 {
 		auth = ` -H "Authorization: Bearer $TOKEN"`

@@ -173,6 +173,12 @@ type LimitsConfig struct {
 	// default, 19, is the lowest priority; 0 leaves exports at the
 	// server's priority.
 	ExportNice int `json:"exportNice"`
+	// ExportProcess runs the export jobs (their ticks and verifications)
+	// in a worker process of their own, started at ExportNice, instead of
+	// in the server process (default true). Its threads then all run at
+	// that priority, and the exports share no locks, heap or garbage
+	// collector with the HTTP queries. See docs/architecture.md.
+	ExportProcess bool `json:"exportProcess"`
 	// UploadConcurrency is the window of parts a job has in flight: cut
 	// and not yet covered by a checkpoint (docs/jobs.md, "The pipeline").
 	// A crash redoes at most these parts; a job holds at most N+1 part
@@ -225,6 +231,7 @@ func NewConfig() Config {
 			JobTTL:             Duration(7 * 24 * time.Hour),
 			ShutdownTimeout:    Duration(4 * time.Second),
 			ExportNice:         dump.DefaultNice,
+			ExportProcess:      true,
 			MaxQueuedJobs:      100,
 			MinFreeBytes:       512 << 20,
 			MaxConnections:     api.DefaultMaxConnections,

@@ -33,16 +33,21 @@ func TestExportThreads(t *testing.T) {
 		name          string
 		threads, nice int
 		want          int
+		workerGated   bool // the export worker bounds its dumps with a gate
 	}{
-		{"default, niced", 0, 19, cpus},
-		{"default, nice 0", 0, 0, max(1, cpus-1)},
-		{"set", 3, 19, 3},
-		{"set at nice 0", 1, 0, 1},
+		{"default, niced", 0, 19, cpus, false},
+		{"default, nice 0", 0, 0, max(1, cpus-1), true},
+		{"set", 3, 19, 3, true},
+		{"set at nice 0", 1, 0, 1, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := exportThreads(LimitsConfig{ExportThreads: tc.threads, ExportNice: tc.nice}); got != tc.want {
+			l := LimitsConfig{ExportThreads: tc.threads, ExportNice: tc.nice}
+			if got := exportThreads(l); got != tc.want {
 				t.Fatalf("exportThreads = %d, want %d", got, tc.want)
+			}
+			if gated := workerGate(l) != nil; gated != tc.workerGated {
+				t.Fatalf("worker gated %v, want %v", gated, tc.workerGated)
 			}
 		})
 	}

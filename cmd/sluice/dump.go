@@ -26,6 +26,10 @@ A summary (rows, bytes, sha256 of the output, seconds) is printed on stderr.
 A --to object gets <key>.manifest.json beside it (per-table digests, for
 'sluice verify'); -o file gets <file>.manifest.json with --manifest.`
 
+// wantsManifest reports whether the dump writes a manifest: always for
+// --to, with --manifest for -o file.
+func (a *dumpArgs) wantsManifest() bool { return a.to != "" || a.manifest }
+
 // dumpArgs are the parsed flags of `sluice dump`.
 type dumpArgs struct {
 	db       string
@@ -93,6 +97,7 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	if a.manifest && (a.out == "" || a.out == "-") && a.to == "" {
 		return nil, nil, usagef("--manifest needs -o file (a --to object always gets one)")
 	}
+	a.opts.NoDigests = !a.wantsManifest()
 	switch a.progress {
 	case "auto", "always", "never":
 	default:
@@ -220,7 +225,7 @@ func runDump(ctx context.Context, e *env, args []string) error {
 	}
 	committed = true
 	bar.done(cur)
-	if a.to != "" || a.manifest {
+	if a.wantsManifest() {
 		if err := writeDumpManifest(ctx, out, a, src, cur, pipe); err != nil {
 			return err
 		}

@@ -78,6 +78,7 @@ func commands() []command {
 		{"verify", "prove a dump restores to exactly its source", runVerify},
 		{"serve", "run the HTTP API", runServe},
 		{"version", "print the version", runVersion},
+		{"export-worker", "run a server's export jobs (started by serve)", runExportWorker},
 	}
 }
 

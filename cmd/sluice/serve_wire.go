@@ -30,7 +30,7 @@ import (
 // API stops taking requests, running job ticks checkpoint, and the state
 // database is closed. The whole shutdown stays within ShutdownTimeout.
 func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
-	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, "sluice.db"), log)
+	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, state.FileName), log)
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
@@ -64,8 +64,101 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 		srv.Close()
 		return err
 	}
-	jcfg := jobsConfig(cfg)
+	jcfg := wireJobs(cfg, gate, log)
 	jcfg.Metrics = srv.Metrics()
+	var worker *exportWorker
+	if cfg.Limits.ExportProcess {
+		worker = newExportWorker(workerHello{Config: cfg, PublicURL: srv.PublicURL(), LogLevel: lowestLevel(ctx, log)},
+			cfg.Limits.ExportNice, e.stderr, jcfg.Metrics, log)
+		jcfg.Role, jcfg.Notify = jobs.RoleControl, worker.Notify
+	}
+	svc, err := jobs.New(ctx, jcfg, st, store, log)
+	if err != nil {
+		srv.Close()
+		return err
+	}
+	if worker != nil {
+		if err := worker.start(svc.Receive); err != nil {
+			srv.Close()
+			svc.Close(context.Background())
+			return fmt.Errorf("%w (limits.exportProcess false runs exports in the server process)", err)
+		}
+	}
+	srv.SetJobs(svc)
+	if err := srv.Serve(); err != nil {
+		srv.Close()
+		closeJobs(context.Background(), svc, worker)
+		return err
+	}
+	log.Info("sluice serving", "url", srv.PublicURL(), "listen", srv.URL(), "version", versionString(), "data_dir", absPath(cfg.DataDir),
+		"databases", cfg.Databases, "exports", describeStore(cfg.Store))
+	printBanner(e.stderr, cfg, srv.PublicURL())
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	// Jobs first: their ticks checkpoint at the next page boundary. Then
+	// the API, whose own timeout is the rest of the budget (apiConfig).
+	jctx, cancel := context.WithTimeout(context.Background(), jobsShutdown(cfg))
+	defer cancel()
+	jerr := closeJobs(jctx, svc, worker)
+	aerr := srv.Close()
+	if err := errors.Join(jerr, aerr); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// closeJobs stops the job service and the export worker (nil: none) at
+// once, each checkpointing its running work within ctx.
+func closeJobs(ctx context.Context, svc *jobs.Service, worker *exportWorker) error {
+	werr := make(chan error, 1)
+	go func() {
+		if worker == nil {
+			werr <- nil
+			return
+		}
+		werr <- worker.Close(ctx)
+	}()
+	err := svc.Close(ctx)
+	return errors.Join(err, <-werr)
+}
+
+// serveExports is the export worker's body (see worker.go): the job
+// service in RoleExports on the server's data directory and store, with
+// workerGate's bound on its exports and no per-thread nice (the worker
+// process runs at limits.exportNice as a whole). It returns when ctx ends, after
+// the running ticks checkpoint.
+func serveExports(ctx context.Context, hello workerHello, log *slog.Logger, metrics jobs.Metrics,
+	ready func(*jobs.Service), notify func(jobs.Event)) error {
+	cfg := hello.Config
+	st, err := state.Open(ctx, filepath.Join(cfg.DataDir, state.FileName), log)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	defer st.Close()
+	store, err := buildStore(ctx, cfg, hello.PublicURL, &api.Files{}, log)
+	if err != nil {
+		return err
+	}
+	jcfg := wireJobs(cfg, workerGate(cfg.Limits), log)
+	jcfg.Role, jcfg.Notify, jcfg.Metrics = jobs.RoleExports, notify, metrics
+	svc, err := jobs.New(ctx, jcfg, st, store, log)
+	if err != nil {
+		return err
+	}
+	ready(svc)
+	log.Debug("export worker running", "pid", os.Getpid())
+	<-ctx.Done()
+	jctx, cancel := context.WithTimeout(context.Background(), jobsShutdown(cfg))
+	defer cancel()
+	return svc.Close(jctx)
+}
+
+// wireJobs is the job service's configuration with the engine behind it:
+// exports through gate, verification through sluice restore's loader.
+func wireJobs(cfg Config, gate *dump.Gate, log *slog.Logger) jobs.Config {
+	jcfg := jobsConfig(cfg)
 	jcfg.UploadGo = gate.Go
 	jcfg.Version = version
 	jcfg.Restore = func(ctx context.Context, path string, r io.Reader) error {
@@ -76,36 +169,25 @@ func serve(ctx context.Context, e *env, cfg Config, log *slog.Logger) error {
 		opts.Gate = gate
 		return jobs.DumpOpen(ctx, path, opts, logger)
 	}
-	svc, err := jobs.New(ctx, jcfg, st, store, log)
-	if err != nil {
-		srv.Close()
-		return err
-	}
-	srv.SetJobs(svc)
-	if err := srv.Serve(); err != nil {
-		srv.Close()
-		svc.Close(context.Background())
-		return err
-	}
-	log.Info("sluice serving", "url", srv.PublicURL(), "listen", srv.URL(), "version", versionString(), "data_dir", absPath(cfg.DataDir),
-		"databases", cfg.Databases, "exports", describeStore(cfg.Store))
-	printBanner(e.stderr, cfg, srv.PublicURL())
+	return jcfg
+}
 
-	<-ctx.Done()
-	log.Info("shutting down")
-	// Jobs first, with 3/5 of the budget: their ticks checkpoint at the
-	// next page boundary. Then the API, whose own timeout is the other
-	// 2/5 (see apiConfig), so the whole stays within the budget.
-	budget := time.Duration(cfg.Limits.ShutdownTimeout)
-	jctx, cancel := context.WithTimeout(context.Background(), budget*3/5)
-	defer cancel()
-	jerr := svc.Close(jctx)
-	aerr := srv.Close()
-	if err := errors.Join(jerr, aerr); err != nil {
-		log.Warn("shutdown", "err", err)
+// lowestLevel is the lowest level log writes, for a child process to log
+// like its parent.
+func lowestLevel(ctx context.Context, log *slog.Logger) slog.Level {
+	for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if log.Enabled(ctx, l) {
+			return l
+		}
 	}
-	log.Info("stopped")
-	return nil
+	return slog.LevelError
+}
+
+// jobsShutdown is the jobs' share of the shutdown budget, 3/5, for their
+// ticks to checkpoint (in the server and in the export worker); the API
+// gets the rest, so the whole stays within limits.shutdownTimeout.
+func jobsShutdown(cfg Config) time.Duration {
+	return time.Duration(cfg.Limits.ShutdownTimeout) * 3 / 5
 }
 
 // apiConfig maps the serve config onto the API's.
@@ -141,8 +223,7 @@ func apiConfig(cfg Config) api.Config {
 	c.MaxQueryMemory = cfg.Limits.MaxQueryMemory
 	c.MaxImportStatementBytes = cfg.Limits.MaxImportStatementBytes
 	c.JournalSizeLimit = cfg.Limits.JournalSizeLimit
-	// The API gets 2/5 of the shutdown budget; jobs get the rest.
-	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) * 2 / 5
+	c.ShutdownTimeout = time.Duration(cfg.Limits.ShutdownTimeout) - jobsShutdown(cfg)
 	return c
 }
 
@@ -228,6 +309,19 @@ func exportThreads(l LimitsConfig) int {
 		return l.ExportThreads
 	}
 	return dump.DefaultGateSize(l.ExportNice)
+}
+
+// workerGate is the export worker's gate. A niced worker, by default,
+// has none: the kernel runs it only on CPU time nothing else wants, so,
+// like the CLI, each dump reads, formats and hashes its digests on
+// goroutines of its own and Go shares the cores between them. A gate
+// stays where the operator sets limits.exportThreads, and at nice 0,
+// where it keeps a core free for queries (dump.DefaultGateSize).
+func workerGate(l LimitsConfig) *dump.Gate {
+	if l.ExportThreads == 0 && l.ExportNice > 0 {
+		return nil
+	}
+	return dump.NewGate(exportThreads(l))
 }
 
 // raiseProcsForExports adds the export threads to GOMAXPROCS when exports

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package dump
+package nice
 
 // setThreadNice does nothing where per-thread priorities are not
 // available through the standard library.

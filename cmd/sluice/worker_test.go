@@ -1,0 +1,196 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sluice-dev/sluice/internal/testsupport"
+)
+
+// procStat reads the fields of /proc/<pid>/task/<tid>/stat (or of the
+// process, with tid 0) after the command name: fields[0] is the state
+// (field 3 of proc(5)), so field n of proc(5) is fields[n-3].
+func procStat(pid, tid int) ([]string, error) {
+	p := fmt.Sprintf("/proc/%d/stat", pid)
+	if tid != 0 {
+		p = fmt.Sprintf("/proc/%d/task/%d/stat", pid, tid)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	s := string(b)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:]), nil
+}
+
+// childrenOf lists the pids whose parent is pid.
+func childrenOf(t *testing.T, pid int) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f, err := procStat(child, 0)
+		if err == nil && len(f) > 1 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// waitWorker waits for the server's one export worker and returns its pid.
+func waitWorker(t *testing.T, server int) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kids := childrenOf(t, server)
+		if len(kids) == 1 {
+			return kids[0]
+		}
+		if len(kids) > 1 || time.Now().After(deadline) {
+			t.Fatalf("server %d has children %v, want one export worker", server, kids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// gone waits for pid to exit (or be a zombie).
+func gone(pid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		f, err := procStat(pid, 0)
+		if err != nil || f[0] == "Z" {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// TestExportWorker: by default, serve runs its jobs in one export worker
+// process whose every thread is niced (nice 19, SCHED_IDLE); the job's
+// metrics reach the server's /metrics; the worker goes when the server is
+// killed with -9 and when it stops on SIGTERM; limits.exportProcess false
+// runs no worker.
+func TestExportWorker(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads /proc")
+	}
+	t.Run("niced, runs jobs, dies with kill -9", func(t *testing.T) {
+		dir := t.TempDir()
+		base, cmd, logs := startServe(t, dir, nil)
+		worker := waitWorker(t, cmd.Process.Pid)
+		threads, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", worker))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, th := range threads {
+			tid, _ := strconv.Atoi(th.Name())
+			f, err := procStat(worker, tid)
+			if err != nil {
+				continue // the thread ended
+			}
+			// proc(5): field 19 is nice, field 41 the policy (5: SCHED_IDLE).
+			if nice, policy := f[19-3], f[41-3]; nice != "19" || policy != "5" {
+				t.Errorf("worker thread %d: nice %s, policy %s; want 19, 5 (SCHED_IDLE)", tid, nice, policy)
+			}
+		}
+		if code, b := postJSON(t, base+"/query", `{"sql":"CREATE TABLE t(v); INSERT INTO t VALUES (1), (2), (3)"}`); code != 200 {
+			t.Fatalf("query: %d %s", code, b)
+		}
+		id := submitAndWait(t, base, logs)
+		_, metrics := getBody(t, base+"/metrics")
+		if !regexp.MustCompile(`(?m)^sluice_exported_rows_total [1-9]`).Match(metrics) {
+			t.Errorf("job %s's rows are not in /metrics:\n%s", id, grepLines(string(metrics), "sluice_exported"))
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if !gone(worker, 5*time.Second) {
+			t.Fatalf("export worker %d outlived its server's kill -9", worker)
+		}
+	})
+	t.Run("stops with the server", func(t *testing.T) {
+		_, cmd, logs := startServe(t, t.TempDir(), nil)
+		worker := waitWorker(t, cmd.Process.Pid)
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("serve after SIGTERM: %v\n%s", err, logs)
+		}
+		if !gone(worker, 5*time.Second) {
+			t.Fatalf("export worker %d outlived its server's SIGTERM", worker)
+		}
+	})
+	t.Run("exportProcess false", func(t *testing.T) {
+		dir := t.TempDir()
+		cfg := filepath.Join(dir, "sluice.json")
+		if err := os.WriteFile(cfg, []byte(`{"limits": {"exportProcess": false}}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		base, cmd, logs := startServe(t, dir, nil, "--config", cfg)
+		submitAndWait(t, base, logs)
+		if kids := childrenOf(t, cmd.Process.Pid); len(kids) != 0 {
+			t.Fatalf("children %v with exportProcess false", kids)
+		}
+	})
+	t.Run("run by hand", func(t *testing.T) {
+		out, err := exec.Command(sluiceBin(t), "export-worker").CombinedOutput()
+		if code := exitCodeOf(err); code != 1 || !strings.Contains(string(out), "run by sluice serve") {
+			t.Fatalf("exit %d, output %q", code, out)
+		}
+	})
+}
+
+// submitAndWait submits a default export job and waits for it to complete.
+func submitAndWait(t *testing.T, base string, logs *lockedBuffer) string {
+	t.Helper()
+	code, b := postJSON(t, base+"/export/dump", `{}`)
+	if code != 202 {
+		t.Fatalf("submit: %d %s", code, b)
+	}
+	var sub struct{ JobID, StatusURL string }
+	if err := testsupport.Result(b, &sub); err != nil {
+		t.Fatal(err)
+	}
+	_, b = getBody(t, sub.StatusURL+"?wait=50s")
+	var job struct{ Status, Error string }
+	testsupport.Result(b, &job)
+	if job.Status != "completed" {
+		t.Fatalf("job %s: %s %s\n%s", sub.JobID, job.Status, job.Error, logs)
+	}
+	return sub.JobID
+}
+
+func exitCodeOf(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
