@@ -110,7 +110,7 @@ read -r ps bound < <(rss_bound "$conc" "$est")
 for n in $nices; do
   jobs_summary "$n"
   printf 'median job, exportNice %s: %.2f s (%s× %s); server RSS idle %s MiB, peak %s MiB (job share %s MiB)\n' \
-    "$n" "$mj" "$(ratio "$mj" "$base_t")" "${names[0]}" "$(mib "$idle")" "$(mib "$peak")" "$(mib $((peak - idle)))"
+    "$n" "$mj" "$(ratio "$mj" "$base_t")" "${names[0]}" "$(mib "$idle")" "$(mib "$peak")" "$(mib "$(awk -v p="$peak" -v i="$idle" 'BEGIN { print p - i }')")"
 done
 printf 'bound (N+1) × part size + 32 MiB = (%d+1) × %s MiB + 32 MiB = %s MiB (estimate %s bytes)\n' \
   "$conc" "$(mib $((ps / 1024)))" "$(mib $((bound / 1024)))" "$est"

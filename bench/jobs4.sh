@@ -89,7 +89,7 @@ read -r ps bound < <(rss_bound "$conc" "$est")
 for n in $nices; do
   jobs_summary "$n"
   printf 'median 4 jobs at once, exportNice %s: %.2f s (%s× the CLI dumps; goal ≤ 1.3×); server RSS idle %s MiB, peak %s MiB (jobs share %s MiB)\n' \
-    "$n" "$mj" "$(ratio "$mj" "$mc")" "$(mib "$idle")" "$(mib "$peak")" "$(mib $((peak - idle)))"
+    "$n" "$mj" "$(ratio "$mj" "$mc")" "$(mib "$idle")" "$(mib "$peak")" "$(mib "$(awk -v p="$peak" -v i="$idle" 'BEGIN { print p - i }')")"
 done
 one=$((bound - 32 * 1024 * 1024))
 printf 'bound %d × (N+1) × part size + 32 MiB = %d × (%d+1) × %s MiB + 32 MiB = %s MiB (one job: %s MiB)\n' \
