@@ -69,6 +69,47 @@ func waitWorker(t *testing.T, server int) int {
 	}
 }
 
+// waitWorkerOtherThan waits for the server's export worker to be a
+// process other than old.
+func waitWorkerOtherThan(t *testing.T, server, old int) int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if kids := childrenOf(t, server); len(kids) == 1 && kids[0] != old {
+			return kids[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server %d did not replace its export worker %d", server, old)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// statusView is what the worker tests read of a job's status.
+type statusView struct {
+	Status, Error string
+	Resumed       int
+	Progress      struct{ PartsUploaded int }
+}
+
+// waitStatus polls a job's status URL until done(status) holds.
+func waitStatus(t *testing.T, statusURL string, logs *lockedBuffer, done func(statusView) bool) statusView {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		_, b := getBody(t, statusURL)
+		var job statusView
+		testsupport.Result(b, &job)
+		if done(job) {
+			return job
+		}
+		if job.Status == "failed" || job.Status == "cancelled" || job.Status == "completed" || time.Now().After(deadline) {
+			t.Fatalf("job %s (%s, %+v), not what the test waits for\n%s", job.Status, job.Error, job.Progress, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // gone waits for pid to exit (or be a zombie).
 func gone(pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
@@ -122,6 +163,41 @@ func TestExportWorker(t *testing.T) {
 		cmd.Wait()
 		if !gone(worker, 5*time.Second) {
 			t.Fatalf("export worker %d outlived its server's kill -9", worker)
+		}
+	})
+	t.Run("a killed worker is replaced and its job resumes", func(t *testing.T) {
+		base, cmd, logs := startServe(t, t.TempDir(), nil)
+		worker := waitWorker(t, cmd.Process.Pid)
+		if code, b := postJSON(t, base+"/query", `{"sql":"CREATE TABLE big(id INTEGER PRIMARY KEY, v BLOB)"}`); code != 200 {
+			t.Fatalf("query: %d %s", code, b)
+		}
+		if code, b := postJSON(t, base+"/query", `{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000) INSERT INTO big(v) SELECT randomblob(100) FROM n"}`); code != 200 {
+			t.Fatalf("fill: %d %s", code, b)
+		}
+		code, b := postJSON(t, base+"/export/dump", `{"format":"csv","chunkSize":1}`)
+		if code != 202 {
+			t.Fatalf("submit: %d %s", code, b)
+		}
+		var sub struct{ JobID, StatusURL string }
+		if err := testsupport.Result(b, &sub); err != nil {
+			t.Fatal(err)
+		}
+		// Kill it once a checkpoint covers some parts.
+		waitStatus(t, sub.StatusURL, logs, func(j statusView) bool { return j.Progress.PartsUploaded >= 2 })
+		if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if next := waitWorkerOtherThan(t, cmd.Process.Pid, worker); next == worker {
+			t.Fatal("no new worker")
+		}
+		// The new worker took the job over from its last checkpoint, in a
+		// snapshot of its own.
+		done := waitStatus(t, sub.StatusURL, logs, func(j statusView) bool { return j.Status == "completed" })
+		if done.Resumed < 1 {
+			t.Errorf("job completed with resumed %d, want the new worker to have resumed it", done.Resumed)
+		}
+		if !strings.Contains(logs.String(), "export worker exited; restarting it") {
+			t.Errorf("no restart logged:\n%s", logs)
 		}
 	})
 	t.Run("stops with the server", func(t *testing.T) {
