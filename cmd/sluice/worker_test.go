@@ -1,10 +1,13 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/internal/testsupport"
 )
 
@@ -269,4 +273,31 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestWorkerHelloRoundTrip: the configuration the server hands its
+// worker arrives whole, every section set.
+func TestWorkerHelloRoundTrip(t *testing.T) {
+	c := NewConfig()
+	c.DataDir, c.PublicURL = "/srv/data", "https://exports.example.com"
+	c.Databases = map[string]string{"default": "/srv/data/default.db", "b": "/srv/b.db"}
+	c.Store = StoreConfig{Type: "s3", Dir: "exports", S3: S3StoreConfig{Endpoint: "https://s3.example.com", Region: "auto",
+		Bucket: "bk", Prefix: "p/", PathStyle: true, Checksum: "md5", AccessKeyID: "ak", SecretAccessKey: "sk"}}
+	c.Tokens = TokensConfig{Admin: []string{"a"}, Client: []string{"c"}, ClientExport: true}
+	c.Callbacks = CallbackConfig{Secret: "s", Allow: []string{"10.0.0.0/8"}}
+	c.Schedules = []Schedule{{Name: "nightly", Cron: "0 3 * * *", KeepLast: 7, MaxAge: Duration(48 * time.Hour),
+		Spec: sluice.JobSpec{Format: sluice.FormatSQL, Compression: sluice.CompressZstd, Tables: []string{"t"}, Verify: true}}}
+	c.Limits.ExportNice, c.Limits.ExportThreads, c.Limits.TickBudget = 5, 3, Duration(7*time.Second)
+	want := workerHello{Config: c, PublicURL: "http://127.0.0.1:8080", LogLevel: slog.LevelDebug}
+	b, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got workerHello
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("hello changed on the way:\n got %+v\nwant %+v", got, want)
+	}
 }
