@@ -96,12 +96,15 @@ func (s *storeSink) start(expected int64) error {
 
 // setUploadMemoryLimit sets a soft memory limit for an upload unless the
 // user set GOMEMLIMIT. Go's collector lets the heap grow to about twice
-// its live size by default; the Writer's (N+1) part buffers dominate that
-// live size, so without a limit an upload's peak RSS is far above what it
-// needs. The limit is soft: the collector works harder near it, it never
-// fails an allocation. 24 MiB above the buffers was the lowest headroom
-// that cost no time on the 1 GB benchmark database (16 MiB made the
-// collector run 490 times for no lower RSS); see docs/benchmarks.md.
+// its live size by default. Where the Writer's (N+1) part buffers live on
+// the Go heap (objstore's fallback where mmap is not available) they
+// dominate that live size, and without a limit an upload's peak RSS is
+// far above what it needs; where they are mapped outside the heap (unix)
+// the limit is only a generous cap on the rest. The limit is soft: the
+// collector works harder near it, it never fails an allocation. 24 MiB
+// above the buffers was the lowest headroom that cost no time on the 1 GB
+// benchmark database (16 MiB made the collector run 490 times for no
+// lower RSS); see docs/benchmarks.md.
 func setUploadMemoryLimit(partSize int64, concurrency int) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
