@@ -23,9 +23,10 @@ import (
 // of its own while the dump goes on, one save at a time. The dump waits
 // only when the window is full: Config.UploadConcurrency parts cut and
 // not covered by a persisted checkpoint. Those are the parts a crash
-// makes the job dump and upload again. A save starts once half the window
-// is uncovered, or Config.CheckpointInterval after the last one, and when
-// the tick yields or the dump ends (saveAll, which waits for every part).
+// makes the job dump and upload again. A save starts once it would cover
+// half the window more than the last, or Config.CheckpointInterval after
+// the last one, and when the tick yields or the dump ends (saveAll, which
+// waits for every part).
 type pipeline struct {
 	k  *tick
 	w  *objstore.Writer
@@ -110,15 +111,23 @@ func (p *pipeline) advance(c dump.Cursor) error {
 	if p.inflight != nil {
 		return nil
 	}
-	if p.w.PartsCut()-p.saved >= max(1, window/2) || time.Since(p.lastSave) >= k.s.cfg.CheckpointInterval {
-		if i := p.newestStored(); i >= 0 {
-			return p.startSave(i, c)
-		}
+	if i := p.newestStored(); i >= 0 && p.saveDue(i, window) {
+		return p.startSave(i, c)
 	}
 	if time.Since(p.lastProg) >= time.Second {
 		p.startProgress(c)
 	}
 	return nil
+}
+
+// saveDue reports whether a checkpoint at mark i is worth its fsyncs
+// now: it covers at least half the window more than the last one, or
+// the last one is Config.CheckpointInterval old. Counting the parts the
+// save would cover, not the parts cut, matters when the store
+// acknowledges slowly (S3): the parts cut run ahead of the stored ones,
+// and a save per acknowledged part would follow each one.
+func (p *pipeline) saveDue(i, window int) bool {
+	return p.marks[i].m.Part-p.saved >= max(1, window/2) || time.Since(p.lastSave) >= p.k.s.cfg.CheckpointInterval
 }
 
 // makeRoom runs when the window is full: it waits for the running save,
