@@ -285,10 +285,27 @@ func (e *binEnv) check(j sluice.Job, want string) {
 			e.t.Errorf("stray object %s", o.Key)
 		}
 	}
-	for u := range e.mc.ListIncompleteUploads(ctx, e.bucket, "", true) {
-		if u.Err == nil {
-			e.t.Errorf("incomplete upload left: %s %s", u.Key, u.UploadID)
+	// A completed job aborts the uploads that killed processes started
+	// before their first checkpoint just after its completing transaction
+	// (fenced first, so that a process that lost its lease never aborts
+	// the new owner's upload): they may outlive the status by a moment,
+	// the more so in a niced export worker on a busy machine.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var left []string
+		for u := range e.mc.ListIncompleteUploads(ctx, e.bucket, "", true) {
+			if u.Err == nil {
+				left = append(left, u.Key+" "+u.UploadID)
+			}
 		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Errorf("incomplete uploads left: %v", left)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
