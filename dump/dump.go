@@ -16,7 +16,7 @@
 //
 // Dump writes the uncompressed stream to w, starting at cursor from (the
 // zero Cursor is the start). After each page (at most ChunkSize rows, fewer
-// when 1 MiB of text and blob bytes fill it first) and after each schema
+// when 512 KiB of text and blob bytes fill it first) and after each schema
 // step it calls checkpoint(c) on the goroutine that called Dump (never on
 // the lowered-priority writer thread of a niced Gate), after every byte up
 // to c has been passed to w.Write, and while no w.Write is in progress. It is not called for the

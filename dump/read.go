@@ -15,7 +15,7 @@ import (
 
 // pageBudget caps the text and blob bytes of one page, so that a page of
 // large BLOBs does not hold ChunkSize of them in memory at once.
-const pageBudget = 1 << 20
+const pageBudget = 512 << 10
 
 // page is a batch of decoded rows handed from the reader goroutine to the
 // writer goroutine. Pages are recycled, so their buffers stop growing once
