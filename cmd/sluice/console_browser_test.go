@@ -136,6 +136,12 @@ func do(t *testing.T, ctx context.Context, what string, actions ...chromedp.Acti
 	}
 }
 
+// jobWait bounds a wait on a job's progress as the console shows it. A
+// job runs in the export worker, a process of its own that the parallel
+// packages of go test ./... can keep off the CPU for a while; the bound
+// only matters when something is wrong.
+const jobWait = 90 * time.Second
+
 // waitFor polls a JavaScript expression in the page until it is truthy.
 func waitFor(t *testing.T, ctx context.Context, what, expr string, timeout time.Duration) {
 	t.Helper()
@@ -262,8 +268,8 @@ func TestConsoleBrowser(t *testing.T) {
 		do(t, ctx, "clear the verify box", chromedp.Click(chromedp.ID("f-verify")))
 		jobID = strings.Fields(evalString(t, ctx, `document.getElementById('form-ok').textContent`))[1]
 		row := fmt.Sprintf(`document.querySelector('tr[data-job=%q]')`, jobID)
-		waitFor(t, ctx, "the completed row", row+` && `+row+`.querySelector('.status').textContent === 'completed' && `+row+`.querySelector('progress').value === 100`, 30*time.Second)
-		waitFor(t, ctx, "the verified badge", row+`.querySelector('td[data-label=Verified]').textContent.startsWith('passed')`, 30*time.Second)
+		waitFor(t, ctx, "the completed row", row+` && `+row+`.querySelector('.status').textContent === 'completed' && `+row+`.querySelector('progress').value === 100`, jobWait)
+		waitFor(t, ctx, "the verified badge", row+`.querySelector('td[data-label=Verified]').textContent.startsWith('passed')`, jobWait)
 
 		downloadFromRow(t, ctx, s, jobID)
 	})
@@ -299,9 +305,9 @@ func TestConsoleBrowser(t *testing.T) {
 		var sub struct{ JobID string }
 		apiResult(t, body, &sub)
 		row := fmt.Sprintf(`document.querySelector('tr[data-job=%q]')`, sub.JobID)
-		waitFor(t, ctx, "the running row", row+` && `+row+`.querySelector('.status').textContent === 'processing' && `+row+`.querySelector('button.cancel')`, 20*time.Second)
+		waitFor(t, ctx, "the running row", row+` && `+row+`.querySelector('.status').textContent === 'processing' && `+row+`.querySelector('button.cancel')`, jobWait)
 		do(t, ctx, "click cancel", chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-job=%q] button.cancel`, sub.JobID))))
-		waitFor(t, ctx, "the cancelled row", row+`.querySelector('.status').textContent === 'cancelled' && !`+row+`.querySelector('button.cancel')`, 20*time.Second)
+		waitFor(t, ctx, "the cancelled row", row+`.querySelector('.status').textContent === 'cancelled' && !`+row+`.querySelector('button.cancel')`, jobWait)
 		_, body = s.do("GET", "/db/big/export/dump/status/"+sub.JobID, nil, nil)
 		var st struct{ Status string }
 		apiResult(t, body, &st)
@@ -340,7 +346,7 @@ func TestConsoleBrowserToken(t *testing.T) {
 	}
 	var sub struct{ JobID string }
 	apiResult(t, body, &sub)
-	waitFor(t, ctx, "the completed row", fmt.Sprintf(`document.querySelector('tr[data-job=%q] a.download')`, sub.JobID), 30*time.Second)
+	waitFor(t, ctx, "the completed row", fmt.Sprintf(`document.querySelector('tr[data-job=%q] a.download')`, sub.JobID), jobWait)
 	downloadFromRow(t, ctx, s, sub.JobID)
 }
 

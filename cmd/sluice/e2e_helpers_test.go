@@ -80,6 +80,9 @@ func startE2EServer(t *testing.T, dir, cfg, token string) *e2eServer {
 		cmd.Process.Kill()
 		cmd.Wait()
 		pw.Close()
+		if t.Failed() {
+			t.Logf("sluice serve's log:\n%s", s.logs)
+		}
 	})
 	select {
 	case s.base = <-urlc:
