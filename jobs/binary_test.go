@@ -442,8 +442,17 @@ func TestBinaryKill9Strict(t *testing.T) {
 	if j.Consistency != sluice.ConsistencyStrict || j.Resumed < 1 {
 		t.Errorf("consistency %s resumed %d", j.Consistency, j.Resumed)
 	}
-	if entries, _ := os.ReadDir(snapDir); len(entries) != 0 {
-		t.Errorf("snapshot copies left: %d", len(entries))
+	// The copy goes just after the completing transaction, like the stale
+	// uploads (check).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		entries, _ := os.ReadDir(snapDir)
+		if len(entries) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("snapshot copies left: %d", len(entries))
+			break
+		}
 	}
 	t.Logf("%d kills, %d writes, %d parts, %d part uploads", kills, writes.Load(), j.Progress.PartsUploaded, e.parts.Load())
 }
