@@ -290,22 +290,31 @@ func (e *binEnv) check(j sluice.Job, want string) {
 	// (fenced first, so that a process that lost its lease never aborts
 	// the new owner's upload): they may outlive the status by a moment,
 	// the more so in a niced export worker on a busy machine.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitNone(e.t, "incomplete uploads", func() []string {
 		var left []string
 		for u := range e.mc.ListIncompleteUploads(ctx, e.bucket, "", true) {
 			if u.Err == nil {
 				left = append(left, u.Key+" "+u.UploadID)
 			}
 		}
+		return left
+	})
+}
+
+// waitNone waits up to 30 s for list to return nothing, and fails the
+// test with what it still returns then: for what a job's cleanup removes
+// just after its completing transaction.
+func waitNone(t *testing.T, what string, list func() []string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		left := list()
 		if len(left) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			e.t.Errorf("incomplete uploads left: %v", left)
+			t.Errorf("%s left: %v", what, left)
 			return
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -444,16 +453,14 @@ func TestBinaryKill9Strict(t *testing.T) {
 	}
 	// The copy goes just after the completing transaction, like the stale
 	// uploads (check).
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	waitNone(t, "snapshot copies", func() []string {
 		entries, _ := os.ReadDir(snapDir)
-		if len(entries) == 0 {
-			break
+		var left []string
+		for _, e := range entries {
+			left = append(left, e.Name())
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("snapshot copies left: %d", len(entries))
-			break
-		}
-	}
+		return left
+	})
 	t.Logf("%d kills, %d writes, %d parts, %d part uploads", kills, writes.Load(), j.Progress.PartsUploaded, e.parts.Load())
 }
 

@@ -159,6 +159,7 @@ type e2eJob struct {
 		Status string `json:"status"`
 		Rows   int64  `json:"rows"`
 	} `json:"verification"`
+	Resumed  int `json:"resumed"`
 	Progress struct {
 		Rows          int64 `json:"rowsDumped"`
 		Bytes         int64 `json:"bytesWritten"`

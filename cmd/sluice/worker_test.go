@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +18,6 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice"
-	"github.com/sluice-dev/sluice/internal/testsupport"
 )
 
 // procStat reads the fields of /proc/<pid>/task/<tid>/stat (or of the
@@ -89,31 +89,6 @@ func waitWorkerOtherThan(t *testing.T, server, old int) int {
 	}
 }
 
-// statusView is what the worker tests read of a job's status.
-type statusView struct {
-	Status, Error string
-	Resumed       int
-	Progress      struct{ PartsUploaded int }
-}
-
-// waitStatus polls a job's status URL until done(status) holds.
-func waitStatus(t *testing.T, statusURL string, logs *lockedBuffer, done func(statusView) bool) statusView {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		_, b := getBody(t, statusURL)
-		var job statusView
-		testsupport.Result(b, &job)
-		if done(job) {
-			return job
-		}
-		if job.Status == "failed" || job.Status == "cancelled" || job.Status == "completed" || time.Now().After(deadline) {
-			t.Fatalf("job %s (%s, %+v), not what the test waits for\n%s", job.Status, job.Error, job.Progress, logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // gone waits for pid to exit (or be a zombie).
 func gone(pid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
@@ -158,7 +133,7 @@ func TestExportWorker(t *testing.T) {
 		if code, b := postJSON(t, base+"/query", `{"sql":"CREATE TABLE t(v); INSERT INTO t VALUES (1), (2), (3)"}`); code != 200 {
 			t.Fatalf("query: %d %s", code, b)
 		}
-		id := submitAndWait(t, base, logs)
+		id := e2eOf(t, base, cmd, logs).completes()
 		_, metrics := getBody(t, base+"/metrics")
 		if !regexp.MustCompile(`(?m)^sluice_exported_rows_total [1-9]`).Match(metrics) {
 			t.Errorf("job %s's rows are not in /metrics:\n%s", id, grepLines(string(metrics), "sluice_exported"))
@@ -178,16 +153,10 @@ func TestExportWorker(t *testing.T) {
 		if code, b := postJSON(t, base+"/query", `{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000) INSERT INTO big(v) SELECT randomblob(100) FROM n"}`); code != 200 {
 			t.Fatalf("fill: %d %s", code, b)
 		}
-		code, b := postJSON(t, base+"/export/dump", `{"format":"csv","chunkSize":1}`)
-		if code != 202 {
-			t.Fatalf("submit: %d %s", code, b)
-		}
-		var sub struct{ JobID, StatusURL string }
-		if err := testsupport.Result(b, &sub); err != nil {
-			t.Fatal(err)
-		}
+		srv := e2eOf(t, base, cmd, logs)
+		id := srv.submit(map[string]any{"format": "csv", "chunkSize": 1})
 		// Kill it once a checkpoint covers some parts.
-		waitStatus(t, sub.StatusURL, logs, func(j statusView) bool { return j.Progress.PartsUploaded >= 2 })
+		srv.waitJob(id, time.Minute, func(j e2eJob) bool { return j.Progress.PartsUploaded >= 2 })
 		if err := syscall.Kill(worker, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -196,7 +165,7 @@ func TestExportWorker(t *testing.T) {
 		}
 		// The new worker took the job over from its last checkpoint, in a
 		// snapshot of its own.
-		done := waitStatus(t, sub.StatusURL, logs, func(j statusView) bool { return j.Status == "completed" })
+		done := srv.waitJob(id, time.Minute, func(j e2eJob) bool { return j.Status == "completed" })
 		if done.Resumed < 1 {
 			t.Errorf("job completed with resumed %d, want the new worker to have resumed it", done.Resumed)
 		}
@@ -222,47 +191,29 @@ func TestExportWorker(t *testing.T) {
 			t.Fatal(err)
 		}
 		base, cmd, logs := startServe(t, dir, nil, "--config", cfg)
-		submitAndWait(t, base, logs)
+		e2eOf(t, base, cmd, logs).completes()
 		if kids := childrenOf(t, cmd.Process.Pid); len(kids) != 0 {
 			t.Fatalf("children %v with exportProcess false", kids)
 		}
 	})
 	t.Run("run by hand", func(t *testing.T) {
-		out, err := exec.Command(sluiceBin(t), "export-worker").CombinedOutput()
-		if code := exitCodeOf(err); code != 1 || !strings.Contains(string(out), "run by sluice serve") {
-			t.Fatalf("exit %d, output %q", code, out)
+		if r := runSluice(t, t.TempDir(), nil, nil, "export-worker"); r.code != 1 || !strings.Contains(r.stderr, "run by sluice serve") {
+			t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
 		}
 	})
 }
 
-// submitAndWait submits a default export job and waits for it to complete.
-func submitAndWait(t *testing.T, base string, logs *lockedBuffer) string {
-	t.Helper()
-	code, b := postJSON(t, base+"/export/dump", `{}`)
-	if code != 202 {
-		t.Fatalf("submit: %d %s", code, b)
-	}
-	var sub struct{ JobID, StatusURL string }
-	if err := testsupport.Result(b, &sub); err != nil {
-		t.Fatal(err)
-	}
-	_, b = getBody(t, sub.StatusURL+"?wait=50s")
-	var job struct{ Status, Error string }
-	testsupport.Result(b, &job)
-	if job.Status != "completed" {
-		t.Fatalf("job %s: %s %s\n%s", sub.JobID, job.Status, job.Error, logs)
-	}
-	return sub.JobID
+// e2eOf drives a server startServe started with the e2e helpers.
+func e2eOf(t *testing.T, base string, cmd *exec.Cmd, logs *lockedBuffer) *e2eServer {
+	return &e2eServer{t: t, base: base, cmd: cmd, logs: logs, http: &http.Client{Timeout: 60 * time.Second}}
 }
 
-func exitCodeOf(err error) int {
-	if ee, ok := err.(*exec.ExitError); ok {
-		return ee.ExitCode()
-	}
-	if err != nil {
-		return -1
-	}
-	return 0
+// completes submits a default export job and waits for it to complete.
+func (s *e2eServer) completes() string {
+	s.t.Helper()
+	id := s.submit(map[string]any{})
+	s.waitJob(id, time.Minute, func(j e2eJob) bool { return j.Status == "completed" })
+	return id
 }
 
 func grepLines(s, sub string) string {
