@@ -107,10 +107,11 @@ type Writer struct {
 	gen      int  // times the upload outgrew its part size
 	forceMD5 bool // resumed upload whose parts carry Content-MD5s
 	uploadID string
-	next     int       // number of the next part to cut
-	hash     hash.Hash // SHA-256 of the bytes in cut parts
-	hashed   int64     // bytes in cut parts
-	buf      []byte    // the part being filled, from bufs
+	next     int           // number of the next part to cut
+	hash     hash.Hash     // SHA-256 of the bytes in cut parts, once hashTail is closed
+	hashed   int64         // bytes in cut parts
+	hashTail chan struct{} // closed when every cut part is in hash (see send)
+	buf      []byte        // the part being filled, from bufs
 	bufs     *partBufs
 	sem      chan struct{}
 	wg       sync.WaitGroup
@@ -181,7 +182,9 @@ func newWriter(ctx context.Context, store Store, key string, opts WriterOptions,
 		opts.RetryMax = 20 * time.Second
 	}
 	w := &Writer{store: store, key: key, opts: opts, limits: l, done: map[int]Part{},
-		cutHash: map[int][]byte{}, progress: make(chan struct{}), log: logger.With("key", key)}
+		cutHash: map[int][]byte{}, progress: make(chan struct{}), log: logger.With("key", key),
+		hashTail: make(chan struct{})}
+	close(w.hashTail)
 	w.ctx, w.cancel = context.WithCancelCause(ctx)
 	return w, nil
 }
@@ -292,15 +295,24 @@ func (w *Writer) send() error {
 	}
 	buf, num := w.buf, w.next
 	w.buf = nil
-	w.hash.Write(buf)
 	w.hashed += int64(len(buf))
 	w.next++
-	w.saveCutHash(num)
+	prev, hashed := w.hashTail, make(chan struct{})
+	w.hashTail = hashed
 	w.wg.Add(1)
 	bufs := w.bufs
 	w.spawn(func() {
 		defer w.wg.Done()
 		defer func() { <-w.sem }()
+		// The object's SHA-256 runs here, not on the caller's goroutine,
+		// so it overlaps the stream's producer (the dump). The parts'
+		// goroutines take turns, in part order: each hashes its part
+		// once the one before it has, then uploads it. Hashing never
+		// fails, so the chain always completes.
+		<-prev
+		w.hash.Write(buf)
+		w.saveCutHash(num)
+		close(hashed)
 		part, err := w.uploadPart(num, buf)
 		bufs.put(buf)
 		w.record(part, err)
