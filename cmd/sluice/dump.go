@@ -22,13 +22,21 @@ Dumps one read snapshot of a SQLite database. With -o the output is written
 to <out>.tmp and renamed when complete. With --to it streams into a store
 as a multipart upload. Without -o or --to it goes to stdout. A .gz or .zst
 suffix on -o or --to selects the compression when --compress is not given.
-A summary (rows, bytes, sha256 of the output, seconds) is printed on stderr.
-A --to object gets <key>.manifest.json beside it (per-table digests, for
-'sluice verify'); -o file gets <file>.manifest.json with --manifest.`
+A summary (rows, bytes, seconds, and the sha256 of the output when it was
+hashed) is printed on stderr. The output is hashed with --to, --manifest
+or --sha256. A --to object gets <key>.manifest.json beside it (per-table
+digests, for 'sluice verify'); -o file gets <file>.manifest.json with
+--manifest.`
 
 // wantsManifest reports whether the dump writes a manifest: always for
 // --to, with --manifest for -o file.
 func (a *dumpArgs) wantsManifest() bool { return a.to != "" || a.manifest }
+
+// wantsSHA256 reports whether the output is hashed: where something
+// records the hash (the object's metadata, the manifest) or when asked.
+// Otherwise nothing reads it, and on BLOB-heavy data the SHA-256 of the
+// hex output is what bounds the dump's speed (docs/benchmarks.md).
+func (a *dumpArgs) wantsSHA256() bool { return a.wantsManifest() || a.sha256 }
 
 // dumpArgs are the parsed flags of `sluice dump`.
 type dumpArgs struct {
@@ -39,6 +47,7 @@ type dumpArgs struct {
 	to       string
 	progress string
 	manifest bool
+	sha256   bool
 	s3       *s3Flags
 }
 
@@ -58,6 +67,7 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	fs.StringVar(&a.out, "o", "", "output file, or - for stdout (default: stdout)")
 	fs.StringVar(&a.to, "to", "", "stream into a store: s3://bucket/key or file:///abs/dir/key")
 	fs.BoolVar(&a.manifest, "manifest", false, "with -o file: also write <file>.manifest.json (always written beside a --to object)")
+	fs.BoolVar(&a.sha256, "sha256", false, "hash the output and print its SHA-256 in the summary (always done with --to and --manifest)")
 	fs.StringVar(&a.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always or never")
 	a.s3 = registerS3Flags(fs)
 	newLogger := logFlags(fs, "warn")
@@ -198,7 +208,7 @@ func runDump(ctx context.Context, e *env, args []string) error {
 		}
 	}
 
-	pipe, err := newPipeline(out, a.compress)
+	pipe, err := newPipeline(out, a.compress, a.wantsSHA256())
 	if err != nil {
 		return err
 	}
@@ -230,8 +240,12 @@ func runDump(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(e.stderr, "sluice: dump complete: tables=%d rows=%d bytes=%d raw_bytes=%d sha256=%s seconds=%.2f output=%s\n",
-		cur.TablesDone, cur.Rows, pipe.count.Load(), cur.Bytes, pipe.sum(), time.Since(start).Seconds(), out)
+	sum := ""
+	if a.wantsSHA256() {
+		sum = " sha256=" + pipe.sum()
+	}
+	fmt.Fprintf(e.stderr, "sluice: dump complete: tables=%d rows=%d bytes=%d raw_bytes=%d%s seconds=%.2f output=%s\n",
+		cur.TablesDone, cur.Rows, pipe.count.Load(), cur.Bytes, sum, time.Since(start).Seconds(), out)
 	return nil
 }
 

@@ -149,10 +149,11 @@ type pipeline struct {
 	async *asyncWriter
 }
 
-// newPipeline builds the stages for compression c in front of s.
-func newPipeline(s sink, c sluice.Compression) (*pipeline, error) {
+// newPipeline builds the stages for compression c in front of s, hashing
+// the final bytes if hash is set (a selfHashing sink hashes them itself).
+func newPipeline(s sink, c sluice.Compression, hash bool) (*pipeline, error) {
 	p := &pipeline{sink: s}
-	if _, ok := s.(selfHashing); !ok {
+	if _, ok := s.(selfHashing); !ok && hash {
 		p.hash = sha256.New()
 	}
 	final := io.Writer(finalWriter{p})
@@ -214,11 +215,15 @@ func (p *pipeline) stop() {
 	}
 }
 
-// sum is the hex SHA-256 of the final bytes, valid after finish.
-// For a selfHashing sink it is the sink's, valid after commit.
+// sum is the hex SHA-256 of the final bytes, valid after finish, and
+// only if the pipeline was built to hash them. For a selfHashing sink it
+// is the sink's, valid after commit.
 func (p *pipeline) sum() string {
+	if sh, ok := p.sink.(selfHashing); ok {
+		return sh.sha256()
+	}
 	if p.hash == nil {
-		return p.sink.(selfHashing).sha256()
+		return ""
 	}
 	return hex.EncodeToString(p.hash.Sum(nil))
 }
