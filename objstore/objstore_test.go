@@ -1,7 +1,11 @@
 package objstore_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"github.com/sluice-dev/sluice/internal/testsupport"
@@ -314,5 +318,81 @@ func TestWriterOnPart(t *testing.T) {
 	want := map[int]int64{1: part, 2: part, 3: part, 4: 5}
 	if fmt.Sprint(seen) != fmt.Sprint(want) || w.PartsUploaded() != 4 {
 		t.Errorf("OnPart saw %v (uploaded %d), want %v", seen, w.PartsUploaded(), want)
+	}
+}
+
+// TestWriterHashInPartOrder checks the object's SHA-256, which the parts'
+// goroutines compute in turn, when they start and finish out of order:
+// every mark's State carries the hash of exactly the bytes before it, and
+// the final sum is the hash of the whole stream.
+func TestWriterHashInPartOrder(t *testing.T) {
+	const part = 64 << 10
+	rec := storetest.NewRecorder(newFileStore(t, objstore.Limits{MinPartSize: part}))
+	rec.BeforeUploadPart = func(_ string, number, _ int) error {
+		time.Sleep(time.Duration(4-number%4) * 3 * time.Millisecond) // later parts finish first
+		return nil
+	}
+	// Odd parts' goroutines start late, so each part's goroutine runs
+	// before the one of the part ahead of it.
+	var spawned atomic.Int64
+	late := func(f func()) {
+		n := spawned.Add(1)
+		go func() {
+			if n%2 == 1 {
+				time.Sleep(5 * time.Millisecond)
+			}
+			f()
+		}()
+	}
+	w, err := objstore.NewWriter(context.Background(), rec, "ordered", objstore.WriterOptions{PartSize: part, Concurrency: 4, Go: late},
+		testsupport.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stream []byte
+	var marks []objstore.Mark
+	chunk := make([]byte, 7_000)
+	for i := 0; len(stream) < 24*part; i++ {
+		for j := range chunk {
+			chunk[j] = byte(i*31 + j)
+		}
+		cut := w.PartsCut()
+		if _, err := w.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+		stream = append(stream, chunk...)
+		if w.PartsCut() != cut {
+			marks = append(marks, w.Mark())
+		}
+	}
+	for _, m := range marks {
+		if err := w.WaitStored(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := w.StateAt(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := ps.Durable(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := sha256.New()
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(st.Hash); err != nil {
+			t.Fatal(err)
+		}
+		prefix := int64(m.Part) * part
+		if want := sha256.Sum256(stream[:prefix]); !bytes.Equal(h.Sum(nil), want[:]) || st.Bytes != prefix {
+			t.Fatalf("mark at part %d: state of %d bytes does not hash the first %d bytes", m.Part, st.Bytes, prefix)
+		}
+		if !bytes.Equal(m.Leftover, stream[prefix:prefix+int64(len(m.Leftover))]) {
+			t.Fatalf("mark at part %d: leftover is not the bytes after the parts", m.Part)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := sha256.Sum256(stream); w.SHA256() != hex.EncodeToString(want[:]) {
+		t.Fatalf("sum %s, stream's %x", w.SHA256(), want)
 	}
 }
