@@ -22,21 +22,21 @@ Dumps one read snapshot of a SQLite database. With -o the output is written
 to <out>.tmp and renamed when complete. With --to it streams into a store
 as a multipart upload. Without -o or --to it goes to stdout. A .gz or .zst
 suffix on -o or --to selects the compression when --compress is not given.
-A summary (rows, bytes, seconds, and the sha256 of the output when it was
-hashed) is printed on stderr. The output is hashed with --to, --manifest
-or --sha256. A --to object gets <key>.manifest.json beside it (per-table
-digests, for 'sluice verify'); -o file gets <file>.manifest.json with
---manifest.`
+A summary (rows, bytes, sha256 of the output, seconds) is printed on stderr;
+--no-sha256 skips the hash. A --to object gets <key>.manifest.json beside
+it (per-table digests, for 'sluice verify'); -o file gets
+<file>.manifest.json with --manifest.`
 
 // wantsManifest reports whether the dump writes a manifest: always for
 // --to, with --manifest for -o file.
 func (a *dumpArgs) wantsManifest() bool { return a.to != "" || a.manifest }
 
-// wantsSHA256 reports whether the output is hashed: where something
-// records the hash (the object's metadata, the manifest) or when asked.
-// Otherwise nothing reads it, and on BLOB-heavy data the SHA-256 of the
-// hex output is what bounds the dump's speed (docs/benchmarks.md).
-func (a *dumpArgs) wantsSHA256() bool { return a.wantsManifest() || a.sha256 }
+// wantsSHA256 reports whether the output is hashed for the summary:
+// unless --no-sha256, which parseDumpArgs refuses where the hash is
+// recorded (the object's metadata, the manifest). On BLOB-heavy data the
+// SHA-256 of the hex output is what bounds the dump's speed
+// (docs/benchmarks.md).
+func (a *dumpArgs) wantsSHA256() bool { return !a.noSHA256 }
 
 // dumpArgs are the parsed flags of `sluice dump`.
 type dumpArgs struct {
@@ -47,7 +47,7 @@ type dumpArgs struct {
 	to       string
 	progress string
 	manifest bool
-	sha256   bool
+	noSHA256 bool
 	s3       *s3Flags
 }
 
@@ -67,7 +67,7 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	fs.StringVar(&a.out, "o", "", "output file, or - for stdout (default: stdout)")
 	fs.StringVar(&a.to, "to", "", "stream into a store: s3://bucket/key or file:///abs/dir/key")
 	fs.BoolVar(&a.manifest, "manifest", false, "with -o file: also write <file>.manifest.json (always written beside a --to object)")
-	fs.BoolVar(&a.sha256, "sha256", false, "hash the output and print its SHA-256 in the summary (always done with --to and --manifest)")
+	fs.BoolVar(&a.noSHA256, "no-sha256", false, "with -o or stdout and no --manifest: do not hash the output (the summary then has no sha256)")
 	fs.StringVar(&a.progress, "progress", "auto", "progress bar on stderr: auto (when stderr is a terminal), always or never")
 	a.s3 = registerS3Flags(fs)
 	newLogger := logFlags(fs, "warn")
@@ -106,6 +106,9 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	}
 	if a.manifest && (a.out == "" || a.out == "-") && a.to == "" {
 		return nil, nil, usagef("--manifest needs -o file (a --to object always gets one)")
+	}
+	if a.noSHA256 && a.wantsManifest() {
+		return nil, nil, usagef("--no-sha256: a --to object and a --manifest record the output's SHA-256")
 	}
 	a.opts.NoDigests = !a.wantsManifest()
 	switch a.progress {

@@ -66,9 +66,9 @@ func TestDumpFormats(t *testing.T) {
 			if !tc.stdout {
 				args = append(args, "-o", out)
 			}
-			hashed := i%2 == 0 // the summary has a sha256 only when asked
-			if hashed {
-				args = append(args, "--sha256")
+			hashed := i%2 == 0 // --no-sha256 leaves the sha256 out of the summary
+			if !hashed {
+				args = append(args, "--no-sha256")
 			}
 			r := runSluice(t, dir, nil, nil, args...)
 			if r.code != 0 {
@@ -89,7 +89,7 @@ func TestDumpFormats(t *testing.T) {
 				}
 			}
 			if want, has := sha256Hex(got), sum["sha256"]; (hashed && has != want) || (!hashed && has != "") {
-				t.Fatalf("--sha256 %t: summary sha256 %q, output's %s", hashed, has, want)
+				t.Fatalf("hashed %t: summary sha256 %q, output's %s", hashed, has, want)
 			}
 			if sum["bytes"] != itoa(len(got)) {
 				t.Fatalf("summary bytes %s, output has %d", sum["bytes"], len(got))
