@@ -381,10 +381,9 @@ func (w *exportWorker) Close(ctx context.Context) error {
 // workerGCPercent is the worker's GOGC. Its part buffers live outside the
 // Go heap, so the heap holds pages, marks and output buffers that are
 // mostly pointer-free and cheap to collect; at 25 the collector keeps it
-// at 1.25× its live size instead of 2×. Measured (docs/benchmarks.md,
-// sessions 5 and 6): at 50 instead of 100, one S3 job's share 77 → 68
-// MiB and four jobs' 266 → 215 MiB; at 25 instead of 50, the worker's
-// peak 95 → 89.6 MB on one S3 job, each in no more CPU.
+// at 1.25× its live size instead of 2×. On one S3 job that is about 17
+// MB less peak memory than the default, in no more CPU
+// (docs/benchmarks.md, sessions 5 and 6).
 const workerGCPercent = 25
 
 // setWorkerGC applies workerGCPercent unless the operator set GOGC.
