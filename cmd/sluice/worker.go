@@ -381,7 +381,7 @@ func (w *exportWorker) Close(ctx context.Context) error {
 // workerGCPercent is the worker's GOGC. Its part buffers live outside the
 // Go heap, so the heap holds pages, marks and output buffers that are
 // mostly pointer-free and cheap to collect; at 25 the collector keeps it
-// at 1.25× its live size instead of 2×. On one S3 job that is about 17
+// at 1.25× its live size instead of 2×. On one S3 job that is about 15
 // MB less peak memory than the default, in no more CPU
 // (docs/benchmarks.md, sessions 5 and 6).
 const workerGCPercent = 25
