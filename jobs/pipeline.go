@@ -207,9 +207,17 @@ func (p *pipeline) startSave(i int, c dump.Cursor) error {
 	cp, job := k.checkpoint(pm.m.Leftover), *k.job
 	p.marks = p.marks[i+1:]
 	p.start(&pm.m, func(ctx context.Context) error {
+		// The leftover file's fsyncs run beside the store's.
+		wrote := make(chan error, 1)
+		go func() { wrote <- k.s.st.WriteLeftover(&cp) }()
 		st, err := pend.Durable(ctx)
+		werr := <-wrote
 		if err != nil {
+			k.s.st.DiscardLeftover(&cp)
 			return storeErr(err)
+		}
+		if werr != nil {
+			return werr
 		}
 		cp.Upload, _ = json.Marshal(st)
 		return k.s.saveCheckpoint(ctx, k.t, &job, &cp)
@@ -349,7 +357,13 @@ func (p *pipeline) walPinned() bool {
 func (s *Service) saveCheckpoint(ctx context.Context, t state.Task, job *sluice.Job, cp *state.Checkpoint) error {
 	now := s.now()
 	cp.UpdatedAt = now
-	return s.st.Update(ctx, func(tx *state.Tx) error {
+	// The leftover file is written (and fsynced) before the transaction,
+	// which then holds the state database's write lock for its commit
+	// alone.
+	if err := s.st.WriteLeftover(cp); err != nil {
+		return err
+	}
+	err := s.st.Update(ctx, func(tx *state.Tx) error {
 		if err := s.fence(tx, t, job.ID); err != nil {
 			return err
 		}
@@ -359,6 +373,10 @@ func (s *Service) saveCheckpoint(ctx context.Context, t state.Task, job *sluice.
 		job.UpdatedAt = now
 		return tx.UpdateJob(job)
 	})
+	if err != nil {
+		s.st.DiscardLeftover(cp)
+	}
+	return err
 }
 
 // saveProgress persists the job's progress only (between checkpoints, so

@@ -16,23 +16,32 @@ type Checkpoint struct {
 	Leftover  []byte // output bytes not yet in an uploaded part
 	Snapshot  string // strict consistency: path of the snapshot copy
 	UpdatedAt time.Time
+
+	written leftoverRef // the file DB.WriteLeftover wrote for Leftover
 }
 
+// leftoverRef names a leftover file and the SHA-256 of its bytes.
+type leftoverRef struct{ name, sum string }
+
 // SaveCheckpoint writes (replacing) a job's checkpoint. Its leftover
-// bytes go to a new file (see leftover.go), written and fsynced here; the
-// file of the checkpoint it replaces is removed once the transaction
-// commits, the new one if it does not.
+// bytes go to a file of their own (see leftover.go), written and fsynced
+// here unless DB.WriteLeftover wrote it before the transaction; the file
+// of the checkpoint it replaces is removed once the transaction commits,
+// the new one if it does not.
 func (tx *Tx) SaveCheckpoint(c *Checkpoint) error {
 	prev, err := tx.leftoverFile(c.JobID)
 	if err != nil {
 		return fmt.Errorf("state: save checkpoint %s: %w", c.JobID, err)
 	}
-	var name, sum string
-	if len(c.Leftover) > 0 {
-		if name, sum, err = tx.db.writeLeftover(c.JobID, c.Leftover); err != nil {
-			return fmt.Errorf("state: save checkpoint %s: %w", c.JobID, err)
-		}
-		tx.onRollback = append(tx.onRollback, func() { tx.db.removeLeftover(name) })
+	if err := tx.db.WriteLeftover(c); err != nil {
+		return err
+	}
+	name, sum := c.written.name, c.written.sum
+	if name != "" {
+		tx.onRollback = append(tx.onRollback, func() { tx.db.DiscardLeftover(c) })
+		// The file is the saved checkpoint's now: a later save of c
+		// writes its own.
+		tx.onCommit = append(tx.onCommit, func() { c.written = leftoverRef{} })
 	}
 	err = tx.exec(`INSERT INTO checkpoints (job_id, cursor, upload, leftover, leftover_file, leftover_sha256, snapshot, updated_at)
 		VALUES (?, ?, ?, NULL, ?, ?, ?, ?)

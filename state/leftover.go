@@ -31,6 +31,32 @@ var ErrLeftoverLost = errors.New("state: checkpoint leftover bytes lost")
 // ".leftovers" appended.
 func (db *DB) LeftoverDir() string { return db.path + ".leftovers" }
 
+// WriteLeftover writes c's leftover bytes (if any, and if not written
+// yet) to a new file and fsyncs it. SaveCheckpoint calls it; a caller may
+// call it first, beside other work and outside the transaction, so that
+// the transaction holds the database's write lock for its own commit
+// only. c.Leftover must not change until that save. If the checkpoint
+// is then not saved, DiscardLeftover removes the file (SweepLeftovers
+// does, after a crash).
+func (db *DB) WriteLeftover(c *Checkpoint) error {
+	if len(c.Leftover) == 0 || c.written.name != "" {
+		return nil
+	}
+	name, sum, err := db.writeLeftover(c.JobID, c.Leftover)
+	if err != nil {
+		return fmt.Errorf("state: save checkpoint %s: %w", c.JobID, err)
+	}
+	c.written = leftoverRef{name: name, sum: sum}
+	return nil
+}
+
+// DiscardLeftover removes the file WriteLeftover wrote for c, which no
+// committed checkpoint refers to, and forgets it.
+func (db *DB) DiscardLeftover(c *Checkpoint) {
+	db.removeLeftover(c.written.name)
+	c.written = leftoverRef{}
+}
+
 // writeLeftover stores b in a new file and returns its name and SHA-256.
 func (db *DB) writeLeftover(jobID string, b []byte) (name, sum string, err error) {
 	dir := db.LeftoverDir()

@@ -29,19 +29,26 @@ func leftoverFiles(t *testing.T, db *DB) []string {
 	return names
 }
 
+// openWithJob opens a test database holding one running job, "j".
+func openWithJob(t *testing.T) (*DB, time.Time) {
+	t.Helper()
+	db := openTest(t, "")
+	now := time.Now().UTC()
+	if err := db.Update(context.Background(), func(tx *Tx) error {
+		return tx.InsertJob(&sluice.Job{ID: "j", State: sluice.StateRunning, CreatedAt: now, UpdatedAt: now})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return db, now
+}
+
 // TestLeftoverFiles follows a job's leftover file through its life:
 // written at save, replaced (old file removed) at the next save, kept
 // when the transaction that would replace it rolls back, reported lost
 // when damaged, removed with the checkpoint, and swept when orphaned.
 func TestLeftoverFiles(t *testing.T) {
 	ctx := context.Background()
-	db := openTest(t, "")
-	now := time.Now().UTC()
-	if err := db.Update(ctx, func(tx *Tx) error {
-		return tx.InsertJob(&sluice.Job{ID: "j", State: sluice.StateRunning, CreatedAt: now, UpdatedAt: now})
-	}); err != nil {
-		t.Fatal(err)
-	}
+	db, now := openWithJob(t)
 	save := func(b []byte, fail error) error {
 		return db.Update(ctx, func(tx *Tx) error {
 			if err := tx.SaveCheckpoint(&Checkpoint{JobID: "j", Cursor: []byte(`{}`), Leftover: b, UpdatedAt: now}); err != nil {
@@ -155,5 +162,50 @@ func TestLeftoverBlobStillRead(t *testing.T) {
 	var cp *Checkpoint
 	if err := db.View(ctx, func(tx *Tx) (err error) { cp, err = tx.GetCheckpoint("j"); return err }); err != nil || string(cp.Leftover) != "old" {
 		t.Fatalf("old-style leftover: %v %+v", err, cp)
+	}
+}
+
+// TestLeftoverWrittenAhead: a leftover file written before the
+// transaction (DB.WriteLeftover) is the one the saved checkpoint refers
+// to, and a save that does not happen leaves no file once discarded.
+func TestLeftoverWrittenAhead(t *testing.T) {
+	ctx := context.Background()
+	db, now := openWithJob(t)
+	b := bytes.Repeat([]byte("w"), 4000)
+	for _, tc := range []struct {
+		name  string
+		fail  error // the transaction's own error, before SaveCheckpoint
+		files int   // leftover files after the save (and a discard on failure)
+	}{
+		{"committed", nil, 1},
+		{"not saved", errors.New("lease lost"), 1}, // the committed one stays
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cp := &Checkpoint{JobID: "j", Cursor: []byte(`{}`), Leftover: b, UpdatedAt: now}
+			if err := db.WriteLeftover(cp); err != nil {
+				t.Fatal(err)
+			}
+			ahead := cp.written.name
+			err := db.Update(ctx, func(tx *Tx) error {
+				if tc.fail != nil {
+					return tc.fail
+				}
+				return tx.SaveCheckpoint(cp)
+			})
+			if err != nil {
+				db.DiscardLeftover(cp)
+			}
+			files := leftoverFiles(t, db)
+			if len(files) != tc.files {
+				t.Fatalf("files %v, want %d", files, tc.files)
+			}
+			if tc.fail == nil && files[0] != ahead {
+				t.Fatalf("checkpoint refers to %v, want the file written ahead, %s", files, ahead)
+			}
+			var got *Checkpoint
+			if err := db.View(ctx, func(tx *Tx) (err error) { got, err = tx.GetCheckpoint("j"); return err }); err != nil || !bytes.Equal(got.Leftover, b) {
+				t.Fatalf("saved leftover: %v", err)
+			}
+		})
 	}
 }
