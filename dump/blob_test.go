@@ -181,9 +181,9 @@ func TestReadLargeFallbackAgrees(t *testing.T) {
 	defer src.Close()
 	spec := &tableSpec{meta: tableMeta{Name: "t"}, blobCols: []string{"id", "a", "b"}}
 	stop := make(chan struct{})
-	var raw blobHolder
-	defer raw.close()
-	fallback := blobHolder{tried: true}
+	raw := &reader{conn: src.conn}
+	defer raw.blobs.close()
+	fallback := &reader{conn: src.conn, blobs: blobHolder{tried: true}}
 	for id := range int64(len(blobTestSizes)) {
 		id++
 		for c, class := range []string{"", "blob", "text"} {
@@ -191,11 +191,11 @@ func TestReadLargeFallbackAgrees(t *testing.T) {
 				continue
 			}
 			var a1, a2 []byte
-			v1, err := src.readLarge(spec, c, id, class, &a1, &raw, stop)
+			v1, err := src.readLarge(raw, spec, c, id, class, &a1, stop)
 			if err != nil {
 				t.Fatal(err)
 			}
-			v2, err := src.readLarge(spec, c, id, class, &a2, &fallback, stop)
+			v2, err := src.readLarge(fallback, spec, c, id, class, &a2, stop)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,7 +205,7 @@ func TestReadLargeFallbackAgrees(t *testing.T) {
 			}
 		}
 	}
-	if raw.r == nil {
+	if raw.blobs.r == nil {
 		t.Fatal("the raw reader was not used")
 	}
 }

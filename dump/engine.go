@@ -8,6 +8,7 @@ import (
 	"runtime"
 
 	"github.com/sluice-dev/sluice"
+	"zombiezen.com/go/sqlite"
 )
 
 // flushAt is the output buffer size at which the writer flushes inside a
@@ -46,15 +47,23 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 		return from, fmt.Errorf("dump: %w", err)
 	}
 
-	s.conn.SetInterrupt(ctx.Done())
-	defer s.conn.SetInterrupt(nil)
+	var helpers []*sqlite.Conn
+	if s.wantsSplit(from) {
+		helpers = s.helpers()
+	}
+	for _, c := range append([]*sqlite.Conn{s.conn}, helpers...) {
+		c.SetInterrupt(ctx.Done())
+		defer c.SetInterrupt(nil)
+	}
 	pages := make(chan *page, 2)
-	free := make(chan *page, 3)
+	// Three pages keep one reader and the writer busy; split reading
+	// lets each further reader hold two more (split.go).
+	free := make(chan *page, 3+2*len(helpers))
 	for range cap(free) {
 		free <- new(page)
 	}
 	stop := make(chan struct{})
-	go s.read(from, pages, free, stop)
+	go s.read(from, helpers, pages, free, stop)
 	defer func() {
 		close(stop)
 		for range pages { // let the reader finish before the conn is reused
@@ -249,9 +258,11 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 					gate.leave()
 					d.cur.Rows += int64(pg.rows)
 					d.cur.TableRows += int64(pg.rows)
-					done := pg.done
-					if !done && t.paged && pg.rows > 0 {
-						d.cur.After = toKey(pg.key)
+					// No checkpoint after a page without rows: split
+					// reading sends one for each empty span.
+					done, mark := pg.done, t.paged && pg.rows > 0
+					if !done && t.paged && (pg.rows > 0 || pg.segEnd) {
+						d.cur.After = toKey(pg.key) // a span's end key, even past an empty span
 					}
 					if d.dg != nil {
 						d.dg.release() // the digest may still read the page's values
@@ -268,7 +279,7 @@ func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, fre
 					if err := ctx.Err(); err != nil {
 						return d.cur, err
 					}
-					if t.paged {
+					if mark {
 						if stop, err := d.mark(checkpoint); stop || err != nil {
 							return d.cur, err
 						}

@@ -2,9 +2,11 @@ package dump
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/sluice-dev/sluice"
+	"zombiezen.com/go/sqlite"
 )
 
 // stepKind is what one step of a dump does. A dump is a fixed list of
@@ -40,6 +42,16 @@ type tableSpec struct {
 	large     bool
 	nextLarge string
 	blobCols  []string // column name per value column for blob I/O ("" for the rowid)
+
+	// Bounded variants for split reading (split.go): rowid tables only,
+	// whose key is one integer, so that a range of it can be cut by
+	// arithmetic. The upper bound is the last parameter.
+	split       bool
+	minKey      int64 // the smallest and largest rowid in the snapshot
+	maxKey      int64
+	firstTo     string // ... WHERE key <= ?1
+	nextTo      string // ... WHERE key > ?1 AND key <= ?2
+	nextLargeTo string
 }
 
 // largeValue is the size above which a TEXT or BLOB value is read with
@@ -480,19 +492,51 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 		}
 	}
 	if !t.info.WithoutRowid {
-		// Two subqueries: SQLite answers a lone min() or max() of the
-		// rowid from one end of the b-tree, but both in one SELECT scan
-		// the whole table. A virtual table scans either way, so once.
-		q := "SELECT (SELECT max(" + key[0] + ")" + from + ")-(SELECT min(" + key[0] + ")" + from + ")+1"
-		if t.info.Virtual {
-			q = "SELECT max(" + key[0] + ")-min(" + key[0] + ")+1" + from
+		// Only an estimate for a virtual table, whose module may refuse
+		// the query; an ordinary table that fails it would fail the dump.
+		if err := s.rowidRange(t, key[0], from); err != nil && !t.info.Virtual {
+			return nil, fmt.Errorf("table %q: rowid range: %w", name, explain(err))
 		}
-		est, err := s.queryText(q)
-		if err == nil {
-			fmt.Sscan(est, &t.info.EstimatedRows)
+	}
+	if t.split {
+		to := " AND " + key[0] + " <= ?2 ORDER BY " + k
+		t.firstTo = "SELECT " + k + "," + cols2 + from + " WHERE " + key[0] + " <= ?1 ORDER BY " + k
+		t.nextTo = strings.TrimSuffix(t.next, " ORDER BY "+k) + to
+		if t.large {
+			t.nextLargeTo = strings.TrimSuffix(t.nextLarge, " ORDER BY "+k) + to
 		}
 	}
 	return t, nil
+}
+
+// rowidRange estimates the rows of a rowid table from its smallest and
+// largest rowid, and marks an ordinary (not virtual) table with rows as
+// one split.go can cut into rowid ranges.
+func (s *Source) rowidRange(t *tableSpec, key, from string) error {
+	// Two subqueries: SQLite answers a lone min() or max() of the rowid
+	// from one end of the b-tree, but both in one SELECT scan the whole
+	// table. A virtual table scans either way, so once.
+	q := "SELECT (SELECT min(" + key + ")" + from + "),(SELECT max(" + key + ")" + from + ")"
+	if t.info.Virtual {
+		q = "SELECT min(" + key + "),max(" + key + ")" + from
+	}
+	st, _, err := s.conn.PrepareTransient(q)
+	if err != nil {
+		return err
+	}
+	defer st.Finalize()
+	ok, err := st.Step()
+	if err != nil || !ok || st.ColumnType(0) != sqlite.TypeInteger || st.ColumnType(1) != sqlite.TypeInteger {
+		return err // an empty table, or a virtual table without integer rowids
+	}
+	lo, hi := st.ColumnInt64(0), st.ColumnInt64(1)
+	if span := uint64(hi - lo); span < math.MaxInt64 {
+		t.info.EstimatedRows = int64(span) + 1
+	}
+	if !t.info.Virtual {
+		t.split, t.minKey, t.maxKey = true, lo, hi
+	}
+	return nil
 }
 
 func (s *Source) columns(table string) ([]columnInfo, error) {

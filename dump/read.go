@@ -29,7 +29,10 @@ type page struct {
 	key   []Value // key of the last row (paged tables)
 	karen []byte  // backing bytes of key
 	done  bool    // the table has no rows after this page
-	err   error
+	// segEnd: the last page of a span that ends at a key (split.go);
+	// key is that span's end.
+	segEnd bool
+	err    error
 }
 
 func (p *page) reset(step, ncols int) {
@@ -38,7 +41,21 @@ func (p *page) reset(step, ncols int) {
 	p.arena = p.arena[:0]
 	p.key = p.key[:0]
 	p.karen = p.karen[:0]
-	p.done, p.err = false, nil
+	p.done, p.segEnd, p.err = false, false, nil
+}
+
+// setKey sets the page's key to a copy of vals.
+func (p *page) setKey(vals []Value) {
+	p.key = p.key[:0]
+	p.karen = p.karen[:0]
+	for _, v := range vals {
+		if v.Type == TypeText || v.Type == TypeBlob {
+			b := reserve(&p.karen, len(v.Bytes))
+			copy(b, v.Bytes)
+			v.Bytes = b
+		}
+		p.key = append(p.key, v)
+	}
 }
 
 // slot is one value of a page, packed into 16 bytes where a Value takes
@@ -145,31 +162,125 @@ func columnBytes(st *sqlite.Stmt, col int, typ ValueType, arena *[]byte) slot {
 	return slot{typ: typ, x: uint64(len(*arena) - n), n: uint32(n)}
 }
 
+// reader is one connection's side of the reading: the connection, its
+// blob reader, and the per-table state of its queries. The Source's own
+// connection is one; split.go adds a second on the same snapshot.
+type reader struct {
+	conn  *sqlite.Conn
+	blobs blobHolder
+	// large: the table's rows are big enough to read large values with
+	// blob I/O; decided from a first page, it changes the queries only.
+	large bool
+	rows  int64 // rows and value bytes read in this table, for split.go's sizing
+	bytes int64
+}
+
+func (rd *reader) startTable() {
+	rd.large, rd.rows, rd.bytes = false, 0, 0
+}
+
+// span is a range of one table's keys: the rows after after (nil: from
+// the table's start) up to and including to (nil: to the table's end).
+type span struct {
+	after []Value
+	to    []Value
+}
+
+// prepare returns t's query for the rows of sp, bound.
+func (rd *reader) prepare(t *tableSpec, sp span) (*sqlite.Stmt, error) {
+	var q string
+	switch {
+	case sp.after == nil && sp.to == nil:
+		q = t.first
+	case sp.after == nil:
+		q = t.firstTo
+	case sp.to == nil && rd.large:
+		q = t.nextLarge
+	case sp.to == nil:
+		q = t.next
+	case rd.large:
+		q = t.nextLargeTo
+	default:
+		q = t.nextTo
+	}
+	stmt, err := rd.conn.Prepare(q)
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range sp.after {
+		bindValue(stmt, i+1, v)
+	}
+	for i, v := range sp.to {
+		bindValue(stmt, len(sp.after)+i+1, v)
+	}
+	return stmt, nil
+}
+
 // read is the reader goroutine: it walks the table steps from the cursor
-// and sends pages until the end, an error, or stop.
-func (s *Source) read(from Cursor, out chan<- *page, free chan *page, stop <-chan struct{}) {
+// and sends pages until the end, an error, or stop. helpers are further
+// connections on the same snapshot, for split reading.
+func (s *Source) read(from Cursor, helpers []*sqlite.Conn, out chan<- *page, free chan *page, stop <-chan struct{}) {
 	s.opts.Gate.lowerPriority()
 	defer close(out)
-	var blobs blobHolder
-	defer blobs.close()
+	rds := []*reader{{conn: s.conn}}
+	for _, c := range helpers {
+		rds = append(rds, &reader{conn: c})
+	}
+	defer func() {
+		for _, rd := range rds {
+			rd.blobs.close()
+		}
+	}()
 	for i := from.Step; i < len(s.steps); i++ {
 		st := s.steps[i]
 		if st.kind != stepTable || !st.t.rows {
 			continue
 		}
-		var after Key
-		if i == from.Step {
-			after = from.After
+		var sp span
+		if i == from.Step && from.After != nil {
+			after, err := from.After.values(st.t.nkey)
+			if err != nil {
+				s.sendError(st.t, err, out, free, stop)
+				return
+			}
+			sp.after = after
 		}
-		if !s.readTable(i, st.t, after, out, free, stop, &blobs) {
+		for _, rd := range rds {
+			rd.startTable()
+		}
+		var ok bool
+		if len(rds) > 1 && st.t.split && (sp.after == nil || sp.after[0].Type == TypeInteger) {
+			ok = s.readSplit(i, st.t, sp, rds, out, free, stop)
+		} else {
+			ok = s.readSpan(rds[0], i, st.t, sp, out, free, stop)
+		}
+		if !ok {
 			return
 		}
 	}
 }
 
-// readTable sends the pages of one table; it reports false when the
-// reader must stop (error sent, or stop closed).
-func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, free chan *page, stop <-chan struct{}, blobs *blobHolder) bool {
+// sendError sends a page carrying err for table t.
+func (s *Source) sendError(t *tableSpec, err error, out chan<- *page, free chan *page, stop <-chan struct{}) {
+	var pg *page
+	select {
+	case pg = <-free:
+	case <-stop:
+		return
+	}
+	pg.reset(0, 0)
+	pg.err = fmt.Errorf("dump: read table %q: %w", t.meta.Name, explain(err))
+	select {
+	case out <- pg:
+	case <-stop:
+	}
+}
+
+// readSpan sends the pages of one span of a table with rd; it reports
+// false when the reader must stop (error sent, or stop closed). The last
+// page of a span that ends at a key has segEnd set, the last of the table
+// done.
+func (s *Source) readSpan(rd *reader, step int, t *tableSpec, sp span, out chan<- *page, free chan *page, stop <-chan struct{}) bool {
 	chunk := s.opts.ChunkSize
 	ncols := len(t.meta.Columns)
 	var stmt *sqlite.Stmt
@@ -197,20 +308,10 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 		return false
 	}
 	pg.reset(step, ncols)
-	// large: this table's rows are big enough to read large values with
-	// blob I/O; decided from the first page, it changes the queries only.
-	large := false
-	// Prepare the first page's statement.
-	var err error
-	switch {
-	case !t.paged || after == nil:
-		stmt, err = s.conn.Prepare(t.first)
-	default:
-		stmt, err = s.conn.Prepare(t.next)
-		if err == nil {
-			err = bindKey(stmt, after, t.nkey)
-		}
+	if rd.large && sp.after == nil {
+		rd.large = false // the large-value queries start after a key
 	}
+	stmt, err := rd.prepare(t, sp)
 	if err != nil {
 		return fail(pg, err)
 	}
@@ -230,7 +331,7 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 				exhausted = true
 				break
 			}
-			if large {
+			if rd.large {
 				s.readKey(stmt, t.nkey, pg) // the rowid of every row is needed
 				rowid := pg.key[0].Int
 				for c := 0; c < ncols; c++ {
@@ -239,7 +340,7 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 						pg.vals = append(pg.vals, s.readSlot(stmt, col, &pg.arena))
 						continue
 					}
-					v, err := s.readLarge(t, c, rowid, stmt.ColumnText(col+1), &pg.arena, blobs, stop)
+					v, err := s.readLarge(rd, t, c, rowid, stmt.ColumnText(col+1), &pg.arena, stop)
 					if err != nil {
 						return fail(pg, err)
 					}
@@ -252,7 +353,7 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 			}
 			pg.rows++
 		}
-		if !exhausted && !large && pg.rows > 0 {
+		if !exhausted && !rd.large && pg.rows > 0 {
 			// Only the page's last key is used (the cursor's After), and
 			// the statement is still on that row.
 			s.readKey(stmt, t.nkey, pg)
@@ -261,23 +362,28 @@ func (s *Source) readTable(step int, t *tableSpec, after Key, out chan<- *page, 
 			if err := stmt.Reset(); err != nil {
 				return fail(pg, err)
 			}
-		} else if t.paged && t.large && !large && pg.rows > 0 && len(pg.arena)/pg.rows > largeValue/2 {
+			if sp.to != nil {
+				// Every row up to the span's end is written, whether or
+				// not a row has that key.
+				pg.setKey(sp.to)
+			}
+		} else if t.paged && t.large && !rd.large && pg.rows > 0 && len(pg.arena)/pg.rows > largeValue/2 {
 			// Switch this table to the large-value query, from the last
 			// key on. Bind it now: the page, and its key, belong to the
 			// writer once sent.
-			large = true
+			rd.large = true
 			if err := stmt.Reset(); err != nil {
 				return fail(pg, err)
 			}
-			stmt, err = s.conn.Prepare(t.nextLarge)
+			stmt, err = rd.prepare(t, span{after: pg.key, to: sp.to})
 			if err != nil {
 				return fail(pg, err)
 			}
-			for c := 0; c < t.nkey; c++ {
-				bindValue(stmt, c+1, pg.key[c])
-			}
 		}
-		pg.done = exhausted
+		pg.done = exhausted && sp.to == nil
+		pg.segEnd = exhausted && sp.to != nil
+		rd.rows += int64(pg.rows)
+		rd.bytes += int64(len(pg.arena))
 		gate.leave()
 		inGate = false
 		select {
@@ -313,7 +419,7 @@ func (s *Source) readKey(stmt *sqlite.Stmt, n int, pg *page) {
 // readLarge reads value column c of the row with the given rowid through
 // incremental blob I/O into *arena: with the raw blob reader when the
 // driver's handle is available, else with the driver's Blob.
-func (s *Source) readLarge(t *tableSpec, c int, rowid int64, class string, arena *[]byte, blobs *blobHolder, stop <-chan struct{}) (Value, error) {
+func (s *Source) readLarge(rd *reader, t *tableSpec, c int, rowid int64, class string, arena *[]byte, stop <-chan struct{}) (Value, error) {
 	typ := TypeBlob
 	switch class {
 	case "text":
@@ -322,8 +428,8 @@ func (s *Source) readLarge(t *tableSpec, c int, rowid int64, class string, arena
 	default:
 		return Value{}, fmt.Errorf("large value of type %q in column %q", class, t.blobCols[c])
 	}
-	if r := blobs.get(s.conn); r != nil {
-		s.largeReads++
+	if r := rd.blobs.get(rd.conn); r != nil {
+		s.largeReads.Add(1)
 		dst, err := r.read(t.meta.Name, t.blobCols[c], rowid, arena, func() bool {
 			select {
 			case <-stop:
@@ -337,12 +443,12 @@ func (s *Source) readLarge(t *tableSpec, c int, rowid int64, class string, arena
 		}
 		return Value{Type: typ, Bytes: dst}, nil
 	}
-	b, err := s.conn.OpenBlob("main", t.meta.Name, t.blobCols[c], rowid, false)
+	b, err := rd.conn.OpenBlob("main", t.meta.Name, t.blobCols[c], rowid, false)
 	if err != nil {
 		return Value{}, err
 	}
 	defer b.Close()
-	s.largeReads++
+	s.largeReads.Add(1)
 	dst := reserve(arena, int(b.Size()))
 	if _, err := io.ReadFull(b, dst); err != nil {
 		return Value{}, err
@@ -365,19 +471,21 @@ func bindValue(st *sqlite.Stmt, i int, v Value) {
 	}
 }
 
-// bindKey binds a cursor's key (from JSON) as the first n parameters.
-func bindKey(st *sqlite.Stmt, k Key, n int) error {
+// values decodes a cursor's key (from JSON) for a table whose key has n
+// columns.
+func (k Key) values(n int) ([]Value, error) {
 	if len(k) != n {
-		return fmt.Errorf("%w: cursor key has %d values, the table's key %d", sluice.ErrConflict, len(k), n)
+		return nil, fmt.Errorf("%w: cursor key has %d values, the table's key %d", sluice.ErrConflict, len(k), n)
 	}
+	vals := make([]Value, len(k))
 	for i, kv := range k {
 		v, err := kv.value()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		bindValue(st, i+1, v)
+		vals[i] = v
 	}
-	return nil
+	return vals, nil
 }
 
 // toKey converts decoded key values into a Cursor key.

@@ -242,7 +242,7 @@ func TestLargeValuesUseBlobIO(t *testing.T) {
 	if _, err := src.Dump(context.Background(), &out, Cursor{}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if src.largeReads == 0 {
+	if src.largeReads.Load() == 0 {
 		t.Fatal("no value was read with blob I/O")
 	}
 	plain := dumpAll(t, db, Options{Tables: []string{"big"}, ChunkSize: 1000})

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluice-dev/sluice"
@@ -25,15 +26,20 @@ const DefaultBusyTimeout = 5 * time.Second
 // from Open to Close, so every Dump on it reads the same snapshot. A
 // Source is not safe for concurrent Dumps; Dump serialises them.
 type Source struct {
-	log   *slog.Logger
-	path  string
-	opts  Options
-	conn  *sqlite.Conn
-	steps []step
-	plan  Plan
-	utf16 bool
+	log  *slog.Logger
+	path string // as given, for messages
+	abs  string // absolute, for further connections
+	opts Options
+	conn *sqlite.Conn
+	// extra are split reading's further connections on the snapshot
+	// (split.go), opened by the first Dump that wants them.
+	extra       []*sqlite.Conn
+	extraFailed bool
+	steps       []step
+	plan        Plan
+	utf16       bool
 
-	largeReads int // values read with blob I/O (reader goroutine; read after Dump)
+	largeReads atomic.Int64 // values read with blob I/O (by the readers; read after Dump)
 
 	mu     sync.Mutex // held by Dump and Close
 	closed bool
@@ -59,12 +65,11 @@ func Open(ctx context.Context, path string, opts Options, logger *slog.Logger) (
 	if err := checkFile(abs); err != nil {
 		return nil, fmt.Errorf("dump: open %s: %w", path, err)
 	}
-	u := url.URL{Scheme: "file", Path: abs, RawQuery: "mode=ro"}
-	conn, err := sqlite.OpenConn(u.String(), sqlite.OpenReadOnly|sqlite.OpenURI)
+	conn, err := openReadOnly(abs)
 	if err != nil {
 		return nil, fmt.Errorf("dump: open %s: %w", path, explain(err))
 	}
-	s := &Source{log: logger, path: path, opts: opts, conn: conn}
+	s := &Source{log: logger, path: path, abs: abs, opts: opts, conn: conn}
 	if err := s.begin(ctx); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("dump: open %s: %w", path, err)
@@ -89,6 +94,9 @@ func (o *Options) normalize() error {
 		o.ChunkSize = DefaultChunkSize
 	case o.ChunkSize < 0 || o.ChunkSize > MaxChunkSize:
 		return fmt.Errorf("dump: %w: chunk size %d out of range 1..%d", sluice.ErrInvalid, o.ChunkSize, MaxChunkSize)
+	}
+	if o.Readers < 0 || o.Readers > MaxReaders {
+		return fmt.Errorf("dump: %w: readers %d out of range 1..%d", sluice.ErrInvalid, o.Readers, MaxReaders)
 	}
 	if o.SchemaOnly && o.DataOnly {
 		return fmt.Errorf("dump: %w: schema-only and data-only exclude each other", sluice.ErrInvalid)
@@ -150,32 +158,18 @@ func explain(err error) error {
 	return err
 }
 
-// begin starts the read transaction and pins its snapshot: a deferred
-// BEGIN takes no lock until the first read, so read the schema now.
+// openReadOnly opens the database file at the absolute path abs
+// read-only, never creating it.
+func openReadOnly(abs string) (*sqlite.Conn, error) {
+	u := url.URL{Scheme: "file", Path: abs, RawQuery: "mode=ro"}
+	return sqlite.OpenConn(u.String(), sqlite.OpenReadOnly|sqlite.OpenURI)
+}
+
+// begin starts the read transaction and pins its snapshot.
 func (s *Source) begin(ctx context.Context) error {
-	s.conn.SetBusyTimeout(s.opts.BusyTimeout)
 	s.conn.SetInterrupt(ctx.Done())
 	defer s.conn.SetInterrupt(nil)
-	// A dump reads each page once, in key order; SQLite's default cache
-	// (2 MB) only holds pages that are never read again. The b-tree
-	// cursors' paths are pinned whatever the size, so 64 pages keep the
-	// interior pages the per-page queries descend through and save about
-	// 3.5 MB per dump (more than a tenth of a job's memory besides its
-	// part buffers) at no cost in CPU.
-	if err := s.exec("PRAGMA cache_size = 64"); err != nil {
-		return explain(err)
-	}
-	if err := s.exec("BEGIN"); err != nil {
-		return explain(err)
-	}
-	st, err := s.conn.Prepare("SELECT count(*) FROM sqlite_schema")
-	if err != nil {
-		return explain(err)
-	}
-	if _, err := st.Step(); err != nil {
-		return explain(err)
-	}
-	if err := st.Reset(); err != nil {
+	if err := startRead(s.conn, s.opts.BusyTimeout, nil); err != nil {
 		return explain(err)
 	}
 	enc, err := s.queryText("PRAGMA encoding")
@@ -186,9 +180,46 @@ func (s *Source) begin(ctx context.Context) error {
 	return nil
 }
 
+// startRead starts c's read transaction and pins its snapshot: a
+// deferred BEGIN takes no lock until the first read, so read the schema
+// now. at, if not nil, runs between the BEGIN and that read.
+func startRead(c *sqlite.Conn, busyTimeout time.Duration, at func() error) error {
+	c.SetBusyTimeout(busyTimeout)
+	// A dump reads each page once, in key order; SQLite's default cache
+	// (2 MB) only holds pages that are never read again. The b-tree
+	// cursors' paths are pinned whatever the size, so 64 pages keep the
+	// interior pages the per-page queries descend through and save about
+	// 3.5 MB per dump (more than a tenth of a job's memory besides its
+	// part buffers) at no cost in CPU.
+	if err := execOn(c, "PRAGMA cache_size = 64"); err != nil {
+		return err
+	}
+	if err := execOn(c, "BEGIN"); err != nil {
+		return err
+	}
+	if at != nil {
+		if err := at(); err != nil {
+			return err
+		}
+	}
+	st, err := c.Prepare("SELECT count(*) FROM sqlite_schema")
+	if err != nil {
+		return err
+	}
+	if _, err := st.Step(); err != nil {
+		return err
+	}
+	return st.Reset()
+}
+
 // exec runs one statement that returns no rows we need.
 func (s *Source) exec(sql string) error {
-	st, _, err := s.conn.PrepareTransient(sql)
+	return execOn(s.conn, sql)
+}
+
+// execOn runs on c one statement that returns no rows we need.
+func execOn(c *sqlite.Conn, sql string) error {
+	st, _, err := c.PrepareTransient(sql)
 	if err != nil {
 		return err
 	}
@@ -237,8 +268,12 @@ func (s *Source) Close() error {
 		return nil
 	}
 	s.closed = true
-	_ = s.exec("COMMIT") // a read transaction: nothing to commit, ends the snapshot
-	if err := s.conn.Close(); err != nil {
+	var errs []error
+	for _, c := range append([]*sqlite.Conn{s.conn}, s.extra...) {
+		_ = execOn(c, "COMMIT") // a read transaction: nothing to commit, ends the snapshot
+		errs = append(errs, c.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("dump: close %s: %w", s.path, err)
 	}
 	return nil
