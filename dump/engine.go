@@ -49,7 +49,7 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 
 	var helpers []*sqlite.Conn
 	if s.wantsSplit(from) {
-		helpers = s.helpers()
+		helpers = s.extra
 	}
 	for _, c := range append([]*sqlite.Conn{s.conn}, helpers...) {
 		c.SetInterrupt(ctx.Done())

@@ -32,9 +32,8 @@ type Source struct {
 	opts Options
 	conn *sqlite.Conn
 	// extra are split reading's further connections on the snapshot
-	// (split.go), opened by the first Dump that wants them.
-	extra       []*sqlite.Conn
-	extraFailed bool
+	// (split.go).
+	extra []*sqlite.Conn
 	steps       []step
 	plan        Plan
 	utf16       bool
@@ -78,6 +77,7 @@ func Open(ctx context.Context, path string, opts Options, logger *slog.Logger) (
 		conn.Close()
 		return nil, fmt.Errorf("dump: open %s: %w", path, err)
 	}
+	s.openHelpers()
 	logger.Debug("dump: opened snapshot", "path", path, "tables", len(s.plan.Tables), "estimated_bytes", s.plan.EstimatedBytes)
 	return s, nil
 }

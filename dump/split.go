@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"time"
 
 	"modernc.org/libc"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -25,6 +26,10 @@ import (
 // MaxReaders is the largest accepted Options.Readers.
 const MaxReaders = 4
 
+// helperBusyTimeout bounds how long opening a further reader waits for
+// a locked database.
+const helperBusyTimeout = 100 * time.Millisecond
+
 // splitFirstRows is the size of the spans claimed before any span of
 // the table has been measured.
 const splitFirstRows = 16
@@ -34,7 +39,7 @@ func (o *Options) readers() int {
 	switch {
 	case o.Readers > 0:
 		return o.Readers
-	case o.Gate != nil || runtime.GOMAXPROCS(0) < 2:
+	case runtime.GOMAXPROCS(0) < 2:
 		return 1
 	}
 	return 2
@@ -198,74 +203,124 @@ func merge(order <-chan int, ins []chan *page, out chan<- *page, stop <-chan str
 	}
 }
 
-// helpers returns the further connections, on this Source's snapshot,
-// that split reading uses, opening them on first use: none when the
-// Options want one reader, fewer when one cannot be opened (the dump then
-// reads with the connections it has).
-func (s *Source) helpers() []*sqlite.Conn {
-	for len(s.extra) < s.opts.readers()-1 && !s.extraFailed {
+// openHelpers opens split reading's further connections, when the
+// Options want them and the plan has a table to split: at Open, right
+// after s.conn's snapshot is pinned, which is when the check below is
+// likeliest to find the database unchanged. One that cannot be opened
+// leaves the dump with fewer readers, not failed.
+func (s *Source) openHelpers() {
+	if !s.wantsSplit(Cursor{}) {
+		return
+	}
+	for len(s.extra) < s.opts.readers()-1 {
 		c, err := s.openHelper()
 		if err != nil {
-			s.extraFailed = true
 			s.log.Debug("dump: reading with fewer connections", "path", s.path, "readers", 1+len(s.extra), "err", err)
-			break
+			return
 		}
 		s.extra = append(s.extra, c)
 	}
-	return s.extra
 }
 
 // openHelper opens a connection and starts its read transaction on the
-// snapshot of s.conn. In WAL mode it opens that snapshot by handle. In
-// the rollback-journal modes it need not: s.conn holds a shared lock
-// until Close, and no writer can commit while it does.
+// snapshot of s.conn.
+//
+// When s.conn's snapshot can be named (WAL mode, and a WAL that has had
+// a transaction), the helper opens it by handle. When it cannot, s.conn
+// reads the database file alone, and holds it still until Close: in the
+// rollback-journal modes with its shared lock, which no commit gets past;
+// in WAL mode with WAL read lock 0, which no checkpoint gets past. Then
+// the helper sees the same file provided that it cannot name a snapshot
+// either: a transaction committed since s.conn began would be in the WAL,
+// and would make it nameable.
 func (s *Source) openHelper() (*sqlite.Conn, error) {
-	mode, err := s.queryText("PRAGMA journal_mode")
-	if err != nil {
-		return nil, err
+	snap, snapErr := newSnapshot(s.conn)
+	if snapErr == nil {
+		defer snap.free()
 	}
 	c, err := openReadOnly(s.abs)
 	if err != nil {
 		return nil, err
 	}
-	if err := startRead(c, s.opts.BusyTimeout, func() error {
-		if mode == "wal" {
-			return shareSnapshot(s.conn, c)
+	// Not the dump's busy timeout: a rollback-journal writer waiting on
+	// s.conn's lock refuses new readers until Close, and the dump does
+	// not need a second reader enough to wait for one.
+	if err := startRead(c, min(s.opts.BusyTimeout, helperBusyTimeout), func() error {
+		if snapErr == nil {
+			return snap.open(c)
 		}
 		return nil
 	}); err != nil {
 		c.Close()
 		return nil, err
 	}
+	if snapErr != nil {
+		if own, err := newSnapshot(c); err == nil {
+			own.free()
+			c.Close()
+			return nil, fmt.Errorf("the database changed since the dump began (%v)", snapErr)
+		}
+	}
 	return c, nil
 }
 
-// shareSnapshot points the open, not yet started, read transaction of to
-// at the snapshot that from reads (sqlite3_snapshot_open).
-func shareSnapshot(from, to *sqlite.Conn) error {
-	a, b := rawConn(from), rawConn(to)
-	if a == 0 || b == 0 {
-		return errors.New("snapshot: no raw connection handle")
+// snapshot is an sqlite3_snapshot: a connection's WAL read position.
+type snapshot struct {
+	tls *libc.TLS
+	p   uintptr
+}
+
+// newSnapshot names the snapshot that c's read transaction reads.
+func newSnapshot(c *sqlite.Conn) (*snapshot, error) {
+	db := rawConn(c)
+	if db == 0 {
+		return nil, errors.New("snapshot: no raw connection handle")
 	}
 	tls := libc.NewTLS()
-	defer tls.Close()
+	pp := tls.Alloc(8)
+	defer tls.Free(8)
+	clear(libc.GoBytes(pp, 8))
+	err := withMain(tls, func(zdb uintptr) error {
+		if rc := sqlite3.Xsqlite3_snapshot_get(tls, db, zdb, pp); rc != sqlite3.SQLITE_OK {
+			return fmt.Errorf("snapshot get: %w", sqlite.ResultCode(rc).ToError())
+		}
+		return nil
+	})
+	if err != nil {
+		tls.Close()
+		return nil, err
+	}
+	return &snapshot{tls: tls, p: readPtr(libc.GoBytes(pp, 8))}, nil
+}
+
+// open points c's open, not yet started, read transaction at the
+// snapshot.
+func (sn *snapshot) open(c *sqlite.Conn) error {
+	db := rawConn(c)
+	if db == 0 {
+		return errors.New("snapshot: no raw connection handle")
+	}
+	return withMain(sn.tls, func(zdb uintptr) error {
+		if rc := sqlite3.Xsqlite3_snapshot_open(sn.tls, db, zdb, sn.p); rc != sqlite3.SQLITE_OK {
+			return fmt.Errorf("snapshot open: %w", sqlite.ResultCode(rc).ToError())
+		}
+		return nil
+	})
+}
+
+func (sn *snapshot) free() {
+	sqlite3.Xsqlite3_snapshot_free(sn.tls, sn.p)
+	sn.tls.Close()
+}
+
+// withMain calls f with the C string "main", the schema name.
+func withMain(tls *libc.TLS, f func(zdb uintptr) error) error {
 	zdb, err := libc.CString("main")
 	if err != nil {
 		return err
 	}
 	defer libc.Xfree(tls, zdb)
-	pp := tls.Alloc(8)
-	defer tls.Free(8)
-	clear(libc.GoBytes(pp, 8))
-	if rc := sqlite3.Xsqlite3_snapshot_get(tls, a, zdb, pp); rc != sqlite3.SQLITE_OK {
-		return fmt.Errorf("snapshot get: %w", sqlite.ResultCode(rc).ToError())
-	}
-	snap := readPtr(libc.GoBytes(pp, 8))
-	defer sqlite3.Xsqlite3_snapshot_free(tls, snap)
-	if rc := sqlite3.Xsqlite3_snapshot_open(tls, b, zdb, snap); rc != sqlite3.SQLITE_OK {
-		return fmt.Errorf("snapshot open: %w", sqlite.ResultCode(rc).ToError())
-	}
-	return nil
+	return f(zdb)
 }
 
 // wantsSplit reports whether a dump from cursor from reaches a table that
