@@ -34,9 +34,9 @@ type Source struct {
 	// extra are split reading's further connections on the snapshot
 	// (split.go).
 	extra []*sqlite.Conn
-	steps       []step
-	plan        Plan
-	utf16       bool
+	steps []step
+	plan  Plan
+	utf16 bool
 
 	largeReads atomic.Int64 // values read with blob I/O (by the readers; read after Dump)
 
