@@ -510,8 +510,8 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 }
 
 // rowidRange estimates the rows of a rowid table from its smallest and
-// largest rowid, and marks an ordinary (not virtual) table with rows as
-// one split.go can cut into rowid ranges.
+// largest rowid, and marks an ordinary (not virtual) table with more than
+// a few rowids as one split.go can cut into rowid ranges.
 func (s *Source) rowidRange(t *tableSpec, key, from string) error {
 	// Two subqueries: SQLite answers a lone min() or max() of the rowid
 	// from one end of the b-tree, but both in one SELECT scan the whole
@@ -533,7 +533,9 @@ func (s *Source) rowidRange(t *tableSpec, key, from string) error {
 	if span := uint64(hi - lo); span < math.MaxInt64 {
 		t.info.EstimatedRows = int64(span) + 1
 	}
-	if !t.info.Virtual {
+	// A table of a few rowids is read by one reader: the spans would
+	// cost goroutines (and, under a niced Gate, threads) for nothing.
+	if !t.info.Virtual && uint64(hi-lo) >= 2*splitFirstRows {
 		t.split, t.minKey, t.maxKey = true, lo, hi
 	}
 	return nil

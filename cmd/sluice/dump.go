@@ -15,7 +15,7 @@ import (
 )
 
 const dumpSynopsis = `--db path.db [--format sql|csv|json|json-typed|ndjson] [--tables a,b] [--exclude c]
-        [--schema-only|--data-only] [--preserve-rowids] [--chunk-size N]
+        [--schema-only|--data-only] [--preserve-rowids] [--chunk-size N] [--readers N]
         [--compress gzip|zstd] [-o out|-] [--to s3://bucket/key|file:///dir/key]
 
 Dumps one read snapshot of a SQLite database. With -o the output is written
@@ -63,6 +63,7 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	fs.BoolVar(&a.opts.PreserveRowids, "preserve-rowids", false, "keep implicit rowids (as sqlite3 .dump --preserve-rowids)")
 	fs.IntVar(&a.opts.ChunkSize, "chunk-size", dump.DefaultChunkSize, fmt.Sprintf("rows read per page (1..%d)", dump.MaxChunkSize))
 	fs.DurationVar(&a.opts.BusyTimeout, "busy-timeout", 5*time.Second, "how long to wait for a database locked by a writer")
+	fs.IntVar(&a.opts.Readers, "readers", 0, fmt.Sprintf("connections reading a rowid table at once (1..%d; default 2 on a machine with more than one core)", dump.MaxReaders))
 	compress := fs.String("compress", "", "compression: gzip or zstd (default: none, or from the -o/--to suffix)")
 	fs.StringVar(&a.out, "o", "", "output file, or - for stdout (default: stdout)")
 	fs.StringVar(&a.to, "to", "", "stream into a store: s3://bucket/key or file:///abs/dir/key")
@@ -100,6 +101,9 @@ func parseDumpArgs(e *env, args []string) (*dumpArgs, func(*env) (*slog.Logger, 
 	}
 	if a.opts.BusyTimeout < 0 {
 		return nil, nil, usagef("--busy-timeout must not be negative")
+	}
+	if a.opts.Readers < 0 || a.opts.Readers > dump.MaxReaders {
+		return nil, nil, usagef("--readers %d out of range (1..%d)", a.opts.Readers, dump.MaxReaders)
 	}
 	if a.out != "" && a.to != "" {
 		return nil, nil, usagef("-o and --to exclude each other")

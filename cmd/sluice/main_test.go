@@ -173,6 +173,8 @@ func TestUsage(t *testing.T) {
 		{"dump chunk size huge", []string{"dump", "--db", "x.db", "--chunk-size", "100000000"}, 2, "out of range"},
 		{"dump -o and --to", []string{"dump", "--db", "x.db", "-o", "a", "--to", "file:///tmp/x/y"}, 2, "exclude each other"},
 		{"dump stray argument", []string{"dump", "--db", "x.db", "extra"}, 2, `unexpected argument "extra"`},
+		{"dump readers out of range", []string{"dump", "--db", "x.db", "--readers", "5"}, 2, "--readers 5 out of range"},
+		{"dump readers negative", []string{"dump", "--db", "x.db", "--readers", "-1"}, 2, "--readers -1 out of range"},
 		{"dump no-sha256 with manifest", []string{"dump", "--db", "x.db", "-o", "a", "--manifest", "--no-sha256"}, 2, "record the output's SHA-256"},
 		{"dump no-sha256 with --to", []string{"dump", "--db", "x.db", "--to", "file:///tmp/x/y", "--no-sha256"}, 2, "record the output's SHA-256"},
 		{"restore without db", []string{"restore", "x.sql"}, 2, "--db is required"},
