@@ -71,9 +71,9 @@ type Options struct {
 	// between them (see Gate). It is not part of the dump's content.
 	Gate *Gate `json:"-"`
 	// Readers is how many connections, all on the snapshot, read a rowid
-	// table at once (split.go), 1 to MaxReaders; 0 means 2 without a Gate
-	// on a machine with more than one core, else 1. It is not part of
-	// the dump's content: the output is the same.
+	// table at once (split.go), 1 to MaxReaders; 0 means 2 on a machine
+	// with more than one core, unless the Gate has one slot, else 1. It
+	// is not part of the dump's content: the output is the same.
 	Readers int `json:"-"`
 }
 

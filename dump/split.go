@@ -34,12 +34,14 @@ const helperBusyTimeout = 100 * time.Millisecond
 // the table has been measured.
 const splitFirstRows = 16
 
-// readers is how many connections read a splittable table.
+// readers is how many connections read a splittable table. By default
+// two, unless one core, or a Gate of one slot, would make them take
+// turns.
 func (o *Options) readers() int {
 	switch {
 	case o.Readers > 0:
 		return o.Readers
-	case runtime.GOMAXPROCS(0) < 2:
+	case runtime.GOMAXPROCS(0) < 2, o.Gate != nil && cap(o.Gate.slots) < 2:
 		return 1
 	}
 	return 2

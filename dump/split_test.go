@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/sluice-dev/sluice"
@@ -176,6 +177,28 @@ func TestSplitSnapshot(t *testing.T) {
 		}
 		if src.largeReads.Load() == 0 {
 			t.Error("no value was read with blob I/O")
+		}
+	}
+}
+
+// TestReadersDefault: two readers by default, one under a Gate of one
+// slot, and whatever is asked for.
+func TestReadersDefault(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("one core: one reader whatever the gate")
+	}
+	for _, c := range []struct {
+		opts Options
+		want int
+	}{
+		{Options{}, 2},
+		{Options{Gate: NewGate(1)}, 1},
+		{Options{Gate: NewGate(2)}, 2},
+		{Options{Gate: NewGate(1), Readers: 3}, 3},
+		{Options{Readers: 1}, 1},
+	} {
+		if got := c.opts.readers(); got != c.want {
+			t.Errorf("%+v: %d readers, want %d", c.opts, got, c.want)
 		}
 	}
 }
