@@ -212,11 +212,6 @@ func startRead(c *sqlite.Conn, busyTimeout time.Duration, at func() error) error
 	return st.Reset()
 }
 
-// exec runs one statement that returns no rows we need.
-func (s *Source) exec(sql string) error {
-	return execOn(s.conn, sql)
-}
-
 // execOn runs on c one statement that returns no rows we need.
 func execOn(c *sqlite.Conn, sql string) error {
 	st, _, err := c.PrepareTransient(sql)
