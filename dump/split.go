@@ -13,15 +13,16 @@ import (
 	"zombiezen.com/go/sqlite"
 )
 
-// Split reading. Without a Gate the formatter outruns one reader on
-// tables whose values are mostly BLOBs: the reader's time goes to
-// SQLite's VM and to a pread per overflow page, and the formatter waits.
-// So a rowid table is cut into spans of rowids, each about a page of
+// Split reading. One reader is the dump's bound wherever SQLite is
+// slower than the formatter: on values that are mostly BLOBs (a pread
+// per overflow page, hex at 4.5 GB/s) and on many small rows (SQLite's
+// VM). So a rowid table is cut into spans of rowids, each about a page of
 // rows, and several connections, all on the Source's snapshot, read the
 // spans at once; the merger hands their pages to the writer in key
 // order, so the output is byte for byte the one reader's. Each reader
 // can be at most a span or two ahead of the writer (its channel holds a
-// page), so memory stays a few pages per reader.
+// page), so memory stays a few pages per reader. docs/architecture.md,
+// "Split reading", has the whole design.
 
 // MaxReaders is the largest accepted Options.Readers.
 const MaxReaders = 4
@@ -73,7 +74,8 @@ func newSplitter(t *tableSpec, chunk int, after []Value, readers int) *splitter 
 // reports false once the span to the table's end has been claimed. The
 // order channel cannot fill: a reader claims a span only after sending
 // every page of its previous one, and holds at most one unsent page, so
-// at most two of its spans are unmerged; the channel holds four.
+// at most two of its spans are unmerged; the channel holds four per
+// reader.
 func (sp *splitter) claim(r int) (s span, width int64, ok bool) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
@@ -237,6 +239,9 @@ func (s *Source) openHelpers() {
 // and would make it nameable.
 func (s *Source) openHelper() (*sqlite.Conn, error) {
 	snap, snapErr := newSnapshot(s.conn)
+	if errors.Is(snapErr, errNoHandle) {
+		return nil, snapErr // nothing below could be checked
+	}
 	if snapErr == nil {
 		defer snap.free()
 	}
@@ -266,6 +271,10 @@ func (s *Source) openHelper() (*sqlite.Conn, error) {
 	return c, nil
 }
 
+// errNoHandle: the driver's connection does not have the layout rawConn
+// reads.
+var errNoHandle = errors.New("snapshot: no raw connection handle")
+
 // snapshot is an sqlite3_snapshot: a connection's WAL read position.
 type snapshot struct {
 	tls *libc.TLS
@@ -276,7 +285,7 @@ type snapshot struct {
 func newSnapshot(c *sqlite.Conn) (*snapshot, error) {
 	db := rawConn(c)
 	if db == 0 {
-		return nil, errors.New("snapshot: no raw connection handle")
+		return nil, errNoHandle
 	}
 	tls := libc.NewTLS()
 	pp := tls.Alloc(8)
@@ -300,7 +309,7 @@ func newSnapshot(c *sqlite.Conn) (*snapshot, error) {
 func (sn *snapshot) open(c *sqlite.Conn) error {
 	db := rawConn(c)
 	if db == 0 {
-		return errors.New("snapshot: no raw connection handle")
+		return errNoHandle
 	}
 	return withMain(sn.tls, func(zdb uintptr) error {
 		if rc := sqlite3.Xsqlite3_snapshot_open(sn.tls, db, zdb, sn.p); rc != sqlite3.SQLITE_OK {
