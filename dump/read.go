@@ -1,6 +1,7 @@
 package dump
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -42,6 +43,18 @@ func (p *page) reset(step, ncols int) {
 	p.key = p.key[:0]
 	p.karen = p.karen[:0]
 	p.done, p.segEnd, p.err = false, false, nil
+}
+
+// cloneValues returns a copy of vals that shares no bytes with them.
+func cloneValues(vals []Value) []Value {
+	out := make([]Value, len(vals))
+	for i, v := range vals {
+		if v.Bytes != nil {
+			v.Bytes = bytes.Clone(v.Bytes)
+		}
+		out[i] = v
+	}
+	return out
 }
 
 // setKey sets the page's key to a copy of vals.
@@ -173,6 +186,7 @@ type reader struct {
 	large bool
 	rows  int64 // rows and value bytes read in this table, for split.go's sizing
 	bytes int64
+	last  []Value // see span.onePage
 }
 
 func (rd *reader) startTable() {
@@ -184,6 +198,9 @@ func (rd *reader) startTable() {
 type span struct {
 	after []Value
 	to    []Value
+	// onePage stops after the span's first page, leaving its last key in
+	// the reader's last (nil when the page ended the span).
+	onePage bool
 }
 
 // prepare returns t's query for the rows of sp, bound.
@@ -384,6 +401,12 @@ func (s *Source) readSpan(rd *reader, step int, t *tableSpec, sp span, out chan<
 		pg.segEnd = exhausted && sp.to != nil
 		rd.rows += int64(pg.rows)
 		rd.bytes += int64(len(pg.arena))
+		if sp.onePage {
+			rd.last = nil
+			if !exhausted {
+				rd.last = cloneValues(pg.key)
+			}
+		}
 		gate.leave()
 		inGate = false
 		select {
@@ -393,6 +416,10 @@ func (s *Source) readSpan(rd *reader, step int, t *tableSpec, sp span, out chan<
 			return false
 		}
 		if exhausted {
+			return true
+		}
+		if sp.onePage {
+			stmt.Reset() // reports the last Step's error, and that Step returned a row
 			return true
 		}
 		runtime.Gosched() // see the writer's loop in engine.go

@@ -31,8 +31,9 @@ const MaxReaders = 4
 // a locked database.
 const helperBusyTimeout = 100 * time.Millisecond
 
-// splitFirstRows is the size of the spans claimed before any span of
-// the table has been measured.
+// splitFirstRows is the width of a span claimed with nothing measured
+// (readSplit measures the table's first page before any claim); a table
+// is split from twice as many rowids on.
 const splitFirstRows = 16
 
 // readers is how many connections read a splittable table. By default
@@ -121,19 +122,39 @@ func (sp *splitter) nextWidth() int64 {
 
 // report adds a finished span's rows, value bytes and width to the
 // measure.
-func (sp *splitter) report(rows, bytes, width int64) {
+func (sp *splitter) report(rows, bytes int64, width float64) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	sp.rows += float64(rows)
 	sp.bytes += float64(bytes)
-	sp.width += float64(width)
+	sp.width += width
 }
 
 // readSplit reads table t from sp with every reader of rds at once, and
 // sends the pages to out in key order. It reports false when the reading
 // must stop (error sent, or stop closed).
 func (s *Source) readSplit(step int, t *tableSpec, sp span, rds []*reader, out chan<- *page, free chan *page, stop <-chan struct{}) bool {
-	spl := newSplitter(t, s.opts.ChunkSize, sp.after, len(rds))
+	// The first page is read as one reader reads it. Spans then start
+	// after its last key, sized from its rows, so a dump's first
+	// checkpoint (a resumed job's progress in its tick) is a whole page,
+	// and every reader takes the large-value queries if it took them.
+	first := rds[0]
+	if !s.readSpan(first, step, t, span{after: sp.after, onePage: true}, out, free, stop) {
+		return false
+	}
+	if first.last == nil {
+		return true // the table ended in that page
+	}
+	lo := t.minKey
+	if sp.after != nil {
+		lo = sp.after[0].Int + 1
+	}
+	last := first.last[0].Int
+	spl := newSplitter(t, s.opts.ChunkSize, first.last, len(rds))
+	spl.report(first.rows, first.bytes, float64(uint64(last)-uint64(lo))+1) // up to 2^64 rowids
+	for _, rd := range rds[1:] {
+		rd.large = first.large
+	}
 	quit := make(chan struct{}) // the readers stop when the merger returns
 	ins := make([]chan *page, len(rds))
 	var wg sync.WaitGroup
@@ -153,7 +174,7 @@ func (s *Source) readSplit(step int, t *tableSpec, sp span, rds []*reader, out c
 				if !s.readSpan(rd, step, t, sp, ins[r], free, quit) {
 					return
 				}
-				spl.report(rd.rows-rows, rd.bytes-bytes, width)
+				spl.report(rd.rows-rows, rd.bytes-bytes, float64(width))
 			}
 		}()
 	}

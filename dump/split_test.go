@@ -212,6 +212,17 @@ func TestReadersOutOfRange(t *testing.T) {
 	}
 }
 
+// TestSplitterSeededWidth: seeded with a first page of two rows over
+// all of int64, the next span is wide, not one rowid (the widths are
+// floats: 2^63 rowids do not fit an int64).
+func TestSplitterSeededWidth(t *testing.T) {
+	sp := newSplitter(&tableSpec{minKey: -1 << 63, maxKey: 1<<63 - 1}, 2, []Value{{Type: TypeInteger, Int: -1}}, 2)
+	sp.report(2, 16, float64(uint64(1<<63))+1)
+	if _, w, _ := sp.claim(0); w < 1<<60 {
+		t.Fatalf("next span %d rowids wide", w)
+	}
+}
+
 // TestSplitterWidths: the spans cover the rowids from the start without
 // gap or overlap, and end with one span to the table's end, for rowids
 // anywhere in int64.
@@ -256,7 +267,7 @@ func TestSplitterWidths(t *testing.T) {
 					t.Fatalf("span %d: [%d, %d] for width %d, table max %d", i, next, s.to[0].Int, w, c.max)
 				}
 				next = s.to[0].Int + 1
-				sp.report(0, 0, w) // empty: the widths double
+				sp.report(0, 0, float64(w)) // empty: the widths double
 			}
 		})
 	}

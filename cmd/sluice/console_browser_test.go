@@ -294,7 +294,9 @@ func TestConsoleBrowser(t *testing.T) {
 
 	t.Run("cancel a running job", func(t *testing.T) {
 		s.do("POST", "/db/big/query", []byte(`{"sql":"CREATE TABLE big(id INTEGER PRIMARY KEY, v BLOB)"}`), nil)
-		resp, body := s.do("POST", "/db/big/query", []byte(`{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 200000) INSERT INTO big(v) SELECT randomblob(200) FROM n"}`), nil)
+		// A million one-row pages: long enough, even for split reading
+		// on an idle machine, for the console to show the job running.
+		resp, body := s.do("POST", "/db/big/query", []byte(`{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1000000) INSERT INTO big(v) SELECT randomblob(20) FROM n"}`), nil)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("fill big: %d %s", resp.StatusCode, body)
 		}
