@@ -141,7 +141,10 @@ func TestExportWorker(t *testing.T) {
 		if code, b := postJSON(t, base+"/query", `{"sql":"CREATE TABLE big(id INTEGER PRIMARY KEY, v BLOB)"}`); code != 200 {
 			t.Fatalf("query: %d %s", code, b)
 		}
-		if code, b := postJSON(t, base+"/query", `{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 100000) INSERT INTO big(v) SELECT randomblob(100) FROM n"}`); code != 200 {
+		// A million one-row pages, about a dozen parts: the kill after the
+		// second lands with most of the job still to do, however fast the
+		// engine reads.
+		if code, b := postJSON(t, base+"/query", `{"sql":"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < 1000000) INSERT INTO big(v) SELECT randomblob(20) FROM n"}`); code != 200 {
 			t.Fatalf("fill: %d %s", code, b)
 		}
 		srv := e2eOf(t, base, cmd, logs)
