@@ -45,11 +45,10 @@ type tableSpec struct {
 
 	// Bounded variants for split reading (split.go): rowid tables only,
 	// whose key is one integer, so that a range of it can be cut by
-	// arithmetic. The upper bound is the last parameter.
+	// arithmetic.
 	split       bool
 	minKey      int64 // the smallest and largest rowid in the snapshot
 	maxKey      int64
-	firstTo     string // ... WHERE key <= ?1
 	nextTo      string // ... WHERE key > ?1 AND key <= ?2
 	nextLargeTo string
 }
@@ -464,7 +463,13 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 	if len(key) > 1 {
 		cond = "(" + k + ") > (" + strings.Join(params, ",") + ")"
 	}
-	t.next = "SELECT " + k + "," + cols2 + from + " WHERE " + cond + " ORDER BY " + k
+	order := " ORDER BY " + k
+	upTo := "" // the split spans' upper bound, for a rowid key
+	if !t.info.WithoutRowid {
+		upTo = " AND " + key[0] + " <= ?2"
+	}
+	t.next = "SELECT " + k + "," + cols2 + from + " WHERE " + cond + order
+	t.nextTo = "SELECT " + k + "," + cols2 + from + " WHERE " + cond + upTo + order
 	if !t.info.WithoutRowid && !t.info.Virtual && !s.utf16 && rowidName != "" {
 		// The large-value variant: a value longer than largeValue bytes
 		// comes back as NULL plus its storage class, and the reader
@@ -483,7 +488,8 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 		}
 		lcols := strings.Join(lsel, ",")
 		t.large = true
-		t.nextLarge = "SELECT " + k + "," + lcols + from + " WHERE " + cond + " ORDER BY " + k
+		t.nextLarge = "SELECT " + k + "," + lcols + from + " WHERE " + cond + order
+		t.nextLargeTo = "SELECT " + k + "," + lcols + from + " WHERE " + cond + upTo + order
 		t.blobCols = make([]string, len(t.meta.Columns))
 		for i, c := range t.meta.Columns {
 			if !(keep && i == 0) {
@@ -496,14 +502,6 @@ func (s *Source) tableSpec(name string, kinds map[string]string) (*tableSpec, er
 		// the query; an ordinary table that fails it would fail the dump.
 		if err := s.rowidRange(t, key[0], from); err != nil && !t.info.Virtual {
 			return nil, fmt.Errorf("table %q: rowid range: %w", name, explain(err))
-		}
-	}
-	if t.split {
-		to := " AND " + key[0] + " <= ?2 ORDER BY " + k
-		t.firstTo = "SELECT " + k + "," + cols2 + from + " WHERE " + key[0] + " <= ?1 ORDER BY " + k
-		t.nextTo = strings.TrimSuffix(t.next, " ORDER BY "+k) + to
-		if t.large {
-			t.nextLargeTo = strings.TrimSuffix(t.nextLarge, " ORDER BY "+k) + to
 		}
 	}
 	return t, nil
@@ -530,12 +528,11 @@ func (s *Source) rowidRange(t *tableSpec, key, from string) error {
 		return err // an empty table, or a virtual table without integer rowids
 	}
 	lo, hi := st.ColumnInt64(0), st.ColumnInt64(1)
-	if span := uint64(hi - lo); span < math.MaxInt64 {
+	span := uint64(hi - lo) // the distance, even across all of int64
+	if span < math.MaxInt64 {
 		t.info.EstimatedRows = int64(span) + 1
 	}
-	// A table of a few rowids is read by one reader: the spans would
-	// cost goroutines (and, under a niced Gate, threads) for nothing.
-	if !t.info.Virtual && uint64(hi-lo) >= 2*splitFirstRows {
+	if !t.info.Virtual && span >= splitMinRowids {
 		t.split, t.minKey, t.maxKey = true, lo, hi
 	}
 	return nil

@@ -207,10 +207,8 @@ type span struct {
 func (rd *reader) prepare(t *tableSpec, sp span) (*sqlite.Stmt, error) {
 	var q string
 	switch {
-	case sp.after == nil && sp.to == nil:
+	case sp.after == nil: // split spans always start after a key
 		q = t.first
-	case sp.after == nil:
-		q = t.firstTo
 	case sp.to == nil && rd.large:
 		q = t.nextLarge
 	case sp.to == nil:
@@ -279,13 +277,16 @@ func (s *Source) read(from Cursor, helpers []*sqlite.Conn, out chan<- *page, fre
 
 // sendError sends a page carrying err for table t.
 func (s *Source) sendError(t *tableSpec, err error, out chan<- *page, free chan *page, stop <-chan struct{}) {
-	var pg *page
 	select {
-	case pg = <-free:
+	case pg := <-free:
+		pg.reset(0, 0)
+		sendErrorPage(t, pg, err, out, stop)
 	case <-stop:
-		return
 	}
-	pg.reset(0, 0)
+}
+
+// sendErrorPage sends pg carrying err for table t.
+func sendErrorPage(t *tableSpec, pg *page, err error, out chan<- *page, stop <-chan struct{}) {
 	pg.err = fmt.Errorf("dump: read table %q: %w", t.meta.Name, explain(err))
 	select {
 	case out <- pg:
@@ -311,11 +312,7 @@ func (s *Source) readSpan(rd *reader, step int, t *tableSpec, sp span, out chan<
 		if stmt != nil {
 			stmt.Reset()
 		}
-		pg.err = fmt.Errorf("dump: read table %q: %w", t.meta.Name, explain(err))
-		select {
-		case out <- pg:
-		case <-stop:
-		}
+		sendErrorPage(t, pg, err, out, stop)
 		return false
 	}
 	var pg *page

@@ -31,10 +31,10 @@ const MaxReaders = 4
 // a locked database.
 const helperBusyTimeout = 100 * time.Millisecond
 
-// splitFirstRows is the width of a span claimed with nothing measured
-// (readSplit measures the table's first page before any claim); a table
-// is split from twice as many rowids on.
-const splitFirstRows = 16
+// splitMinRowids is the fewest rowids a table needs to be split: below
+// it, the readers' goroutines (and, under a niced Gate, threads) would
+// cost more than they could save.
+const splitMinRowids = 32
 
 // readers is how many connections read a splittable table. By default
 // two, unless one core, or a Gate of one slot, would make them take
@@ -50,25 +50,26 @@ func (o *Options) readers() int {
 }
 
 // splitter hands out spans of one table's rowids, in key order, sized
-// from the rows and bytes of the spans read so far.
+// from the rows and bytes read so far: from the table's first page on,
+// which readSplit reads before any span is claimed.
 type splitter struct {
 	mu    sync.Mutex
 	t     *tableSpec
 	chunk float64
-	atMin bool  // the next span starts at the table's smallest rowid
-	after int64 // else it starts after this rowid
+	after int64 // the next span starts after this rowid
 	final bool  // the span to the table's end is claimed
-	// Measured over the finished spans: rows, value bytes, rowids covered.
+	// Measured: rows, value bytes, rowids covered (at least the first
+	// page's, so never zero).
 	rows, bytes, width float64
 	order              chan int // the reader of each claimed span, in key order
 }
 
-func newSplitter(t *tableSpec, chunk int, after []Value, readers int) *splitter {
-	sp := &splitter{t: t, chunk: float64(chunk), atMin: after == nil, order: make(chan int, 4*readers)}
-	if after != nil {
-		sp.after = after[0].Int
-	}
-	return sp
+// newSplitter starts after the rowid after, with the first page's rows,
+// value bytes and rowid width measured.
+func newSplitter(t *tableSpec, chunk int, after int64, rows, bytes int64, width float64, readers int) *splitter {
+	return &splitter{t: t, chunk: float64(chunk), after: after,
+		rows: float64(rows), bytes: float64(bytes), width: width,
+		order: make(chan int, 4*readers)}
 }
 
 // claim gives reader r the next span and queues r for the merger; it
@@ -84,19 +85,14 @@ func (sp *splitter) claim(r int) (s span, width int64, ok bool) {
 		return span{}, 0, false
 	}
 	w := sp.nextWidth()
-	lo := sp.t.minKey // the span's first rowid
-	if !sp.atMin {
-		s.after = []Value{{Type: TypeInteger, Int: sp.after}}
-		lo = sp.after + 1
-	}
-	// The rowids are int64, so the distance is taken in uint64; lo does
-	// not overflow while after < maxKey.
-	if (!sp.atMin && sp.after >= sp.t.maxKey) || uint64(sp.t.maxKey)-uint64(lo) < uint64(w) {
+	s.after = []Value{{Type: TypeInteger, Int: sp.after}}
+	// The rowids are int64, so the distance is taken in uint64; after+1
+	// does not overflow while after < maxKey.
+	if sp.after >= sp.t.maxKey || uint64(sp.t.maxKey)-uint64(sp.after+1) < uint64(w) {
 		sp.final = true // to the table's end, for whatever lies beyond maxKey
 	} else {
-		hi := lo + (w - 1)
-		s.to = []Value{{Type: TypeInteger, Int: hi}}
-		sp.atMin, sp.after = false, hi
+		sp.after += w
+		s.to = []Value{{Type: TypeInteger, Int: sp.after}}
 	}
 	sp.order <- r
 	return s, w, true
@@ -104,20 +100,11 @@ func (sp *splitter) claim(r int) (s span, width int64, ok bool) {
 
 // nextWidth is the number of rowids the next span covers: about a page
 // of rows (pageBudget bytes, at most chunk rows) at the density of rowids
-// measured so far. While every span measured was empty, it doubles.
+// measured so far. Empty spans lower the density, so a gap in the rowids
+// is crossed in spans that grow as they go.
 func (sp *splitter) nextWidth() int64 {
-	rows := float64(splitFirstRows)
-	if sp.rows > 0 {
-		rows = min(max(pageBudget*sp.rows/max(sp.bytes, 1), 1), sp.chunk)
-	}
-	w := rows
-	switch {
-	case sp.width > 0 && sp.rows == 0:
-		w = 2 * sp.width
-	case sp.width > 0:
-		w = rows * sp.width / sp.rows
-	}
-	return int64(min(max(w, 1), math.MaxInt64/4))
+	rows := min(max(pageBudget*sp.rows/max(sp.bytes, 1), 1), sp.chunk)
+	return int64(min(max(rows*sp.width/sp.rows, 1), math.MaxInt64/4))
 }
 
 // report adds a finished span's rows, value bytes and width to the
@@ -150,8 +137,8 @@ func (s *Source) readSplit(step int, t *tableSpec, sp span, rds []*reader, out c
 		lo = sp.after[0].Int + 1
 	}
 	last := first.last[0].Int
-	spl := newSplitter(t, s.opts.ChunkSize, first.last, len(rds))
-	spl.report(first.rows, first.bytes, float64(uint64(last)-uint64(lo))+1) // up to 2^64 rowids
+	width := float64(uint64(last)-uint64(lo)) + 1 // up to 2^64 rowids
+	spl := newSplitter(t, s.opts.ChunkSize, last, first.rows, first.bytes, width, len(rds))
 	for _, rd := range rds[1:] {
 		rd.large = first.large
 	}

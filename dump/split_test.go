@@ -216,46 +216,38 @@ func TestReadersOutOfRange(t *testing.T) {
 // all of int64, the next span is wide, not one rowid (the widths are
 // floats: 2^63 rowids do not fit an int64).
 func TestSplitterSeededWidth(t *testing.T) {
-	sp := newSplitter(&tableSpec{minKey: -1 << 63, maxKey: 1<<63 - 1}, 2, []Value{{Type: TypeInteger, Int: -1}}, 2)
-	sp.report(2, 16, float64(uint64(1<<63))+1)
+	sp := newSplitter(&tableSpec{minKey: -1 << 63, maxKey: 1<<63 - 1}, 2, -1, 2, 16, float64(uint64(1<<63))+1, 2)
 	if _, w, _ := sp.claim(0); w < 1<<60 {
 		t.Fatalf("next span %d rowids wide", w)
 	}
 }
 
-// TestSplitterWidths: the spans cover the rowids from the start without
-// gap or overlap, and end with one span to the table's end, for rowids
-// anywhere in int64.
+// TestSplitterWidths: after a first page of one row, the spans cover
+// the rowids without gap or overlap, and end with one span to the
+// table's end, for rowids anywhere in int64.
 func TestSplitterWidths(t *testing.T) {
 	for _, c := range []struct {
 		name     string
 		min, max int64
-		after    []Value
+		after    int64 // the first page's last rowid
 	}{
-		{"dense", 1, 100_000, nil},
-		{"whole int64", -1 << 63, 1<<63 - 1, nil},
-		{"after the max", 1, 10, []Value{{Type: TypeInteger, Int: 10}}},
-		{"after a key", -50, 1 << 62, []Value{{Type: TypeInteger, Int: 7}}},
-		{"one rowid", 5, 5, nil},
+		{"dense", 1, 100_000, 1},
+		{"whole int64", -1 << 63, 1<<63 - 1, -1 << 63},
+		{"after the max", 1, 10, 10},
+		{"after a key", -50, 1 << 62, 7},
+		{"one rowid left", 4, 5, 4},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			sp := newSplitter(&tableSpec{minKey: c.min, maxKey: c.max}, DefaultChunkSize, c.after, 1)
-			next := c.min // the first rowid the next span must start at
-			if c.after != nil {
-				next = c.after[0].Int + 1
-			}
+			sp := newSplitter(&tableSpec{minKey: c.min, maxKey: c.max}, DefaultChunkSize, c.after, 1, 0, 1, 1)
+			next := c.after + 1 // the first rowid the next span must start at
 			for i := 0; ; i++ {
 				s, w, ok := sp.claim(0)
 				if !ok {
 					t.Fatal("no final span")
 				}
 				<-sp.order
-				if i > 0 || c.after != nil {
-					if s.after == nil || s.after[0].Int+1 != next {
-						t.Fatalf("span %d starts after %v, want after %d", i, s.after, next-1)
-					}
-				} else if s.after != nil {
-					t.Fatalf("first span starts after %v", s.after)
+				if s.after == nil || s.after[0].Int+1 != next {
+					t.Fatalf("span %d starts after %v, want after %d", i, s.after, next-1)
 				}
 				if s.to == nil {
 					if _, _, ok := sp.claim(0); ok {
@@ -267,7 +259,7 @@ func TestSplitterWidths(t *testing.T) {
 					t.Fatalf("span %d: [%d, %d] for width %d, table max %d", i, next, s.to[0].Int, w, c.max)
 				}
 				next = s.to[0].Int + 1
-				sp.report(0, 0, float64(w)) // empty: the widths double
+				sp.report(0, 0, float64(w)) // empty: the density falls, the widths grow
 			}
 		})
 	}

@@ -247,9 +247,9 @@ func runDump(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 	}
-	sum := ""
-	if a.wantsSHA256() {
-		sum = " sha256=" + pipe.sum()
+	sum := pipe.sum() // "" with --no-sha256
+	if sum != "" {
+		sum = " sha256=" + sum
 	}
 	fmt.Fprintf(e.stderr, "sluice: dump complete: tables=%d rows=%d bytes=%d raw_bytes=%d%s seconds=%.2f output=%s\n",
 		cur.TablesDone, cur.Rows, pipe.count.Load(), cur.Bytes, sum, time.Since(start).Seconds(), out)
