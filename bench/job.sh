@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Times an async export job (POST /export/dump through `sluice serve`)
 # against the CLI dump to the same store, interleaved, as ratios within
-# one run; once per export nice value (limits.exportNice); with the
-# server's idle RSS before the job, its peak RSS, and issue 14's bound
-# (N+1) × part size + 32 MiB for the config in use.
+# one run; once per export nice value (limits.exportNice); with the CPU
+# seconds (user + system) of each, the server's idle RSS before the job,
+# its peak RSS, and issue 14's bound (N+1) × part size + 32 MiB for the
+# config in use. The CPU ratios tell a path that does more work from one
+# that waits more: on two cores the job is bound by its CPU.
 #
 #   go run ./bench/gen -o /tmp/bench.db -scale 0.25
 #   bench/job.sh /tmp/bench.db [RUNS]                 # file store
 #   . /tmp/s3env.sh; STORE=s3 bench/job.sh /tmp/bench.db [RUNS]
 #
 # STORE=file (default): the job to the default file store against `sluice
-# dump -o FILE` and `sluice dump --to file://`.
+# dump -o FILE`, `sluice dump --to file://` and `sluice dump -o FILE
+# --manifest` (the job's engine work, digests included, without a store).
 # STORE=s3: the job to an S3 server against `sluice dump --to s3://` to
 # the same server; the server is the tests' one, from SLUICE_TEST_S3_*
 # (endpoint, access key, secret key, region). The script creates a bucket
@@ -65,31 +68,32 @@ job() {
 }
 
 # cli NAME DEST: one CLI dump of the database to DEST (-o FILE or --to
-# URL); prints its wall seconds and removes what it wrote.
+# URL); prints its wall and CPU seconds and removes what it wrote.
 cli() {
-  local t
+  local t c
   mkdir -p "$work/fs"
   # shellcheck disable=SC2086 # DEST is two words on purpose
-  read -r t _ _ < <(measure "$work/$1.time" "$bin" dump --db "$db" --format sql $2 --progress never --s3-path-style 2>"$work/cli.err")
+  read -r t _ c < <(measure "$work/$1.time" "$bin" dump --db "$db" --format sql $2 --progress never --s3-path-style 2>"$work/cli.err")
   succeeded "$work/$1.time" || { cat "$work/cli.err" >&2; log "sluice dump $2 failed"; exit 1; }
-  rm -rf "$work/out.sql" "${work:?}/fs"
+  rm -rf "$work/out.sql" "$work/out.sql.manifest.json" "${work:?}/fs"
   [ "$store" = s3 ] && s3_bucket_empty "$bucket"
-  echo "$t"
+  echo "$t $c"
 }
 
 if [ "$store" = s3 ]; then
   names=("--to s3://"); dests=("--to s3://$bucket/cli/run.sql")
 else
-  names=("dump -o file" "--to file://"); dests=("-o $work/out.sql" "--to file://$work/fs/run.sql")
+  # -o --manifest does the job's engine work (the per-table digests) without the store.
+  names=("dump -o file" "--to file://" "-o --manifest"); dests=("-o $work/out.sql" "--to file://$work/fs/run.sql" "-o $work/out.sql --manifest")
 fi
-declare -A c_t j_t j_r j_i
+declare -A c_t c_c j_t j_r j_i j_c
 est=0
 for i in $(seq 1 "$runs"); do
   line="run $i:"
   for k in "${!names[@]}"; do
-    t=$(cli "c$k" "${dests[$k]}") || exit 1
-    c_t[$k]="${c_t[$k]:-} $t"
-    line+=$(printf '   %s %6.2f s' "${names[$k]}" "$t")
+    read -r t c < <(cli "c$k" "${dests[$k]}") || exit 1
+    c_t[$k]="${c_t[$k]:-} $t"; c_c[$k]="${c_c[$k]:-} $c"
+    line+=$(printf '   %s %6.2f s, %.2f s CPU' "${names[$k]}" "$t" "$c")
   done
   for n in $nices; do
     out=$(job "$n") || exit 1
@@ -100,17 +104,19 @@ done
 
 # shellcheck disable=SC2086 # the lists are split on purpose
 base_t=$(median ${c_t[0]})
+# shellcheck disable=SC2086
+base_c=$(median ${c_c[0]})
 echo
 for k in "${!names[@]}"; do
   # shellcheck disable=SC2086
-  m=$(median ${c_t[$k]})
-  printf 'median %s %.2f s (%s× %s)\n' "${names[$k]}" "$m" "$(ratio "$m" "$base_t")" "${names[0]}"
+  m=$(median ${c_t[$k]}); mc=$(median ${c_c[$k]})
+  printf 'median %s %.2f s (%s× %s), CPU %.2f s (%s×)\n' "${names[$k]}" "$m" "$(ratio "$m" "$base_t")" "${names[0]}" "$mc" "$(ratio "$mc" "$base_c")"
 done
 read -r ps bound < <(rss_bound "$conc" "$est")
 for n in $nices; do
   jobs_summary "$n"
-  printf 'median job, exportNice %s: %.2f s (%s× %s); server RSS idle %s MiB, peak %s MiB (job share %s MiB)\n' \
-    "$n" "$mj" "$(ratio "$mj" "$base_t")" "${names[0]}" "$(mib "$idle")" "$(mib "$peak")" "$(mib "$(awk -v p="$peak" -v i="$idle" 'BEGIN { print p - i }')")"
+  printf 'median job, exportNice %s: %.2f s (%s× %s), CPU %.2f s (%s×); server RSS idle %s MiB, peak %s MiB (job share %s MiB)\n' \
+    "$n" "$mj" "$(ratio "$mj" "$base_t")" "${names[0]}" "$mjc" "$(ratio "$mjc" "$base_c")" "$(mib "$idle")" "$(mib "$peak")" "$(mib "$(awk -v p="$peak" -v i="$idle" 'BEGIN { print p - i }')")"
 done
 printf 'bound (N+1) × part size + 32 MiB = (%d+1) × %s MiB + 32 MiB = %s MiB (estimate %s bytes)\n' \
   "$conc" "$(mib $((ps / 1024)))" "$(mib $((bound / 1024)))" "$est"

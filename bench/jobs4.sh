@@ -70,7 +70,7 @@ jobs_all() {
   rm -rf "$work/exports"
 }
 
-c_t=(); declare -A j_t j_r j_i
+c_t=(); declare -A j_t j_r j_i j_c
 est=0
 for i in $(seq 1 "$runs"); do
   t=$(cli_all) || exit 1

@@ -148,6 +148,20 @@ tree_kib() {
   echo "$sum"
 }
 
+# tree_cpu PID prints the CPU seconds (user + system) that PID and its
+# children have used so far: a server and its export worker. Read before
+# and after a job, the difference is the job's CPU, the server's share of
+# it (status polls, the worker's messages) included.
+tree_cpu() {
+  local p tck
+  tck=$(getconf CLK_TCK)
+  for p in "$1" $(pgrep -P "$1" || true); do
+    # Fields 14 and 15 of /proc/PID/stat, counted from the last ")": the
+    # command name may hold spaces.
+    sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+  done | awk -v t="$tck" '{ s += $1 } END { printf "%.2f\n", s / t }'
+}
+
 # rss_bound CONCURRENCY ESTIMATED_BYTES prints "part_size_bytes
 # bound_bytes": the part size a job's upload picks for its estimate and
 # issue 14's memory bound (N+1) × part size + 32 MiB (bench/partsize).
@@ -248,15 +262,18 @@ epoch() { date -d "$1" +%s.%N; }
 # JSON body, to POST /export/dump of the default database for "", of
 # /db/DB/ otherwise) back to back, waits for all of them, reads
 # its peak RSS and stops it. It prints "seconds peak_rss_kib idle_rss_kib
-# estimated_bytes": seconds from the first job's creation to the last
-# one's end (server stamps), and the largest job's size estimate. It runs
+# estimated_bytes cpu_seconds": seconds from the first job's creation to
+# the last one's end (server stamps), the largest job's size estimate,
+# and the CPU the server and its worker used from the first submit to
+# the last job's end (tree_cpu). It runs
 # in a command substitution, whose subshell has no EXIT trap, so it stops
 # the server itself on every path.
 run_jobs() {
-  local bin=$1 work=$2 body=$3 d r k id st idle hwm first="" last="" est=0 c f e routes=() ids=()
+  local bin=$1 work=$2 body=$3 d r k id st idle hwm first="" last="" est=0 c f e cpu0 cpu1 routes=() ids=()
   shift 3
   serve_start "$bin" "$work"
   idle=$(tree_kib "$srv_pid" VmRSS)
+  cpu0=$(tree_cpu "$srv_pid")
   for d in "$@"; do
     r=$base; [ -n "$d" ] && r="$base/db/$d"
     id=$(submit_job "$r" "$body") && [ -n "$id" ] && [ "$id" != null ] ||
@@ -271,25 +288,29 @@ run_jobs() {
     last=$(awk -v a="${last:-$f}" -v b="$f" 'BEGIN { print (b > a ? b : a) }')
     [ "$e" -gt "$est" ] && est=$e
   done
+  cpu1=$(tree_cpu "$srv_pid")
   hwm=$(tree_kib "$srv_pid" VmHWM)
   stop_serve
-  awk -v a="$first" -v b="$last" -v h="$hwm" -v i="$idle" -v e="$est" 'BEGIN { printf "%.3f %d %d %d\n", b - a, h, i, e }'
+  awk -v a="$first" -v b="$last" -v h="$hwm" -v i="$idle" -v e="$est" -v c="$cpu0" -v d="$cpu1" \
+    'BEGIN { printf "%.3f %d %d %d %.2f\n", b - a, h, i, e, d - c }'
 }
 
 # record_jobs LABEL NICE OUT adds one run_jobs result OUT (at exportNice
-# NICE) to the caller's associative arrays j_t, j_r and j_i (seconds,
-# peak and idle RSS, keyed by nice value), sets est to its estimate and
-# appends the run's figures, labelled LABEL, to line.
+# NICE) to the caller's associative arrays j_t, j_r, j_i and j_c
+# (seconds, peak and idle RSS, CPU seconds, keyed by nice value), sets
+# est to its estimate and appends the run's figures, labelled LABEL, to
+# line.
 record_jobs() {
-  local jt jr ji
-  read -r jt jr ji est <<<"$3"
-  j_t[$2]="${j_t[$2]:-} $jt"; j_r[$2]="${j_r[$2]:-} $jr"; j_i[$2]="${j_i[$2]:-} $ji"
-  line+=$(printf '   %s (nice %s) %6.2f s, RSS idle %s → peak %s MiB' "$1" "$2" "$jt" "$(mib "$ji")" "$(mib "$jr")")
+  local jt jr ji jc
+  read -r jt jr ji est jc <<<"$3"
+  j_t[$2]="${j_t[$2]:-} $jt"; j_r[$2]="${j_r[$2]:-} $jr"; j_i[$2]="${j_i[$2]:-} $ji"; j_c[$2]="${j_c[$2]:-} $jc"
+  line+=$(printf '   %s (nice %s) %6.2f s, %.2f s CPU, RSS idle %s → peak %s MiB' "$1" "$2" "$jt" "$jc" "$(mib "$ji")" "$(mib "$jr")")
 }
 
-# jobs_summary NICE sets mj, peak and idle from the runs record_jobs
-# kept for NICE: median seconds, largest peak RSS, median idle RSS (KiB).
+# jobs_summary NICE sets mj, mjc, peak and idle from the runs record_jobs
+# kept for NICE: median seconds, median CPU seconds, largest peak RSS,
+# median idle RSS (KiB).
 jobs_summary() {
   # shellcheck disable=SC2086 # the lists are split on purpose
-  mj=$(median ${j_t[$1]}); peak=$(max_of ${j_r[$1]}); idle=$(median ${j_i[$1]})
+  mj=$(median ${j_t[$1]}); mjc=$(median ${j_c[$1]}); peak=$(max_of ${j_r[$1]}); idle=$(median ${j_i[$1]})
 }
