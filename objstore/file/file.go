@@ -73,6 +73,8 @@ type Store struct {
 	mu sync.RWMutex
 	// layouts caches each upload's in-place layout (*layout by upload id).
 	layouts sync.Map
+	// copyBufs holds the buffers bodies are copied through (copyBody).
+	copyBufs sync.Pool
 }
 
 var _ objstore.Syncer = (*Store)(nil)
@@ -194,6 +196,26 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
+// copyBufSize is the chunk a body is copied in. io.Copy's 32 KiB made
+// an 8 MiB part 256 writes, each a system call: most of the system time
+// a job's file store took (docs/benchmarks.md, session 8).
+const copyBufSize = 128 << 10
+
+// copyBody copies src to dst in copyBufSize chunks, stopping when ctx
+// ends.
+func (s *Store) copyBody(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
+	bp, _ := s.copyBufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, copyBufSize)
+		bp = &b
+	}
+	defer s.copyBufs.Put(bp)
+	// The wrappers hide ReadFrom and WriteTo, which would copy in
+	// their own, smaller chunks (an *os.File's ReadFrom falls back to
+	// io.Copy).
+	return io.CopyBuffer(struct{ io.Writer }{dst}, ctxReader{ctx, src}, *bp)
+}
+
 // writeTemp copies r into a new temporary file, hashing it with h (if
 // non-nil), and fsyncs it. With want >= 0 the body must be exactly want
 // bytes. The caller renames or removes the returned file.
@@ -218,11 +240,11 @@ func (s *Store) writeTemp(ctx context.Context, r io.Reader, want int64, h hash.H
 	if h != nil {
 		w = io.MultiWriter(w, h)
 	}
-	src := io.Reader(ctxReader{ctx, r})
+	src := r
 	if want >= 0 {
 		src = io.LimitReader(src, want+1)
 	}
-	n, err := io.Copy(w, src)
+	n, err := s.copyBody(ctx, w, src)
 	if err != nil {
 		return fail(err)
 	}

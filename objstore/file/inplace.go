@@ -268,7 +268,7 @@ func (s *Store) writeAt(ctx context.Context, path string, off int64, r io.Reader
 	if err := f.Allocate(off, size); err != nil {
 		return nil, err
 	}
-	n, err := io.Copy(io.NewOffsetWriter(f, off), io.TeeReader(io.LimitReader(ctxReader{ctx, r}, size+1), h))
+	n, err := s.copyBody(ctx, io.MultiWriter(io.NewOffsetWriter(f, off), h), io.LimitReader(r, size+1))
 	if err != nil {
 		return nil, err
 	}
