@@ -197,8 +197,10 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // copyBufSize is the chunk a body is copied in. io.Copy's 32 KiB made
-// an 8 MiB part 256 writes, each a system call: most of the system time
-// a job's file store took (docs/benchmarks.md, session 8).
+// an 8 MiB part 256 writes, each a system call; 128 KiB makes it 64, and
+// a chunk still stays in the core's cache between the copy, the write
+// and the checksum (1 MiB chunks made --to file:// slower).
+// docs/benchmarks.md, session 8.
 const copyBufSize = 128 << 10
 
 // copyBody copies src to dst in copyBufSize chunks, stopping when ctx
