@@ -112,3 +112,67 @@ func TestInPlaceLayout(t *testing.T) {
 		})
 	}
 }
+
+// TestUploadPartBodies checks that a part's body is taken only when it
+// has exactly the size announced and the request is still live, both
+// written in place and as a file of its own, with bodies of more than
+// one copy chunk.
+func TestUploadPartBodies(t *testing.T) {
+	const ps = copyBufSize + copyBufSize/2
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	tests := []struct {
+		name    string
+		ctx     context.Context
+		body    int // bytes in the body; the part announces ps
+		wantErr bool
+	}{
+		{"exact", context.Background(), ps, false},
+		{"short", context.Background(), ps - 1, true},
+		{"long", context.Background(), ps + 1, true},
+		{"cancelled", cancelled, ps, true},
+	}
+	for _, layout := range []struct {
+		name string
+		hint int64 // PutOptions.PartSize: ps writes in place, 0 writes part files
+	}{{"in place", ps}, {"part file", 0}} {
+		for _, tc := range tests {
+			t.Run(layout.name+"/"+tc.name, func(t *testing.T) {
+				ctx := context.Background()
+				s := newTestStore(t, objstore.Limits{MinPartSize: ps}, nil)
+				id, err := s.CreateMultipart(ctx, "k", objstore.PutOptions{PartSize: layout.hint})
+				if err != nil {
+					t.Fatal(err)
+				}
+				data := make([]byte, tc.body)
+				rand.Read(data)
+				_, err = s.UploadPart(tc.ctx, "k", id, 1, bytes.NewReader(data), ps, "")
+				if (err != nil) != tc.wantErr {
+					t.Fatalf("upload part: err = %v, want error %v", err, tc.wantErr)
+				}
+				parts, lerr := s.ListParts(ctx, "k", id)
+				if lerr != nil {
+					t.Fatal(lerr)
+				}
+				if tc.wantErr {
+					if len(parts) != 0 {
+						t.Errorf("a refused part is listed: %+v", parts)
+					}
+					return
+				}
+				if _, err := s.CompleteMultipart(ctx, "k", id, parts, objstore.PutOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				rc, _, err := s.Get(ctx, "k", 0, -1)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := io.ReadAll(rc)
+				rc.Close()
+				if !bytes.Equal(got, data) {
+					t.Errorf("object differs (%d bytes, want %d)", len(got), len(data))
+				}
+			})
+		}
+	}
+}
