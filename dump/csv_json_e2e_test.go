@@ -254,7 +254,7 @@ func TestChinookResume(t *testing.T) {
 			}
 			var seen []Cursor
 			var whole bytes.Buffer
-			if _, err := src.Dump(ctx, &whole, Cursor{}, func(c Cursor) error { seen = append(seen, c); return nil }); err != nil {
+			if _, err := src.Dump(ctx, &whole, Cursor{}, func(b *Boundary) error { seen = append(seen, b.Progress()); return nil }); err != nil {
 				t.Fatal(err)
 			}
 			src.Close()
@@ -289,7 +289,7 @@ func TestChinookResume(t *testing.T) {
 					t.Fatal(err)
 				}
 				calls := 0
-				cur, err := src.Dump(ctx, &part, Cursor{}, func(Cursor) error {
+				cur, err := src.Dump(ctx, &part, Cursor{}, func(*Boundary) error {
 					if calls++; calls == stopAt {
 						return ErrStop
 					}
@@ -317,7 +317,7 @@ func TestChinookResume(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				end, err := src.Dump(ctx, &part, from, func(Cursor) error { return nil })
+				end, err := src.Dump(ctx, &part, from, func(*Boundary) error { return nil })
 				src.Close()
 				if err != nil {
 					t.Fatalf("resume after checkpoint %d: %v", stopAt, err)

@@ -17,11 +17,13 @@
 // Dump writes the uncompressed stream to w, starting at cursor from (the
 // zero Cursor is the start). After each page (at most ChunkSize rows, fewer
 // when 512 KiB of text and blob bytes fill it first) and after each schema
-// step it calls checkpoint(c) on the goroutine that called Dump (never on
+// step it calls checkpoint(b) on the goroutine that called Dump (never on
 // the lowered-priority writer thread of a niced Gate), after every byte up
-// to c has been passed to w.Write, and while no w.Write is in progress. It is not called for the
-// final position, which Dump returns with Done == true. If checkpoint
-// returns ErrStop, Dump returns (c, nil) with c.Done == false; any other
+// to b has been passed to w.Write, and while no w.Write is in progress.
+// b.Progress() is the position for display, b.Cursor() the one to resume
+// from (see Boundary). It is not called for the final position, which
+// Dump returns with Done == true. If checkpoint returns ErrStop, Dump
+// returns (b.Cursor(), nil) with Done == false; any other
 // error aborts the dump and is returned wrapped. Resuming from a Done
 // cursor writes nothing. A cursor that does not fit the plan (another
 // schema) fails with sluice.ErrConflict. Compression and hashing are the

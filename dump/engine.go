@@ -19,7 +19,7 @@ const flushAt = 1 << 20
 // documentation for the contract. checkpoint may be nil. It is called at
 // every step boundary and after every page of a table that can be
 // resumed mid-way, never for the final (Done) position, which Dump returns.
-func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint func(Cursor) error) (Cursor, error) {
+func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint func(*Boundary) error) (Cursor, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -41,7 +41,7 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 		}
 	}
 	if checkpoint == nil {
-		checkpoint = func(Cursor) error { return nil }
+		checkpoint = func(*Boundary) error { return nil }
 	}
 	if err := ctx.Err(); err != nil {
 		return from, fmt.Errorf("dump: %w", err)
@@ -100,18 +100,18 @@ func (s *Source) Dump(ctx context.Context, w io.Writer, from Cursor, checkpoint 
 		// caller's goroutine: a callback that takes locks others wait on
 		// (a state database write, SQLite's allocator) must not hold them
 		// at the lowest priority.
-		calls := make(chan Cursor)
+		calls := make(chan *Boundary)
 		replies := make(chan error)
 		go func() {
 			defer close(calls)
 			g.lowerPriority()
-			cur, err = wr.run(ctx, s, pages, free, func(c Cursor) error {
-				calls <- c
+			cur, err = wr.run(ctx, s, pages, free, func(b *Boundary) error {
+				calls <- b
 				return <-replies
 			})
 		}()
-		for c := range calls {
-			replies <- checkpoint(c)
+		for b := range calls {
+			replies <- checkpoint(b)
 		}
 	} else {
 		cur, err = wr.run(ctx, s, pages, free, checkpoint)
@@ -171,19 +171,48 @@ func (d *dumpWriter) flush() error {
 	return nil
 }
 
+// A Boundary is a position at which Dump calls its checkpoint callback.
+// Progress is the position as it goes by; Cursor is the position to
+// persist and resume from, with the formatter's state and the per-table
+// digests' running hash. The hash takes a round trip to the goroutine
+// that computes it, so a callback takes Cursor only at the positions it
+// keeps: a progress display never, a job after each part it cuts. Both
+// are valid only during the callback.
+type Boundary struct {
+	cur      Cursor
+	d        *dumpWriter
+	resolved bool
+}
+
+// Progress returns the position without the formatter's state and the
+// digest state: for display, never to resume from.
+func (b *Boundary) Progress() Cursor {
+	c := b.cur
+	c.State, c.Digest = nil, nil
+	return c
+}
+
+// Cursor returns the position to persist and resume from.
+func (b *Boundary) Cursor() Cursor {
+	if !b.resolved {
+		b.resolved = true
+		b.cur.State = b.d.f.state()
+		if b.d.dg != nil {
+			b.cur.Digest = b.d.dg.state(b.cur.After != nil)
+		}
+	}
+	return b.cur
+}
+
 // mark flushes and offers the current position to checkpoint.
-func (d *dumpWriter) mark(checkpoint func(Cursor) error) (stop bool, err error) {
+func (d *dumpWriter) mark(checkpoint func(*Boundary) error) (stop bool, err error) {
 	if err := d.flush(); err != nil {
 		return false, err
 	}
-	c := d.cur
-	c.State = d.f.state()
-	if d.dg != nil {
-		c.Digest = d.dg.state(c.After != nil)
-	}
-	if err := checkpoint(c); err != nil {
+	b := &Boundary{cur: d.cur, d: d}
+	if err := checkpoint(b); err != nil {
 		if errors.Is(err, ErrStop) {
-			d.cur = c
+			d.cur = b.Cursor()
 			return true, nil
 		}
 		return false, fmt.Errorf("dump: checkpoint: %w", err)
@@ -191,7 +220,7 @@ func (d *dumpWriter) mark(checkpoint func(Cursor) error) (stop bool, err error) 
 	return false, nil
 }
 
-func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, free chan<- *page, checkpoint func(Cursor) error) (Cursor, error) {
+func (d *dumpWriter) run(ctx context.Context, s *Source, pages <-chan *page, free chan<- *page, checkpoint func(*Boundary) error) (Cursor, error) {
 	from := d.cur
 	gate := s.opts.Gate
 	for i := from.Step; i < len(s.steps); i++ {

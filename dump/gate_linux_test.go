@@ -55,7 +55,7 @@ func TestGateNice(t *testing.T) {
 		seen = append(seen, threadNice(t))
 		return out.Write(p)
 	})
-	cur, err := src.Dump(context.Background(), w, Cursor{}, func(Cursor) error {
+	cur, err := src.Dump(context.Background(), w, Cursor{}, func(*Boundary) error {
 		calls = append(calls, threadNice(t))
 		return nil
 	})

@@ -75,7 +75,8 @@ func TestResumeEveryBoundary(t *testing.T) {
 				}
 				var marks []Cursor
 				var sink bytes.Buffer
-				final, err := src.Dump(ctx, &sink, Cursor{}, func(c Cursor) error {
+				final, err := src.Dump(ctx, &sink, Cursor{}, func(b *Boundary) error {
+					c := b.Progress()
 					if c.Bytes != int64(sink.Len()) {
 						t.Errorf("checkpoint at %d bytes but %d written", c.Bytes, sink.Len())
 					}
@@ -103,7 +104,7 @@ func TestResumeEveryBoundary(t *testing.T) {
 						t.Fatal(err)
 					}
 					n := 0
-					cur, err := src.Dump(ctx, &first, Cursor{}, func(c Cursor) error {
+					cur, err := src.Dump(ctx, &first, Cursor{}, func(*Boundary) error {
 						if n == k {
 							return ErrStop
 						}
@@ -197,7 +198,7 @@ func TestResumeOnSameSource(t *testing.T) {
 			t.Fatal("no progress")
 		}
 		n := 0
-		cur, err = src.Dump(ctx, &out, cur, func(Cursor) error {
+		cur, err = src.Dump(ctx, &out, cur, func(*Boundary) error {
 			n++
 			if n == 3 {
 				return ErrStop

@@ -41,7 +41,8 @@ func TestSnapshotIgnoresConcurrentWriter(t *testing.T) {
 	mustExec(t, w, "INSERT INTO t(v) VALUES('after-open')")
 	var out bytes.Buffer
 	wrote := 0
-	_, err = src.Dump(ctx, &out, Cursor{}, func(c Cursor) error {
+	_, err = src.Dump(ctx, &out, Cursor{}, func(b *Boundary) error {
+		c := b.Progress()
 		if c.After != nil && wrote == 0 {
 			done := make(chan struct{})
 			go func() {
@@ -186,7 +187,7 @@ func TestDumpCancel(t *testing.T) {
 	}
 	defer src.Close()
 	n := 0
-	_, err = src.Dump(ctx, &bytes.Buffer{}, Cursor{}, func(Cursor) error {
+	_, err = src.Dump(ctx, &bytes.Buffer{}, Cursor{}, func(*Boundary) error {
 		n++
 		if n == 10 {
 			cancel()

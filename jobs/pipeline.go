@@ -65,8 +65,9 @@ func newPipeline(k *tick) *pipeline {
 }
 
 // boundary is the dump's checkpoint callback, run at every page and step
-// boundary on the tick's goroutine.
-func (p *pipeline) boundary(c dump.Cursor) error {
+// boundary on the tick's goroutine. It takes the resumable cursor only
+// where it keeps one: at a mark, and when the tick yields.
+func (p *pipeline) boundary(b *dump.Boundary) error {
 	k := p.k
 	yield := time.Since(k.start) >= k.s.cfg.TickBudget || k.s.stopCtx.Err() != nil || k.ctx.Err() != nil
 	if !yield && p.walPinned() {
@@ -74,9 +75,9 @@ func (p *pipeline) boundary(c dump.Cursor) error {
 	}
 	var err error
 	if yield {
-		err = p.saveAll(c)
+		err = p.saveAll(b.Cursor())
 	} else {
-		err = p.advance(c)
+		err = p.advance(b)
 	}
 	if err == nil && k.s.cfg.afterCheckpoint != nil {
 		err = k.s.cfg.afterCheckpoint(k.job.ID, p.saved)
@@ -90,17 +91,18 @@ func (p *pipeline) boundary(c dump.Cursor) error {
 // advance takes a mark if a part was cut since the last one, starts a
 // save when one is due and none is running, and waits only when the
 // window is full.
-func (p *pipeline) advance(c dump.Cursor) error {
+func (p *pipeline) advance(b *dump.Boundary) error {
 	k := p.k
 	if err := p.reap(false); err != nil {
 		return err
 	}
+	c := b.Progress()
 	if p.w.PartsCut() != p.marked {
 		// The mark's bytes must be a whole compressed stream.
 		if err := p.fr.endFrame(); err != nil {
 			return err
 		}
-		p.marks = append(p.marks, pendingMark{m: p.w.Mark(), cur: c})
+		p.marks = append(p.marks, pendingMark{m: p.w.Mark(), cur: b.Cursor()})
 		p.marked = p.w.PartsCut()
 	}
 	p.dropStale()

@@ -37,7 +37,7 @@ import (
 // *dump.Source satisfies it (see package dump's contract).
 type Source interface {
 	Plan() dump.Plan
-	Dump(ctx context.Context, w io.Writer, from dump.Cursor, checkpoint func(dump.Cursor) error) (dump.Cursor, error)
+	Dump(ctx context.Context, w io.Writer, from dump.Cursor, checkpoint func(*dump.Boundary) error) (dump.Cursor, error)
 	Close() error
 }
 

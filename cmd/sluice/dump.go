@@ -220,8 +220,8 @@ func runDump(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	bar := newProgressBar(e, a.progress, plan, parts)
-	cur, err := src.Dump(ctx, pipe, dump.Cursor{}, func(c dump.Cursor) error {
-		bar.update(c)
+	cur, err := src.Dump(ctx, pipe, dump.Cursor{}, func(b *dump.Boundary) error {
+		bar.update(b.Progress())
 		return nil
 	})
 	if err != nil {
