@@ -48,17 +48,18 @@ for k in $(seq 1 "$jobs"); do
 done
 log "$jobs copies of $src ($(du -sh "$src" | cut -f1) each) in $work"
 
-# cli_all: the four CLI dumps one after the other; prints the sum of
-# their wall seconds.
+# cli_all: the four CLI dumps one after the other; prints the sums of
+# their wall and CPU seconds.
 cli_all() {
-  local total=0 d t
+  local total=0 cpu=0 d t c
   for d in "${dbs[@]}"; do
-    read -r t _ _ < <(measure "$work/cli.time" "$bin" dump --db "$d" --format sql -o "$work/out.sql" --progress never 2>"$work/cli.err")
+    read -r t _ c < <(measure "$work/cli.time" "$bin" dump --db "$d" --format sql -o "$work/out.sql" --progress never 2>"$work/cli.err")
     succeeded "$work/cli.time" || { cat "$work/cli.err" >&2; log "sluice dump of $d failed"; exit 1; }
     rm -f "$work/out.sql"
     total=$(awk -v a="$total" -v b="$t" 'BEGIN { print a + b }')
+    cpu=$(awk -v a="$cpu" -v b="$c" 'BEGIN { print a + b }')
   done
-  echo "$total"
+  echo "$total $cpu"
 }
 
 # jobs_all NICE: the four jobs at once; prints run_jobs's line.
@@ -70,12 +71,12 @@ jobs_all() {
   rm -rf "$work/exports"
 }
 
-c_t=(); declare -A j_t j_r j_i j_c
+c_t=(); c_c=(); declare -A j_t j_r j_i j_c
 est=0
 for i in $(seq 1 "$runs"); do
-  t=$(cli_all) || exit 1
-  c_t+=("$t")
-  line=$(printf 'run %d: 4 × dump -o file, one after another %6.2f s' "$i" "$t")
+  read -r t c < <(cli_all) || exit 1
+  c_t+=("$t"); c_c+=("$c")
+  line=$(printf 'run %d: 4 × dump -o file, one after another %6.2f s, %.2f s CPU' "$i" "$t" "$c")
   for n in $nices; do
     out=$(jobs_all "$n") || exit 1
     record_jobs "4 jobs at once" "$n" "$out"
@@ -83,13 +84,13 @@ for i in $(seq 1 "$runs"); do
   echo "$line"
 done
 
-mc=$(median "${c_t[@]}")
-printf '\nmedian 4 × dump -o file, one after another: %.2f s\n' "$mc"
+mc=$(median "${c_t[@]}"); mcc=$(median "${c_c[@]}")
+printf '\nmedian 4 × dump -o file, one after another: %.2f s, CPU %.2f s\n' "$mc" "$mcc"
 read -r ps bound < <(rss_bound "$conc" "$est")
 for n in $nices; do
   jobs_summary "$n"
-  printf 'median 4 jobs at once, exportNice %s: %.2f s (%s× the CLI dumps; goal ≤ 1.3×); server RSS idle %s MiB, peak %s MiB (jobs share %s MiB)\n' \
-    "$n" "$mj" "$(ratio "$mj" "$mc")" "$(mib "$idle")" "$(mib "$peak")" "$(mib "$(awk -v p="$peak" -v i="$idle" 'BEGIN { print p - i }')")"
+  printf 'median 4 jobs at once, exportNice %s: %.2f s (%s× the CLI dumps; goal ≤ 1.3×), CPU %.2f s (%s×); server RSS idle %s MiB, peak %s MiB (jobs share %s MiB)\n' \
+    "$n" "$mj" "$(ratio "$mj" "$mc")" "$mjc" "$(ratio "$mjc" "$mcc")" "$(mib "$idle")" "$(mib "$peak")" "$(mib "$(awk -v p="$peak" -v i="$idle" 'BEGIN { print p - i }')")"
 done
 one=$((bound - 32 * 1024 * 1024))
 printf 'bound %d × (N+1) × part size + 32 MiB = %d × (%d+1) × %s MiB + 32 MiB = %s MiB (one job: %s MiB)\n' \
