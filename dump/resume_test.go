@@ -213,3 +213,46 @@ func TestResumeOnSameSource(t *testing.T) {
 		t.Fatal("stop-and-continue on one Source differs from one dump")
 	}
 }
+
+// TestBoundary checks what a checkpoint callback is offered: Progress is
+// the position without the formatter's and the digests' state, Cursor
+// the same position with both, and the same value each time it is asked.
+func TestBoundary(t *testing.T) {
+	db := smallDB(t, t.TempDir())
+	ctx := context.Background()
+	src, err := Open(ctx, db, Options{Format: sluice.FormatCSV, ChunkSize: 1}, testsupport.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	inTable := 0
+	_, err = src.Dump(ctx, &bytes.Buffer{}, Cursor{}, func(b *Boundary) error {
+		p, c := b.Progress(), b.Cursor()
+		if p.State != nil || p.Digest != nil {
+			t.Errorf("progress at %+v carries state", p)
+		}
+		if !reflect.DeepEqual(c, b.Cursor()) {
+			t.Errorf("cursor changed when asked again: %+v", c)
+		}
+		if c.State == nil || c.Digest == nil {
+			t.Errorf("cursor at step %d without the zip's or the digests' state", c.Step)
+		}
+		if c.After != nil {
+			inTable++
+			if c.Digest.Open == nil {
+				t.Errorf("cursor inside table %q without the table's running hash", c.Table)
+			}
+		}
+		c.State, c.Digest = nil, nil
+		if !reflect.DeepEqual(p, c) {
+			t.Errorf("progress %+v, cursor %+v", p, c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inTable == 0 {
+		t.Fatal("no boundary inside a table")
+	}
+}
