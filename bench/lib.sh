@@ -156,8 +156,8 @@ tree_cpu() {
   local p tck
   tck=$(getconf CLK_TCK)
   for p in "$1" $(pgrep -P "$1" || true); do
-    # Fields 14 and 15 of /proc/PID/stat, counted from the last ")": the
-    # command name may hold spaces.
+    # utime and stime, fields 14 and 15 of /proc/PID/stat: 12 and 13
+    # once the pid and the command name (which may hold spaces) are cut.
     sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }'
   done | awk -v t="$tck" '{ s += $1 } END { printf "%.2f\n", s / t }'
 }

@@ -347,20 +347,6 @@ func referenceDump(t *testing.T, db string, spec sluice.JobSpec) []byte {
 	return buf.Bytes()
 }
 
-func readObject(t *testing.T, store objstore.Store, key string) []byte {
-	t.Helper()
-	rc, _, err := store.Get(context.Background(), key, 0, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func decompress(t *testing.T, c sluice.Compression, b []byte) []byte {
 	t.Helper()
 	switch c {

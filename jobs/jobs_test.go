@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/objstore/storetest"
 	"github.com/sluice-dev/sluice/state"
 	"github.com/sluice-dev/sluice/verify"
 )
@@ -43,7 +44,7 @@ func TestJobCompletes(t *testing.T) {
 				t.Fatalf("submitted job: %+v", job)
 			}
 			done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-			obj := readObject(t, e.store, done.Key)
+			obj := storetest.ReadObject(t, e.store, done.Key)
 			sum := sha256.Sum256(obj)
 			if done.SHA256 != hex.EncodeToString(sum[:]) || done.Size != int64(len(obj)) {
 				t.Errorf("status sha256 %s size %d, object %x %d", done.SHA256, done.Size, sum, len(obj))
@@ -128,7 +129,7 @@ func TestResumeAfterCrash(t *testing.T) {
 			}
 			done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
 			want := referenceDump(t, e.dbPath, done.Spec)
-			if got := decompress(t, tc.spec.Compression, readObject(t, e.store, done.Key)); !bytes.Equal(got, want) {
+			if got := decompress(t, tc.spec.Compression, storetest.ReadObject(t, e.store, done.Key)); !bytes.Equal(got, want) {
 				t.Fatalf("resumed object (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
 			}
 			if done.Resumed < 1 || done.Resumed > len(tc.crashes) {
@@ -182,7 +183,7 @@ func TestResumeWithLostLeftover(t *testing.T) {
 	}
 	svc = e.start()
 	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-	if got, want := readObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
+	if got, want := storetest.ReadObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
 		t.Fatalf("object after a lost leftover (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
 	}
 	assertClean(t, e.store, done.Key)
@@ -219,7 +220,7 @@ func TestShutdownResumes(t *testing.T) {
 	e.setHook(nil)
 	svc = e.start()
 	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-	if got, want := readObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
+	if got, want := storetest.ReadObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
 		t.Fatal("object differs from an uninterrupted dump")
 	}
 	if done.Resumed != 1 || done.Consistency != sluice.ConsistencyResumed {
@@ -393,7 +394,7 @@ func TestCrashAfterSmallPut(t *testing.T) {
 	e.crash()
 	svc = e.start()
 	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-	if got, want := readObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
+	if got, want := storetest.ReadObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
 		t.Fatal("object differs from an uninterrupted dump")
 	}
 	assertClean(t, e.store, done.Key)

@@ -14,6 +14,7 @@ import (
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"github.com/sluice-dev/sluice/objstore"
+	"github.com/sluice-dev/sluice/objstore/storetest"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 )
@@ -60,7 +61,7 @@ func TestCrashRedoesAtMostWindow(t *testing.T) {
 			svc = e.start()
 			done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
 			want := referenceDump(t, e.dbPath, done.Spec)
-			if got := decompress(t, tc.spec.Compression, readObject(t, e.store, done.Key)); !bytes.Equal(got, want) {
+			if got := decompress(t, tc.spec.Compression, storetest.ReadObject(t, e.store, done.Key)); !bytes.Equal(got, want) {
 				t.Fatalf("object (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
 			}
 			twice := 0

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/internal/testsupport"
+	"github.com/sluice-dev/sluice/objstore/storetest"
 	"github.com/sluice-dev/sluice/state"
 )
 
@@ -87,7 +88,7 @@ func TestRoles(t *testing.T) {
 		}
 		done := waitJob(t, control, j.ID, 5*time.Second, sluice.StateCompleted)
 		kept = done.Key
-		if got, want := readObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
+		if got, want := storetest.ReadObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
 			t.Error("object differs from an uninterrupted dump")
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/sluice-dev/sluice"
 	"github.com/sluice-dev/sluice/objstore/s3"
+	"github.com/sluice-dev/sluice/objstore/storetest"
 )
 
 // s3Env returns an S3 store on a fresh bucket of the test server, and a
@@ -74,7 +75,7 @@ func TestS3CrashResume(t *testing.T) {
 		svc = e.start()
 	}
 	done := waitJob(t, svc, job.ID, 3*time.Minute, sluice.StateCompleted)
-	if got, want := readObject(t, store, done.Key), referenceDump(t, db, done.Spec); !bytes.Equal(got, want) {
+	if got, want := storetest.ReadObject(t, store, done.Key), referenceDump(t, db, done.Spec); !bytes.Equal(got, want) {
 		t.Fatalf("object (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
 	}
 	if extra := e.store.uploads.Load() - int64(done.Progress.PartsUploaded); extra > 1 {
@@ -200,7 +201,7 @@ func TestS3UploadVanishes(t *testing.T) {
 	default:
 		t.Fatal("the job completed before its upload was aborted")
 	}
-	if got, want := readObject(t, store, done.Key), referenceDump(t, db, done.Spec); !bytes.Equal(got, want) {
+	if got, want := storetest.ReadObject(t, store, done.Key), referenceDump(t, db, done.Spec); !bytes.Equal(got, want) {
 		t.Fatalf("object (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
 	}
 	m.mu.Lock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/objstore/storetest"
 	"zombiezen.com/go/sqlite"
 	"zombiezen.com/go/sqlite/sqlitex"
 )
@@ -60,7 +61,7 @@ func TestStrictIsOnePointInTime(t *testing.T) {
 	if done.Resumed != 1 || done.Consistency != sluice.ConsistencyStrict {
 		t.Errorf("resumed %d consistency %s; want 1 and strict", done.Resumed, done.Consistency)
 	}
-	got := readObject(t, e.store, done.Key)
+	got := storetest.ReadObject(t, e.store, done.Key)
 	if want := referenceDump(t, before, done.Spec); !bytes.Equal(got, want) {
 		t.Fatalf("strict object (%d bytes) differs from the database at the start (%d bytes)", len(got), len(want))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-dev/sluice"
+	"github.com/sluice-dev/sluice/objstore/storetest"
 	"github.com/sluice-dev/sluice/state"
 )
 
@@ -79,7 +80,7 @@ func TestTwoSchedulersOneDataDir(t *testing.T) {
 	for i, id := range ids {
 		done := waitJob(t, svcs[(i+1)%2], id, 2*time.Minute, sluice.StateCompleted)
 		want := referenceDump(t, e.dbPath, done.Spec)
-		if got := decompress(t, done.Spec.Compression, readObject(t, e.store, done.Key)); !bytes.Equal(got, want) {
+		if got := decompress(t, done.Spec.Compression, storetest.ReadObject(t, e.store, done.Key)); !bytes.Equal(got, want) {
 			t.Errorf("job %d: object differs from an uninterrupted dump", i)
 		}
 		keys = append(keys, done.Key)

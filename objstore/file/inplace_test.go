@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/sluice-dev/sluice/internal/testsupport"
 	"github.com/sluice-dev/sluice/objstore"
+	"github.com/sluice-dev/sluice/objstore/storetest"
 )
 
 // TestInPlaceLayout checks the in-place layout: parts of one size land in
@@ -97,13 +97,7 @@ func TestInPlaceLayout(t *testing.T) {
 			if before.Sys().(*syscall.Stat_t).Ino != after.Sys().(*syscall.Stat_t).Ino {
 				t.Error("the object is a copy, not the upload's data file")
 			}
-			rc, _, err := s2.Get(ctx, "k/obj", 0, -1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, _ := io.ReadAll(rc)
-			rc.Close()
-			if !bytes.Equal(got, data) {
+			if got := storetest.ReadObject(t, s2, "k/obj"); !bytes.Equal(got, data) {
 				t.Fatalf("object differs (%d bytes, want %d)", len(got), len(data))
 			}
 			if _, err := os.Stat(dir); !os.IsNotExist(err) {
@@ -163,13 +157,7 @@ func TestUploadPartBodies(t *testing.T) {
 				if _, err := s.CompleteMultipart(ctx, "k", id, parts, objstore.PutOptions{}); err != nil {
 					t.Fatal(err)
 				}
-				rc, _, err := s.Get(ctx, "k", 0, -1)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, _ := io.ReadAll(rc)
-				rc.Close()
-				if !bytes.Equal(got, data) {
+				if got := storetest.ReadObject(t, s, "k"); !bytes.Equal(got, data) {
 					t.Errorf("object differs (%d bytes, want %d)", len(got), len(data))
 				}
 			})
