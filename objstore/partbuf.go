@@ -16,8 +16,10 @@ import (
 //     heap grow to twice it (GOGC): a Writer's Concurrency+1 buffers are
 //     most of a job's live memory;
 //   - pages the Writer never writes are never resident, so a small
-//     object costs what it writes, and a buffer a fast store hands back
-//     at once is reused (get is LIFO), leaving the others untouched.
+//     object costs what it writes (rounded up to 2 MiB where the buffer
+//     gets huge pages: partbuf_linux.go), and a buffer a fast store
+//     hands back at once is reused (get is LIFO), leaving the others
+//     untouched.
 //
 // Mapped memory is not collected, so the pool frees it explicitly: close
 // frees every free buffer and each one put back later, and a finalizer
