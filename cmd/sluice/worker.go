@@ -296,21 +296,56 @@ func (w *exportWorker) spawn() (*exec.Cmd, *os.File, *os.File, error) {
 // the server's pipes.
 const workerEnvMark = "SLUICE_EXPORT_WORKER"
 
+// workerGODEBUG turns off Go's asynchronous preemption in the worker,
+// unless the operator's GODEBUG sets it. Go preempts a goroutine that
+// has run for 10 ms, and stops every goroutine for each collection, with
+// a signal to its thread; in a virtual machine a signal costs trips to
+// the hypervisor, and the worker's exports are all CPU-bound goroutines
+// that run for long stretches: signals took about 4% of a job's CPU
+// (docs/benchmarks.md, session 8). The worker serves no request that
+// waits on a preemption, and its loops call functions, where goroutines
+// still yield. The server keeps asynchronous preemption: its queries do
+// wait.
+const workerGODEBUG = "asyncpreemptoff=1"
+
 // workerEnv is the server's environment for the worker, marked, with a
-// CPU profile (SLUICE_CPUPROFILE) written to a file of the worker's own.
+// CPU profile (SLUICE_CPUPROFILE) written to a file of the worker's own,
+// and workerGODEBUG added to GODEBUG.
 func workerEnv(env []string) []string {
-	out := make([]string, 0, len(env)+1)
+	out := make([]string, 0, len(env)+2)
 	out = append(out, workerEnvMark+"=1")
+	debug := false
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "SLUICE_CPUPROFILE="); ok && v != "" {
 			kv += ".worker"
+		}
+		if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+			kv, debug = "GODEBUG="+withWorkerGODEBUG(v), true
 		}
 		if strings.HasPrefix(kv, workerEnvMark+"=") {
 			continue
 		}
 		out = append(out, kv)
 	}
+	if !debug {
+		out = append(out, "GODEBUG="+workerGODEBUG)
+	}
 	return out
+}
+
+// withWorkerGODEBUG adds workerGODEBUG to the GODEBUG value v unless v
+// already sets that setting.
+func withWorkerGODEBUG(v string) string {
+	name, _, _ := strings.Cut(workerGODEBUG, "=")
+	for _, kv := range strings.Split(v, ",") {
+		if k, _, _ := strings.Cut(strings.TrimSpace(kv), "="); k == name {
+			return v
+		}
+	}
+	if v == "" {
+		return workerGODEBUG
+	}
+	return v + "," + workerGODEBUG
 }
 
 // relay passes events to the worker and its messages to the server until

@@ -244,3 +244,32 @@ func TestWorkerHelloRoundTrip(t *testing.T) {
 		t.Fatalf("hello changed on the way:\n got %+v\nwant %+v", got, want)
 	}
 }
+
+// TestWorkerEnv checks the worker's environment: marked once, the CPU
+// profile renamed, and asynchronous preemption off unless the operator's
+// GODEBUG says otherwise.
+func TestWorkerEnv(t *testing.T) {
+	tests := []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"plain", []string{"HOME=/h"},
+			[]string{workerEnvMark + "=1", "HOME=/h", "GODEBUG=asyncpreemptoff=1"}},
+		{"other GODEBUG settings", []string{"GODEBUG=gctrace=1"},
+			[]string{workerEnvMark + "=1", "GODEBUG=gctrace=1,asyncpreemptoff=1"}},
+		{"empty GODEBUG", []string{"GODEBUG="},
+			[]string{workerEnvMark + "=1", "GODEBUG=asyncpreemptoff=1"}},
+		{"the operator's choice stands", []string{"GODEBUG=gctrace=1, asyncpreemptoff=0"},
+			[]string{workerEnvMark + "=1", "GODEBUG=gctrace=1, asyncpreemptoff=0"}},
+		{"profile and an inherited mark", []string{"SLUICE_CPUPROFILE=/p", workerEnvMark + "=0"},
+			[]string{workerEnvMark + "=1", "SLUICE_CPUPROFILE=/p.worker", "GODEBUG=asyncpreemptoff=1"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := workerEnv(tc.env); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("workerEnv(%q) = %q, want %q", tc.env, got, tc.want)
+			}
+		})
+	}
+}
