@@ -153,6 +153,7 @@ type dumpWriter struct {
 	cur Cursor // position of the next byte; Bytes counts what w accepted
 	out []byte
 	dg  *digester // nil when resumed from a cursor without digest state
+	bnd Boundary  // the one offered to checkpoint, reused: valid only during the call
 }
 
 func (d *dumpWriter) flush() error {
@@ -209,7 +210,8 @@ func (d *dumpWriter) mark(checkpoint func(*Boundary) error) (stop bool, err erro
 	if err := d.flush(); err != nil {
 		return false, err
 	}
-	b := &Boundary{cur: d.cur, d: d}
+	d.bnd = Boundary{cur: d.cur, d: d}
+	b := &d.bnd
 	if err := checkpoint(b); err != nil {
 		if errors.Is(err, ErrStop) {
 			d.cur = b.Cursor()
