@@ -48,17 +48,22 @@ for k in $(seq 1 "$jobs"); do
 done
 log "$jobs copies of $src ($(du -sh "$src" | cut -f1) each) in $work"
 
-# cli_all: the four CLI dumps one after the other; prints the sums of
-# their wall and CPU seconds.
+# cli_all: the four CLI dumps one after the other, each to a file of its
+# own; prints the sums of their wall and CPU seconds. The four files are
+# kept until the last dump ends, as the jobs' four objects are: one file
+# rewritten four times would reuse the page cache its predecessor just
+# freed, which in a VM is several times cheaper than fresh memory
+# (docs/benchmarks.md, "The page cache in the four-jobs reference").
 cli_all() {
-  local total=0 cpu=0 d t c
-  for d in "${dbs[@]}"; do
-    read -r t _ c < <(measure "$work/cli.time" "$bin" dump --db "$d" --format sql -o "$work/out.sql" --progress never 2>"$work/cli.err")
-    succeeded "$work/cli.time" || { cat "$work/cli.err" >&2; log "sluice dump of $d failed"; exit 1; }
-    rm -f "$work/out.sql"
+  local total=0 cpu=0 k t c
+  mkdir -p "$work/cli"
+  for k in "${!dbs[@]}"; do
+    read -r t _ c < <(measure "$work/cli.time" "$bin" dump --db "${dbs[$k]}" --format sql -o "$work/cli/out$k.sql" --progress never 2>"$work/cli.err")
+    succeeded "$work/cli.time" || { cat "$work/cli.err" >&2; log "sluice dump of ${dbs[$k]} failed"; exit 1; }
     total=$(awk -v a="$total" -v b="$t" 'BEGIN { print a + b }')
     cpu=$(awk -v a="$cpu" -v b="$c" 'BEGIN { print a + b }')
   done
+  rm -rf "$work/cli"
   echo "$total $cpu"
 }
 
