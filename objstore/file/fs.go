@@ -29,6 +29,10 @@ type FS interface {
 	OpenData(name string) (DataFile, error)
 	// DataSync fdatasyncs the file at name.
 	DataSync(name string) error
+	// DropCache advises the kernel that the file at name will not be
+	// read soon, so that its clean cached pages can be freed. It is
+	// advice: a failure changes only memory use, and is not reported.
+	DropCache(name string)
 	// Free returns the bytes that may still be written on dir's
 	// filesystem, or -1 if the platform cannot tell.
 	Free(dir string) (int64, error)
@@ -114,6 +118,16 @@ func (OS) DataSync(name string) error {
 		err = cerr
 	}
 	return err
+}
+
+// DropCache implements FS.
+func (OS) DropCache(name string) {
+	f, err := os.Open(name)
+	if err != nil {
+		return
+	}
+	dropCache(f)
+	f.Close()
 }
 
 type osData struct{ *os.File }

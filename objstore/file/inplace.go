@@ -317,7 +317,11 @@ func (s *Store) partList(key, id string, u upload) ([]objstore.Part, *layout, er
 
 // SyncUpload implements objstore.Syncer: it makes the parts stored so far
 // durable, with one fdatasync of the data file and of the sidecar and one
-// fsync of the directory.
+// fsync of the directory. The data file's synced pages then leave the
+// page cache: nothing reads them before the object is downloaded, and an
+// export as large as its database would otherwise push that database's
+// pages, which queries read, out of memory. (The sidecar keeps its
+// pages, since every part appends to its last one.)
 func (s *Store) SyncUpload(ctx context.Context, key, uploadID string) error {
 	if err := checkKey(key); err != nil {
 		return err
@@ -338,7 +342,13 @@ func (s *Store) SyncUpload(ctx context.Context, key, uploadID string) error {
 		return nil
 	}
 	syncs := []func() error{
-		func() error { return dataSync(dataFile) },
+		func() error {
+			if err := dataSync(dataFile); err != nil {
+				return err
+			}
+			s.fs.DropCache(filepath.Join(dir, dataFile))
+			return nil
+		},
 		func() error { return dataSync(sidecarFile) },
 		func() error { return s.fs.SyncDir(dir) },
 	}
