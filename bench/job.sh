@@ -60,6 +60,7 @@ cat "$db" >/dev/null
 job() {
   local target
   rm -rf "$work/data" "$work/exports"
+  settle
   if [ "$store" = s3 ]; then target=$(s3_store "$bucket" job/); else target=$(file_store "$work/exports"); fi
   serve_config "$work" "{\"default\": \"$db\"}" "$target" "{\"exportNice\": $1, \"uploadConcurrency\": $conc${EXTRA_LIMITS:+, $EXTRA_LIMITS}}"
   run_jobs "$bin" "$work" '{"format":"sql"}' "" || return 1
@@ -76,6 +77,7 @@ job() {
 cli() {
   local t c
   mkdir -p "$work/fs"
+  settle
   # shellcheck disable=SC2086 # DEST is two words on purpose
   read -r t _ c < <(measure "$work/$1.time" "$bin" dump --db "$db" --format sql $2 --progress never --s3-path-style 2>"$work/cli.err")
   succeeded "$work/$1.time" || { cat "$work/cli.err" >&2; log "sluice dump $2 failed"; exit 1; }

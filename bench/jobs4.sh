@@ -57,6 +57,7 @@ log "$jobs copies of $src ($(du -sh "$src" | cut -f1) each) in $work"
 cli_all() {
   local total=0 cpu=0 k t c
   mkdir -p "$work/cli"
+  settle
   for k in "${!dbs[@]}"; do
     read -r t _ c < <(measure "$work/cli.time" "$bin" dump --db "${dbs[$k]}" --format sql -o "$work/cli/out$k.sql" --progress never 2>"$work/cli.err")
     succeeded "$work/cli.time" || { cat "$work/cli.err" >&2; log "sluice dump of ${dbs[$k]} failed"; exit 1; }
@@ -70,6 +71,7 @@ cli_all() {
 # jobs_all NICE: the four jobs at once; prints run_jobs's line.
 jobs_all() {
   rm -rf "$work/data" "$work/exports"
+  settle
   serve_config "$work" "{$dbjson}" "$(file_store "$work/exports")" \
     "{\"exportNice\": $1, \"uploadConcurrency\": $conc, \"maxConcurrentJobs\": $jobs${EXTRA_LIMITS:+, $EXTRA_LIMITS}}"
   run_jobs "$bin" "$work" '{"format":"sql"}' "${routes[@]}" || return 1

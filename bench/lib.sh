@@ -48,6 +48,18 @@ build_sluice() {
   (cd "$BENCH_ROOT" && go build -o "$1" ./cmd/sluice)
 }
 
+# settle lets memory freed by the previous measurement (its deleted
+# outputs) go back to the host before the next one starts, so that every
+# path starts from the same state. In a VM with free page reporting
+# (virtio-balloon), the page cache is several times cheaper to fill from
+# memory freed a moment ago than from memory the host must supply again;
+# without the pause, the order of the paths decides which one pays
+# (docs/benchmarks.md, "The page cache in the four-jobs reference").
+# SETTLE_SECONDS sets the pause (default 3; 0 skips it).
+settle() {
+  sleep "${SETTLE_SECONDS:-3}"
+}
+
 # measure TIME_FILE CMD... runs CMD under /usr/bin/time -v with stdout
 # to /dev/null and prints "wall_seconds max_rss_kib cpu_seconds" (cpu is
 # user + system time, which is less disturbed than wall time by other
