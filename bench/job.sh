@@ -64,8 +64,8 @@ job() {
   if [ "$store" = s3 ]; then target=$(s3_store "$bucket" job/); else target=$(file_store "$work/exports"); fi
   serve_config "$work" "{\"default\": \"$db\"}" "$target" "{\"exportNice\": $1, \"uploadConcurrency\": $conc${EXTRA_LIMITS:+, $EXTRA_LIMITS}}"
   run_jobs "$bin" "$work" '{"format":"sql"}' "" || return 1
-  # Like cli's outputs, the object goes as soon as it is measured, so the
-  # next path never pays for fresh page cache while this one's is held
+  # The object goes as soon as it is measured, as cli's outputs do, so
+  # that every path starts with no earlier output held in memory
   # (docs/benchmarks.md, "The page cache in the four-jobs reference").
   rm -rf "$work/exports"
   [ "$store" = s3 ] && s3_bucket_empty "$bucket"

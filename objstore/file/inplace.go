@@ -319,9 +319,9 @@ func (s *Store) partList(key, id string, u upload) ([]objstore.Part, *layout, er
 // durable, with one fdatasync of the data file and of the sidecar and one
 // fsync of the directory. The data file's synced pages then leave the
 // page cache: nothing reads them before the object is downloaded, and an
-// export as large as its database would otherwise push that database's
-// pages, which queries read, out of memory. (The sidecar keeps its
-// pages, since every part appends to its last one.)
+// export, often larger than its database, would otherwise push that
+// database's pages, which queries read, out of memory. (The sidecar keeps
+// its pages, since every part appends to its last one.)
 func (s *Store) SyncUpload(ctx context.Context, key, uploadID string) error {
 	if err := checkKey(key); err != nil {
 		return err
