@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-dev/sluice/dump"
 	"github.com/sluice-dev/sluice/objstore"
 	"github.com/sluice-dev/sluice/objstore/file"
+	"github.com/sluice-dev/sluice/objstore/storetest"
 	"github.com/sluice-dev/sluice/state"
 	"github.com/sluice-dev/sluice/verify"
 )
@@ -39,8 +40,11 @@ type testStore struct {
 	crashed   atomic.Bool
 	failParts atomic.Int64 // fail this many UploadPart calls with a retryable error first
 	crashPut  atomic.Bool  // the next successful Put "kills the process"
-	delay     atomic.Int64 // each UploadPart takes this long (a slow store)
-	waiting   atomic.Int64 // UploadPart calls waiting at the gate
+	// crashComplete: the next CompleteMultipart "kills the process"
+	// before it reaches the store.
+	crashComplete atomic.Bool
+	delay         atomic.Int64 // each UploadPart takes this long (a slow store)
+	waiting       atomic.Int64 // UploadPart calls waiting at the gate
 	// corruptManifests changes a digest in every manifest stored.
 	corruptManifests atomic.Bool
 
@@ -63,6 +67,10 @@ func (s *testStore) afterStore(key string) {
 }
 
 func (s *testStore) CompleteMultipart(ctx context.Context, key, uploadID string, parts []objstore.Part, opts objstore.PutOptions) (objstore.ObjectInfo, error) {
+	if s.crashComplete.CompareAndSwap(true, false) {
+		s.crashed.Store(true)
+		return objstore.ObjectInfo{}, errAbandon
+	}
 	info, err := s.Store.CompleteMultipart(ctx, key, uploadID, parts, opts)
 	if err == nil {
 		s.afterStore(key)
@@ -283,6 +291,32 @@ func (e *env) crash() {
 	st.Close()
 	e.store.crashed.Store(false)
 	e.store.crashAt.Store(0)
+}
+
+// restartAfterCrash waits until the test store has "killed the process"
+// while svc ran job id, crashes the service as kill -9 would, and starts
+// a new one on the same data.
+func (e *env) restartAfterCrash(svc *Service, id string) *Service {
+	e.t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !e.store.crashed.Load() {
+		if j := mustGet(e.t, svc, id); j.State.Terminal() || time.Now().After(deadline) {
+			e.t.Fatalf("no crash: job %s %s", j.State, j.Error)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	e.crash()
+	return e.start()
+}
+
+// checkObject checks that a completed job's object holds exactly the
+// bytes of an uninterrupted dump.
+func (e *env) checkObject(done *sluice.Job) {
+	e.t.Helper()
+	want := referenceDump(e.t, e.dbPath, done.Spec)
+	if got := decompress(e.t, done.Spec.Compression, storetest.ReadObject(e.t, e.store, done.Key)); !bytes.Equal(got, want) {
+		e.t.Fatalf("object (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
+	}
 }
 
 // waitTaskGone waits until job id's tick task is gone from st: the tick

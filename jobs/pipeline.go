@@ -287,13 +287,20 @@ func (p *pipeline) reap(wait bool) error {
 func (p *pipeline) finish() error { return p.reap(true) }
 
 // saveAll checkpoints at c after every part is stored: when the tick
-// yields and when the dump is done.
+// yields and when the dump is done. At the dump's end the Writer is
+// sealed first, so that the checkpoint holds no leftover bytes (up to a
+// part's worth, written and fsynced for nothing) and names every part.
 func (p *pipeline) saveAll(c dump.Cursor) error {
 	if err := p.reap(true); err != nil {
 		return err
 	}
 	if err := p.fr.endFrame(); err != nil {
 		return err
+	}
+	if c.Done {
+		if err := p.w.Seal(); err != nil {
+			return storeErr(err)
+		}
 	}
 	st, left, err := p.w.Checkpoint(p.k.ctx)
 	if err != nil {

@@ -29,9 +29,12 @@ type State struct {
 	WriterID   string `json:"writerId"`
 	PartSize   int64  `json:"partSize"`
 	Generation int    `json:"generation,omitempty"` // times the stream outgrew its part size
-	Parts      []Part `json:"parts"`                // stored parts 1..n, each PartSize bytes
+	Parts      []Part `json:"parts"`                // stored parts 1..n, each PartSize bytes (the last may be shorter if Sealed)
 	Bytes      int64  `json:"bytes"`                // bytes in Parts
 	Hash       []byte `json:"hash"`                 // SHA-256 state over those bytes (encoding.BinaryMarshaler)
+	// Sealed: the stream ended and its last part was cut (Writer.Seal), so
+	// Parts are the whole object and only Complete remains.
+	Sealed bool `json:"sealed,omitempty"`
 	// ContentMD5Parts: the upload was created with PutOptions.ContentMD5Parts,
 	// so every part of it carries a Content-MD5 from the Writer.
 	ContentMD5Parts bool `json:"contentMD5Parts,omitempty"`
@@ -97,7 +100,8 @@ func (w *Writer) state() (State, error) {
 		return State{}, fmt.Errorf("objstore: writer %s: save hash: %w", w.key, err)
 	}
 	return State{Key: w.key, UploadID: w.uploadID, WriterID: w.writerID, PartSize: w.partSize,
-		Generation: w.gen, Parts: parts, Bytes: w.hashed, Hash: hs, ContentMD5Parts: w.md5Parts()}, nil
+		Generation: w.gen, Parts: parts, Bytes: w.hashed, Hash: hs, ContentMD5Parts: w.md5Parts(),
+		Sealed: w.sealed}, nil
 }
 
 // isMD5 reports whether a part checksum is a base64 MD5 (16 bytes) rather
@@ -127,6 +131,7 @@ func Resume(ctx context.Context, store Store, st State, pending []byte, opts Wri
 		return nil, fmt.Errorf("objstore: resume %s: hash state: %w: %w", st.Key, ErrResume, err)
 	}
 	w.writerID, w.partSize, w.gen, w.uploadID = st.WriterID, st.PartSize, st.Generation, st.UploadID
+	w.sealed = st.Sealed
 	// States saved before ContentMD5Parts existed say it through their
 	// parts' checksums: an MD5 means the upload took Content-MD5s.
 	w.forceMD5 = st.ContentMD5Parts || slices.ContainsFunc(st.Parts, func(p Part) bool { return isMD5(p.Checksum) })
@@ -168,9 +173,13 @@ func validateState(st State, l Limits, pending int) error {
 	if int64(pending) > st.PartSize {
 		return bad("%d leftover bytes exceed the part size %d", pending, st.PartSize)
 	}
+	if st.Sealed && (pending > 0 || len(st.Parts) == 0) {
+		return bad("sealed with %d parts and %d leftover bytes", len(st.Parts), pending)
+	}
 	var sum int64
 	for i, p := range st.Parts {
-		if p.Number != i+1 || p.Size != st.PartSize || p.ETag == "" {
+		full := p.Size == st.PartSize || st.Sealed && i == len(st.Parts)-1 && p.Size > 0 && p.Size < st.PartSize
+		if p.Number != i+1 || !full || p.ETag == "" {
 			return bad("part %d (number %d, size %d) is not a full part in sequence", i+1, p.Number, p.Size)
 		}
 		sum += p.Size

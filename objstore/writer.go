@@ -116,6 +116,7 @@ type Writer struct {
 	sem      chan struct{}
 	wg       sync.WaitGroup
 	closed   bool
+	sealed   bool // the last part is cut (Seal): no more writes
 	finished bool // Close succeeded
 	info     ObjectInfo
 	sum      string
@@ -238,6 +239,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, ErrClosed
 	}
+	if w.sealed && len(p) > 0 {
+		return 0, fmt.Errorf("objstore: writer %s: write after Seal", w.key)
+	}
 	if err := w.failed(); err != nil {
 		return 0, err
 	}
@@ -254,6 +258,31 @@ func (w *Writer) Write(p []byte) (int, error) {
 		written += k
 	}
 	return written, nil
+}
+
+// Seal ends the stream: the bytes buffered are cut as the upload's last
+// part, and the Writer takes no more writes. A Checkpoint after it then
+// has no leftover bytes, and its State (Sealed) needs only Close; a
+// caller that checkpoints before Close saves up to a part's worth of
+// leftover that way. A stream still shorter than one part, stored with a
+// single Put at Close, is not sealed: its bytes stay the leftover.
+func (w *Writer) Seal() error {
+	if w.closed {
+		return ErrClosed
+	}
+	if err := w.failed(); err != nil {
+		return err
+	}
+	if w.sealed || w.uploadID == "" {
+		return nil
+	}
+	if len(w.buf) > 0 {
+		if err := w.send(); err != nil {
+			return err
+		}
+	}
+	w.sealed = true
+	return nil
 }
 
 // cut hands the full buffer to an uploader as the next part, knowing that

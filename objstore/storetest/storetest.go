@@ -77,6 +77,7 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.Store, opts Options)
 		{"WriterResume", s.testWriterResume},
 		{"WriterResumeAfterCrash", s.testWriterResumeCrash},
 		{"WriterResumeMismatch", s.testWriterResumeMismatch},
+		{"WriterSealed", s.testWriterSealed},
 	}
 	for _, tc := range tests {
 		if len(opts.Only) > 0 && !slices.Contains(opts.Only, tc.name) {

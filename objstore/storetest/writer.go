@@ -588,3 +588,90 @@ func (s *suite) testWriterResumeMismatch(t *testing.T) {
 		t.Errorf("uploads left after discard: %v", ups)
 	}
 }
+
+// testWriterSealed checks Seal: the buffered bytes become the last part,
+// so a checkpoint after it has no leftover and names every part, and a
+// Writer resumed from it only completes the upload. A stream shorter than
+// one part (stored with one Put at Close) is not sealed: it stays the
+// leftover. A sealed State with leftover bytes, or one whose short last
+// part is not sealed, is refused.
+func (s *suite) testWriterSealed(t *testing.T) {
+	st := s.newStore(t)
+	p := partSize(st)
+	tests := []struct {
+		name   string
+		size   int64
+		parts  int
+		sealed bool
+	}{
+		{"short last part", 3*p + 77, 4, true},
+		{"full last part", 2 * p, 2, true},
+		{"shorter than a part", p / 2, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := NewRecorder(st)
+			key := s.key(t, "w")
+			data := randBytes(t, tc.size)
+			w, err := objstore.NewWriter(ctxT(t), rec, key, writerOpts(p), s.opts.Logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := writeChunks(t, w, data); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Seal(); err != nil {
+				t.Fatalf("seal: %v", err)
+			}
+			if tc.sealed {
+				if _, err := w.Write([]byte("x")); err == nil {
+					t.Error("write after Seal succeeded")
+				}
+			}
+			state, left, err := w.Suspend(ctxT(t))
+			if err != nil {
+				t.Fatalf("suspend: %v", err)
+			}
+			wantLeft := 0
+			if !tc.sealed {
+				wantLeft = len(data)
+			}
+			if state.Sealed != tc.sealed || len(state.Parts) != tc.parts || len(left) != wantLeft {
+				t.Fatalf("state sealed %v with %d parts and %d leftover bytes; want %v, %d, %d",
+					state.Sealed, len(state.Parts), len(left), tc.sealed, tc.parts, wantLeft)
+			}
+			if tc.sealed {
+				type badState struct {
+					name    string
+					st      objstore.State
+					pending []byte
+				}
+				bad := []badState{{"leftover bytes", roundTrip(t, state), []byte("x")}}
+				if state.Parts[len(state.Parts)-1].Size < p {
+					notSealed := roundTrip(t, state)
+					notSealed.Sealed = false
+					bad = append(bad, badState{"its short last part not sealed", notSealed, nil})
+				}
+				for _, b := range bad {
+					if _, err := objstore.Resume(ctxT(t), rec, b.st, b.pending, writerOpts(p), s.opts.Logger); !errors.Is(err, objstore.ErrResume) {
+						t.Errorf("resume a sealed state with %s: err = %v, want ErrResume", b.name, err)
+					}
+				}
+			}
+			w2, err := objstore.Resume(ctxT(t), rec, roundTrip(t, state), left, writerOpts(p), s.opts.Logger)
+			if err != nil {
+				t.Fatalf("resume: %v", err)
+			}
+			if err := w2.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			checkObject(t, st, key, data)
+			checkR2(t, rec)
+			for n := 1; n <= tc.parts; n++ {
+				if c := rec.Uploads(state.UploadID, n); c != 1 {
+					t.Errorf("part %d uploaded %d times, want once", n, c)
+				}
+			}
+		})
+	}
+}
