@@ -167,7 +167,9 @@ func validateState(st State, l Limits, pending int) error {
 	if st.UploadID == "" && len(st.Parts) > 0 {
 		return bad("parts without an upload id")
 	}
-	if len(st.Parts) >= l.MaxParts {
+	// An open stream needs a part number left for what follows; a sealed
+	// one may end on the last number allowed.
+	if len(st.Parts) > l.MaxParts || len(st.Parts) == l.MaxParts && !st.Sealed {
 		return bad("%d parts, limit %d", len(st.Parts), l.MaxParts)
 	}
 	if int64(pending) > st.PartSize {
