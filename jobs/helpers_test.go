@@ -293,20 +293,29 @@ func (e *env) crash() {
 	e.store.crashAt.Store(0)
 }
 
-// restartAfterCrash waits until the test store has "killed the process"
-// while svc ran job id, crashes the service as kill -9 would, and starts
-// a new one on the same data.
-func (e *env) restartAfterCrash(svc *Service, id string) *Service {
+// completeAfterCrash submits spec to a new service, waits until the test
+// store has "killed the process" during the job, crashes the service as
+// kill -9 would, starts a new one on the same data, and returns the job
+// once it has completed, its object checked against an uninterrupted
+// dump.
+func (e *env) completeAfterCrash(spec sluice.JobSpec) *sluice.Job {
 	e.t.Helper()
+	svc := e.start()
+	job, err := svc.Submit(context.Background(), spec)
+	if err != nil {
+		e.t.Fatal(err)
+	}
 	deadline := time.Now().Add(time.Minute)
 	for !e.store.crashed.Load() {
-		if j := mustGet(e.t, svc, id); j.State.Terminal() || time.Now().After(deadline) {
+		if j := mustGet(e.t, svc, job.ID); j.State.Terminal() || time.Now().After(deadline) {
 			e.t.Fatalf("no crash: job %s %s", j.State, j.Error)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 	e.crash()
-	return e.start()
+	done := waitJob(e.t, e.start(), job.ID, time.Minute, sluice.StateCompleted)
+	e.checkObject(done)
+	return done
 }
 
 // checkObject checks that a completed job's object holds exactly the

@@ -128,10 +128,7 @@ func TestResumeAfterCrash(t *testing.T) {
 				svc = e.start()
 			}
 			done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-			want := referenceDump(t, e.dbPath, done.Spec)
-			if got := decompress(t, tc.spec.Compression, storetest.ReadObject(t, e.store, done.Key)); !bytes.Equal(got, want) {
-				t.Fatalf("resumed object (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
-			}
+			e.checkObject(done)
 			if done.Resumed < 1 || done.Resumed > len(tc.crashes) {
 				t.Errorf("resumed %d, want 1..%d", done.Resumed, len(tc.crashes))
 			}
@@ -183,9 +180,7 @@ func TestResumeWithLostLeftover(t *testing.T) {
 	}
 	svc = e.start()
 	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-	if got, want := storetest.ReadObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
-		t.Fatalf("object after a lost leftover (%d bytes) differs from an uninterrupted dump (%d bytes)", len(got), len(want))
-	}
+	e.checkObject(done)
 	assertClean(t, e.store, done.Key)
 	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
 		t.Errorf("leftover files remain after completion: %v", ents)
@@ -220,9 +215,7 @@ func TestShutdownResumes(t *testing.T) {
 	e.setHook(nil)
 	svc = e.start()
 	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-	if got, want := storetest.ReadObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
-		t.Fatal("object differs from an uninterrupted dump")
-	}
+	e.checkObject(done)
 	if done.Resumed != 1 || done.Consistency != sluice.ConsistencyResumed {
 		t.Errorf("resumed %d consistency %s", done.Resumed, done.Consistency)
 	}
@@ -394,9 +387,7 @@ func TestCrashAfterSmallPut(t *testing.T) {
 	e.crash()
 	svc = e.start()
 	done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-	if got, want := storetest.ReadObject(t, e.store, done.Key), referenceDump(t, e.dbPath, done.Spec); !bytes.Equal(got, want) {
-		t.Fatal("object differs from an uninterrupted dump")
-	}
+	e.checkObject(done)
 	assertClean(t, e.store, done.Key)
 }
 

@@ -43,14 +43,7 @@ func TestCrashRedoesAtMostWindow(t *testing.T) {
 			})
 			e.store.delay.Store(int64(5 * time.Millisecond))
 			e.store.crashAt.Store(tc.crashAt)
-			svc := e.start()
-			job, err := svc.Submit(context.Background(), tc.spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc = e.restartAfterCrash(svc, job.ID)
-			done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-			e.checkObject(done)
+			done := e.completeAfterCrash(tc.spec)
 			twice := 0
 			for num, n := range e.store.uploadsOf() {
 				if n > 2 {
@@ -85,14 +78,7 @@ func TestCrashDuringComplete(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, testsupport.Corpus(t, "chinook.sqlite"), func(c *Config) { c.TickBudget = time.Hour })
 			e.store.crashComplete.Store(true)
-			svc := e.start()
-			job, err := svc.Submit(context.Background(), tc.spec)
-			if err != nil {
-				t.Fatal(err)
-			}
-			svc = e.restartAfterCrash(svc, job.ID)
-			done := waitJob(t, svc, job.ID, time.Minute, sluice.StateCompleted)
-			e.checkObject(done)
+			done := e.completeAfterCrash(tc.spec)
 			parts := e.store.uploadsOf()
 			if len(parts) < 2 {
 				t.Fatalf("%d parts: the test needs a multipart upload", len(parts))

@@ -273,10 +273,16 @@ func (w *Writer) Seal() error {
 	if err := w.failed(); err != nil {
 		return err
 	}
-	if w.sealed || w.uploadID == "" {
+	if w.uploadID == "" {
 		return nil
 	}
-	if len(w.buf) > 0 {
+	return w.seal()
+}
+
+// seal cuts the bytes buffered, if any, as the last part: Seal's work,
+// and Close's before it completes the upload.
+func (w *Writer) seal() error {
+	if !w.sealed && len(w.buf) > 0 {
 		if err := w.send(); err != nil {
 			return err
 		}
@@ -525,10 +531,8 @@ func (w *Writer) Close() error {
 	if w.uploadID == "" {
 		return w.putSmall()
 	}
-	if len(w.buf) > 0 {
-		if err := w.send(); err != nil {
-			return err
-		}
+	if err := w.seal(); err != nil {
+		return err
 	}
 	if err := w.drain(w.ctx); err != nil {
 		return err
